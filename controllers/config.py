@@ -1,0 +1,58 @@
+"""Scenario sections for the controllers: Stage-II MPC (``[controller]``) and Stage-I siting
+(``[siting]``). Validated once at the edge by :mod:`scenarios.config`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectiveWeights(_Strict):
+    """Weights of the Stage-II objective terms (DESIGN.md §3), in $ per unit of the term."""
+
+    imbalance_per_mwh: NonNegativeFloat = 1_000.0
+    ramp_violation_per_mwh: NonNegativeFloat = 5_000.0
+    unserved_per_mwh: NonNegativeFloat = 10_000.0
+    restoration_per_step: NonNegativeFloat = 10.0
+    voltage_slack_per_pu_step: NonNegativeFloat = 50_000.0
+    thermal_slack_per_mva_step: NonNegativeFloat = 5_000.0
+    operating_cost_scale: NonNegativeFloat = 1.0
+
+
+class ControllerConfig(_Strict):
+    """``[controller]``: which controller runs in the loop and how the MPC is set up."""
+
+    kind: Literal["none", "rule", "mpc"] = "mpc"
+    horizon_steps: int = Field(24, ge=1)
+    horizon_step_s: PositiveFloat = 300.0
+    resolve_every_steps: int = Field(5, ge=1)
+    time_limit_s: PositiveFloat = 5.0
+    mip_gap: float = Field(0.01, ge=0, lt=1)
+    solver: str = "appsi_highs"
+    forecaster: Literal["persistence", "perfect", "scenario"] = "persistence"
+    linearize_at: Literal["flat", "ac"] = "ac"
+    weights: ObjectiveWeights = ObjectiveWeights()
+
+
+class SitingConfig(_Strict):
+    """``[siting]``: Stage-I DRO-CVaR placement and sizing."""
+
+    scenarios: int = Field(20, ge=1)
+    ambiguity: Literal["none", "l1", "wasserstein"] = "wasserstein"
+    radius: NonNegativeFloat = 0.05
+    alpha: float = Field(0.9, ge=0, lt=1)
+    beta: float = Field(0.5, ge=0, le=1)
+    budget: NonNegativeFloat = 2_000_000.0
+    candidate_buses: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=lambda: ["bess", "ldes", "gen", "dr"])
+    integer_modules: bool = True
+    horizon_hours: PositiveFloat = 2.0
+    step_s: PositiveFloat = 300.0
+    method: Literal["auto", "extensive", "benders"] = "auto"
+    time_limit_s: PositiveFloat = 300.0
+    mip_gap: float = Field(0.01, ge=0, lt=1)

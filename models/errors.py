@@ -1,0 +1,40 @@
+"""The one exception type for bad user input.
+
+Everything the user hands us (a scenario file, a feeder, a siting file, a CLI option) is
+checked at the edge. When it is wrong we raise :class:`ScenarioError`, naming the file, the
+field and what is allowed; ``run_cosim.py`` turns it into exit code 2 and a single line on
+stderr. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ScenarioError(Exception):
+    """Bad user input: a file, a field in it, and what is allowed instead.
+
+    Parameters
+    ----------
+    source:
+        The file (or CLI option, e.g. ``"--scale"``) the problem is in.
+    field:
+        Dotted path of the offending field (``"campus[0].bus"``); empty if the whole
+        source is at fault (missing file, unreadable file).
+    message:
+        What is wrong and what is allowed, e.g. ``"unknown bus '99'; allowed: 1..33"``.
+    """
+
+    def __init__(self, source: str | Path, field: str, message: str) -> None:
+        self.source = str(source)
+        self.field = field
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """The single line the CLI prints: ``file: field: message``."""
+        parts = [self.source]
+        if self.field:
+            parts.append(self.field)
+        parts.append(" ".join(self.message.split()))
+        return ": ".join(parts)

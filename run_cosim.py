@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""dcshock-cosim command line (DESIGN.md §5).
+
+    python run_cosim.py                     # default scenario → results/ieee33_ai_shock/
+    python run_cosim.py run SCENARIO [--out DIR] [--hours H] [--controller none|rule|mpc]
+                                     [--seed N] [--siting FILE] [--realtime FACTOR]
+    python run_cosim.py site SCENARIO [--out DIR] [--scenarios N]
+                                      [--ambiguity none|l1|wasserstein] [--radius R]
+                                      [--alpha A] [--beta B]
+    python run_cosim.py shocks SCENARIO --samples N [--seed S] --out FILE.parquet
+    python run_cosim.py feeder NAME_OR_DSS_FILE [--scale K] --json
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming file, field and what is
+allowed), 1 internal failure. This module only parses arguments and calls one function per
+subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from models.errors import ScenarioError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad options as one ScenarioError line (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ScenarioError("command line", self.prog.split()[-1], message)
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0 and value != 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="run_cosim.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a co-simulation scenario")
+    run.add_argument("scenario", type=Path)
+    run.add_argument("--out", type=Path, help="output folder (default results/<scenario name>)")
+    run.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
+    run.add_argument("--controller", choices=["none", "rule", "mpc"])
+    run.add_argument("--seed", type=int)
+    run.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
+    run.add_argument("--realtime", type=_positive(float),
+                     help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    site = sub.add_parser("site", help="Stage-I DRO-CVaR siting and sizing of FCMs")
+    site.add_argument("scenario", type=Path)
+    site.add_argument("--out", type=Path)
+    site.add_argument("--scenarios", type=_positive(int))
+    site.add_argument("--ambiguity", choices=["none", "l1", "wasserstein"])
+    site.add_argument("--radius", type=_non_negative)
+    site.add_argument("--alpha", type=_unit_interval)
+    site.add_argument("--beta", type=_unit_interval)
+    site.add_argument("--method", choices=["auto", "extensive", "benders"])
+    site.add_argument("--seed", type=int)
+
+    shocks = sub.add_parser("shocks", help="sample demand-shock scenarios to Parquet")
+    shocks.add_argument("scenario", type=Path)
+    shocks.add_argument("--samples", type=_positive(int), required=True)
+    shocks.add_argument("--seed", type=int)
+    shocks.add_argument("--out", type=Path, required=True)
+
+    feeder = sub.add_parser("feeder", help="snapshot power flow of a feeder")
+    feeder.add_argument("source", help="built-in name (ieee33, ieee69) or an OpenDSS master file")
+    feeder.add_argument("--scale", type=_positive(float), default=1.0)
+    feeder.add_argument("--json", action="store_true", help="print the JSON summary")
+    return parser
+
+
+def cmd_feeder(args: argparse.Namespace) -> int:
+    from models.feeder import feeder_summary
+
+    summary = feeder_summary(args.source, scale=args.scale)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{args.source}: {summary['buses']} buses, load {summary['total_load_kw']:.1f} kW, "
+            f"losses {summary['losses_kw']:.2f} kW, Vmin {summary['v_min_pu']:.4f} pu at bus "
+            f"{summary['v_min_bus']}, converged={summary['converged']}"
+        )
+    return EXIT_OK
+
+
+def cmd_shocks(args: argparse.Namespace) -> int:
+    from models.shocks import generate_shocks
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    seed = scenario.seed if args.seed is None else args.seed
+    if args.out.suffix != ".parquet":
+        raise ScenarioError("command line", "--out", f"must end in .parquet, got {args.out}")
+    frame = generate_shocks(scenario, samples=args.samples, seed=seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".parquet.partial")
+    frame.to_parquet(tmp)
+    tmp.replace(args.out)
+    print(f"wrote {len(frame)} rows ({args.samples} samples, seed {seed}) to {args.out}")
+    return EXIT_OK
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from controllers.stage1 import site_command
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    overrides = {
+        "scenarios": args.scenarios, "ambiguity": args.ambiguity, "radius": args.radius,
+        "alpha": args.alpha, "beta": args.beta, "method": args.method,
+    }
+    scenario = scenario.with_overrides(siting=overrides)
+    if args.seed is not None:
+        scenario = scenario.with_overrides(seed=args.seed)
+    out = args.out or Path("results") / scenario.name
+    path = site_command(scenario, out)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scenarios.config import load_scenario
+    from scenarios.runner import run_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.hours is not None:
+        scenario = scenario.with_overrides(simulation={"hours": args.hours})
+    if args.controller is not None:
+        scenario = scenario.with_overrides(controller={"kind": args.controller})
+    if args.seed is not None:
+        scenario = scenario.with_overrides(seed=args.seed)
+    out = args.out or Path("results") / scenario.name
+    kpis = run_scenario(
+        scenario, out, siting_file=args.siting, realtime=args.realtime,
+        progress=not args.no_progress,
+    )
+    keys = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
+            "voltage_violation_bus_steps", "v_min_pu", "pf_nonconverged_steps", "wall_s")
+    print(f"wrote {out}/ (timeseries.parquet, kpis.json, manifest.json, report.html)")
+    print("  " + ", ".join(f"{k}={kpis[k]:.4g}" for k in keys if k in kpis))
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:  # the no-argument default: the main job
+            from scenarios.config import DEFAULT_SCENARIO
+
+            args = build_parser().parse_args(["run", str(DEFAULT_SCENARIO)])
+            args.out = Path("results") / DEFAULT_SCENARIO.stem
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        return COMMANDS[args.command](args)
+    except ScenarioError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
