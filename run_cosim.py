@@ -141,10 +141,11 @@ def cmd_shocks(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from controllers.stage1 import site_command
     from scenarios.config import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario)  # validate before importing the solver stack
+    from controllers.stage1 import site_command
+
     overrides = {
         "scenarios": args.scenarios, "ambiguity": args.ambiguity, "radius": args.radius,
         "alpha": args.alpha, "beta": args.beta, "method": args.method,
@@ -160,9 +161,10 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)  # validate before importing the mosaik stack
     from scenarios.runner import run_scenario
 
-    scenario = load_scenario(args.scenario)
     if args.hours is not None:
         scenario = scenario.with_overrides(simulation={"hours": args.hours})
     if args.controller is not None:
