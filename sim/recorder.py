@@ -1,0 +1,456 @@
+"""Recorder: a mosaik sink that writes every input it receives to ``timeseries.parquet``.
+
+The World connects any attribute of any entity to the one ``Sink`` entity (``any_inputs``)::
+
+    rec = world.start("Recorder", path=str(out / "timeseries.parquet"), step_s=60,
+                      column_map={"DC-0.campus1": "dc.campus1", "Feeder-0.grid": "sub",
+                                  "FCM-0": "fcm", "Ctrl-0.mpc": "ctrl"}).Sink()
+    world.connect(grid, rec, "p_mw", "bus_v_pu", "line_loading_pct", "converged")
+
+Each step becomes one row, indexed by ``time_s`` (simulated seconds at the start of the step,
+mosaik time × ``time_resolution``). Column names follow docs/results.md,
+``<entity>.<attr>``:
+
+* ``<entity>`` is the prefix :func:`column_prefix` finds in ``column_map`` for the source's
+  full id (``"DC-0.campus1"``). A key may also be a bare simulator id (``"FCM-0"``): its
+  value is then joined with the entity id (``"fcm"`` → ``"fcm.bess_18"``). Without a match
+  the prefix is the full id itself, so nothing is ever dropped or merged by accident.
+* A few attributes are named by :data:`COLUMN_RULES`, a declarative table of templates
+  (``{prefix}``, ``{attr}``, ``{key}``). A template with ``{key}`` applies to dict-valued
+  attributes, which are expanded into one column per key (``bus_v_pu = {"18": 0.91}`` →
+  ``bus.18.v_pu``); a template without ``{key}`` renames a scalar (``converged`` →
+  ``pf.converged``). Other dicts become ``<prefix>.<attr>.<key>``, other scalars
+  ``<prefix>.<attr>``. The World may add or override rules with ``column_rules``.
+
+Values: bool → Parquet ``bool``; int/float → ``float64``; str → ``string``. A column's type is
+fixed the first time it is written (from its first non-missing value; ``float64`` when all
+missing so far). Missing values (no input this step, ``None``) are NaN (null for bool and
+string columns). A value that does not fit the column's type is written as missing, with one
+warning per column.
+
+Crash safety. Rows are buffered and flushed every ``flush_every`` steps as one Parquet row
+group, in a complete, closed Parquet file of its own (a *segment*) under
+``<path>.parts/``. A segment is readable the moment it is written, so a crash, a kill or an
+exception in another simulator keeps every flushed row: :func:`read_timeseries` reads the
+segments of an unfinished run. ``finalize()`` flushes the rest and joins the segments, one
+row group each, into ``path`` with :class:`pyarrow.parquet.ParquetWriter` (written to a
+temporary name, then renamed), then removes ``<path>.parts/``. A run that did not finish
+therefore never leaves a ``timeseries.parquet`` that looks complete. mosaik also calls
+``finalize()`` when a World is shut down after another simulator failed; give the Recorder
+the run's end ``until_s`` (simulated seconds, exclusive, as ``World.run(until)``) and a
+``finalize()`` before that time only flushes the buffered rows to a last segment and leaves
+the segments as they are.
+
+Columns that first appear after the first row are kept: they join the schema from the next
+segment on, and rows before their appearance read as missing (NaN) in the final file. The
+schema of a segment is the schema at its flush; the final file has the union, in order of
+first appearance, then ``time_s`` as the pandas index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time as _time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mosaik_api_v3
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, SimId, Time
+
+logger = logging.getLogger(__name__)
+
+META: Meta = {
+    "api_version": "3.0",
+    "type": "time-based",
+    "models": {
+        "Sink": {"public": True, "any_inputs": True, "params": [], "attrs": []},
+    },
+    "extra_methods": ["timing", "columns"],
+}
+
+#: Attribute → column template. ``{key}`` templates expand dict values, the others rename
+#: scalars. ``{prefix}`` is the entity's column prefix, ``{attr}`` the attribute name.
+COLUMN_RULES: dict[str, str] = {
+    "bus_v_pu": "bus.{key}.v_pu",
+    "line_loading_pct": "line.{key}.loading_pct",
+    "line_p_mw": "line.{key}.p_mw",
+    "line_q_mvar": "line.{key}.q_mvar",
+    "pred_bus_v_pu": "pred.bus.{key}.v_pu",
+    "pred_sub_p_mw": "pred.sub.p_mw",
+    "p_set_mw": "fcm.{key}.p_set_mw",
+    "converged": "pf.converged",
+    "pf_converged": "pf.converged",
+}
+DEFAULT_SCALAR = "{prefix}.{attr}"
+DEFAULT_DICT = "{prefix}.{attr}.{key}"
+INDEX = "time_s"
+PARTS_SUFFIX = ".parts"
+
+
+def column_prefix(full_id: str, column_map: Mapping[str, str]) -> str:
+    """The column prefix of a source entity: its full id in ``column_map``, else its
+    simulator id there joined with the entity id, else the full id itself."""
+    if full_id in column_map:
+        return column_map[full_id]
+    sid, _, eid = full_id.partition(".")
+    if sid in column_map and eid:
+        return f"{column_map[sid]}.{eid}"
+    return full_id
+
+
+class ColumnNamer:
+    """Turns mosaik inputs ``{attr: {full_id: value}}`` into ``{column: scalar}``.
+
+    Names are cached per (source, attribute[, key]), so a step costs one dict look-up per
+    value once the first step has been seen.
+    """
+
+    def __init__(self, column_map: Mapping[str, str] | None = None,
+                 column_rules: Mapping[str, str] | None = None) -> None:
+        self.column_map = dict(column_map or {})
+        self.rules = {**COLUMN_RULES, **(column_rules or {})}
+        self._scalar: dict[tuple[str, str], str] = {}
+        self._dict: dict[tuple[str, str], str] = {}
+        self._keyed: dict[tuple[str, str, Any], str] = {}
+        self._warned: set[tuple[str, str]] = set()
+
+    def _scalar_name(self, src: str, attr: str) -> str:
+        name = self._scalar.get((src, attr))
+        if name is None:
+            tpl = self.rules.get(attr, DEFAULT_SCALAR)
+            if "{key}" in tpl:
+                tpl = DEFAULT_SCALAR
+            name = tpl.format(prefix=column_prefix(src, self.column_map), attr=attr)
+            self._scalar[(src, attr)] = name
+        return name
+
+    def _dict_name(self, src: str, attr: str, key: Any) -> str:
+        name = self._keyed.get((src, attr, key))
+        if name is None:
+            tpl = self._dict.get((src, attr))
+            if tpl is None:
+                tpl = self.rules.get(attr, DEFAULT_DICT)
+                if "{key}" not in tpl:
+                    tpl = DEFAULT_DICT
+                tpl = tpl.replace("{prefix}", column_prefix(src, self.column_map).replace(
+                    "{", "{{").replace("}", "}}")).replace("{attr}", attr)
+                self._dict[(src, attr)] = tpl
+            name = tpl.format(key=key)
+            self._keyed[(src, attr, key)] = name
+        return name
+
+    def row(self, entity_inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """One row from the inputs of one sink entity."""
+        row: dict[str, Any] = {}
+        for attr, sources in entity_inputs.items():
+            for src, value in sources.items():
+                if isinstance(value, Mapping):
+                    for key, v in value.items():
+                        row[self._dict_name(src, attr, key)] = v
+                elif isinstance(value, (list, tuple, np.ndarray)):
+                    if (src, attr) not in self._warned:
+                        self._warned.add((src, attr))
+                        logger.warning("recorder: %s.%s is a sequence; not recorded "
+                                       "(publish a dict or scalars)", src, attr)
+                else:
+                    row[self._scalar_name(src, attr)] = value
+        return row
+
+
+def _kind_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "str"
+
+
+_ARROW = {"float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+_PANDAS = {"float": ("float64", "float64"), "bool": ("bool", "bool"),
+           "str": ("unicode", "object")}
+
+
+class SegmentWriter:
+    """Buffers rows and writes them as Parquet segments; joins them on :meth:`close`.
+
+    Usable without mosaik: ``append(time_s, row)`` per step, ``close()`` at the end.
+    """
+
+    def __init__(self, path: str | Path, flush_every: int = 60, index_kind: str = "int") -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be ≥ 1, got {flush_every}")
+        self.path = Path(path)
+        self.parts = parts_dir(self.path)
+        self.flush_every = int(flush_every)
+        self.index_type = pa.int64() if index_kind == "int" else pa.float64()
+        self.kinds: dict[str, str | None] = {}  # column → kind, in order of first appearance
+        self._times: list[Any] = []
+        self._rows: list[dict[str, Any]] = []
+        self._segments = 0
+        self._bad: set[str] = set()
+        self.rows_written = 0
+        self.closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.parts.exists():
+            shutil.rmtree(self.parts)
+        if self.path.exists():
+            self.path.unlink()  # an old complete file must not outlive a new, unfinished run
+        self.parts.mkdir(parents=True)
+
+    def append(self, time_s: float, row: dict[str, Any]) -> None:
+        kinds = self.kinds
+        for col, value in row.items():
+            if kinds.get(col) is None:
+                kinds[col] = _kind_of(value)
+        self._times.append(time_s)
+        self._rows.append(row)
+        if len(self._rows) >= self.flush_every:
+            self.flush()
+
+    def _array(self, col: str, kind: str) -> pa.Array:
+        values = [r.get(col) for r in self._rows]
+        if kind == "float":
+            try:
+                return pa.array(np.asarray(values, dtype=np.float64), type=pa.float64())
+            except (TypeError, ValueError):
+                values = [self._coerce(col, v, float) for v in values]
+                return pa.array(values, type=pa.float64(), from_pandas=True)
+        if kind == "bool":
+            return pa.array([self._coerce(col, v, bool) for v in values], type=pa.bool_())
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+    def _coerce(self, col: str, v: Any, kind: type) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)):
+            if isinstance(v, (float, np.floating)) and math.isnan(v):
+                return None if kind is bool else math.nan
+            return kind(v)
+        if col not in self._bad:
+            self._bad.add(col)
+            logger.warning("recorder: column %s holds %s, got %r; written as missing",
+                           col, "numbers" if kind is float else "booleans", v)
+        return None
+
+    def schema(self) -> pa.Schema:
+        fields = [pa.field(c, _ARROW[k or "float"]) for c, k in self.kinds.items()]
+        return pa.schema([*fields, pa.field(INDEX, self.index_type)])
+
+    def flush(self) -> None:
+        """Write the buffered rows as one segment (a complete Parquet file)."""
+        if not self._rows:
+            return
+        for col, kind in self.kinds.items():
+            if kind is None:
+                self.kinds[col] = "float"  # type fixed now: all missing so far
+        arrays = [self._array(c, k) for c, k in self.kinds.items()]  # type: ignore[arg-type]
+        arrays.append(pa.array(self._times, type=self.index_type))
+        table = pa.Table.from_arrays(arrays, schema=self.schema())
+        seg = self.parts / f"part-{self._segments:06d}.parquet"
+        tmp = seg.with_suffix(".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(seg)  # a segment is either absent or complete
+        self._segments += 1
+        self.rows_written += len(self._rows)
+        self._rows, self._times = [], []
+
+    def close(self) -> Path:
+        """Flush, join the segments into ``path`` and remove the segment folder."""
+        if self.closed:
+            return self.path
+        self.flush()
+        consolidate(self.path, schema=self.schema() if self.kinds or self.rows_written else None)
+        self.closed = True
+        return self.path
+
+
+def parts_dir(path: str | Path) -> Path:
+    """Folder holding the segments of an unfinished run of ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + PARTS_SUFFIX)
+
+
+def _pandas_metadata(schema: pa.Schema) -> dict[bytes, bytes]:
+    """pandas metadata so that ``pd.read_parquet`` restores ``time_s`` as the index."""
+    kinds = {pa.float64(): "float", pa.bool_(): "bool", pa.string(): "str"}
+    cols = []
+    for f in schema:
+        if f.name == INDEX:
+            np_t = "int64" if f.type == pa.int64() else "float64"
+            cols.append({"name": INDEX, "field_name": INDEX, "pandas_type": np_t,
+                         "numpy_type": np_t, "metadata": None})
+            continue
+        pd_t, np_t = _PANDAS[kinds.get(f.type, "str")]
+        cols.append({"name": f.name, "field_name": f.name, "pandas_type": pd_t,
+                     "numpy_type": np_t, "metadata": None})
+    meta = {
+        "index_columns": [INDEX],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode",
+                            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+        "columns": cols,
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": pd.__version__,
+    }
+    return {b"pandas": json.dumps(meta).encode()}
+
+
+def _segments(path: Path) -> list[Path]:
+    return sorted(parts_dir(path).glob("part-*.parquet"))
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, type=f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _union_schema(segs: Iterable[Path]) -> pa.Schema:
+    names: dict[str, pa.DataType] = {}
+    index_type = pa.int64()
+    for seg in segs:
+        for f in pq.read_schema(seg):
+            if f.name == INDEX:
+                index_type = f.type
+            else:
+                names.setdefault(f.name, f.type)
+    return pa.schema([*(pa.field(n, t) for n, t in names.items()), pa.field(INDEX, index_type)])
+
+
+def consolidate(path: str | Path, schema: pa.Schema | None = None) -> Path:
+    """Join the segments under ``<path>.parts/`` into ``path``, one row group per segment.
+
+    Also the recovery tool after a crash: it turns what an unfinished run flushed into a
+    normal file. Columns missing from an earlier segment are written as missing.
+    """
+    path = Path(path)
+    segs = _segments(path)
+    if schema is None:
+        schema = _union_schema(segs)
+    schema = pa.schema(list(schema)).with_metadata(_pandas_metadata(schema))
+    tmp = path.with_name(path.name + ".partial")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        if not segs:
+            writer.write_table(schema.empty_table())
+        for seg in segs:
+            writer.write_table(_conform(pq.read_table(seg), schema))
+    tmp.replace(path)
+    shutil.rmtree(parts_dir(path), ignore_errors=True)
+    return path
+
+
+def read_timeseries(path: str | Path) -> pd.DataFrame:
+    """Read ``timeseries.parquet``, or the flushed segments of a run that did not finish.
+
+    The result is indexed by ``time_s``; columns missing in some segments are NaN there.
+    """
+    path = Path(path)
+    if path.is_file():
+        frame = pd.read_parquet(path)
+    else:
+        segs = _segments(path)
+        if not segs:
+            raise FileNotFoundError(f"{path}: no time series and no flushed segments")
+        schema = _union_schema(segs)
+        frame = pa.concat_tables([_conform(pq.read_table(s), schema) for s in segs]).to_pandas()
+    if INDEX in frame.columns:
+        frame = frame.set_index(INDEX)
+    return frame
+
+
+class RecorderSim(mosaik_api_v3.Simulator):
+    """mosaik API v3 adapter: one ``Sink`` entity, one row per ``step_s`` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(META)
+        self.eid: str | None = None
+        self.namer = ColumnNamer()
+        self.writer: SegmentWriter | None = None
+        self.time_resolution = 1.0
+        self.step_time = 60
+        self.step_s = 60.0
+        self.until_s: float | None = None
+        self.last_time_s: float | None = None
+        self.busy_s = 0.0
+
+    def init(self, sid: SimId, time_resolution: float = 1.0, path: str = "timeseries.parquet",
+             step_s: int = 60, flush_every: int = 60, column_map: dict[str, str] | None = None,
+             column_rules: dict[str, str] | None = None, until_s: float | None = None,
+             **_: Any) -> Meta:
+        if time_resolution <= 0:
+            raise ValueError(f"Recorder needs time_resolution > 0, got {time_resolution}")
+        steps = step_s / time_resolution
+        if step_s <= 0 or abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+            raise ValueError(f"Recorder step_s={step_s} must be a positive multiple of "
+                             f"time_resolution={time_resolution}")
+        self.time_resolution = float(time_resolution)
+        self.step_s = float(step_s)
+        self.until_s = until_s
+        self.step_time = int(round(steps))
+        self.namer = ColumnNamer(column_map, column_rules)
+        index_kind = "int" if self.time_resolution.is_integer() else "float"
+        self.writer = SegmentWriter(path, flush_every=flush_every, index_kind=index_kind)
+        return self.meta
+
+    def create(self, num: int, model: str, **_: Any) -> list[CreateResult]:
+        if self.eid is not None or num != 1:
+            raise ValueError("the Recorder has exactly one Sink entity; connect everything to it")
+        self.eid = "sink"
+        return [{"eid": self.eid, "type": model}]
+
+    def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
+        t0 = _time.perf_counter()
+        time_s = time * self.time_resolution
+        if self.time_resolution.is_integer():
+            time_s = int(time_s)
+        self.last_time_s = time_s
+        self.writer.append(time_s, self.namer.row(inputs.get(self.eid, {})))  # type: ignore[union-attr,arg-type]
+        self.busy_s += _time.perf_counter() - t0
+        return time + self.step_time
+
+    def get_data(self, outputs: OutputRequest) -> OutputData:
+        return {}
+
+    def finalize(self) -> None:
+        if self.writer is not None:
+            t0 = _time.perf_counter()
+            reached = self.last_time_s + self.step_s if self.last_time_s is not None else 0.0
+            if self.until_s is not None and reached < self.until_s - 1e-9:
+                self.writer.flush()
+                logger.warning("recorder: run ended at %s s before its end %s s; the rows stay "
+                               "as segments in %s", reached, self.until_s, self.writer.parts)
+            else:
+                self.writer.close()
+            self.busy_s += _time.perf_counter() - t0
+
+    def timing(self) -> dict[str, float]:
+        """Wall time spent recording so far (seconds), for the run's timing breakdown."""
+        return {"recording_s": self.busy_s}
+
+    def columns(self) -> list[str]:
+        """Columns seen so far, in order of first appearance."""
+        return list(self.writer.kinds) if self.writer else []
+
+
+def main() -> None:
+    """Run the Recorder as a separate process that mosaik reaches over TCP."""
+    mosaik_api_v3.start_simulation(RecorderSim(), "dcshock-cosim Recorder: time series to Parquet")
+
+
+if __name__ == "__main__":
+    main()
