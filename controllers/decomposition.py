@@ -1,0 +1,405 @@
+"""Solving the two-stage risk-averse (DRO-CVaR) problem: extensive form and Benders.
+
+The problem (docs/stage1.md §2) is
+
+    min_y  c(y) + R( w·Q_1(y), …, w·Q_N(y) ),     Q_s(y) = min { f_s(z) : (y, z) ∈ Z_s }
+
+with first-stage variables y (placement binaries and module counts; ``c`` the capex), the
+recourse Q_s of sampled scenario s, a weight w (shock events the capex pays for) and the
+risk functional R of :mod:`controllers.risk`. The first stage talks to the recourse only
+through *linking* variables (the module counts n_k).
+
+* :func:`solve_extensive` builds one Pyomo model with the first stage, N recourse blocks
+  and the dualised risk block, and hands it to HiGHS (MILP; the recourse keeps its
+  integers unless ``relax_recourse``).
+* :func:`solve_benders` is a multi-cut L-shaped method on the **LP relaxation** of the
+  recourse. Master: first stage + one epigraph variable t_s per scenario + the same risk
+  block applied to ``w·t``; cuts ``t_s ≥ Q_s(n̂) + π_sᵀ(n − n̂)`` where π_s are the duals of
+  the constraints ``n_copy = n̂`` in subproblem s. Because R is non-decreasing in every
+  Q_s, the master value is a lower bound; ``c(n̂) + R(w·Q(n̂))`` at each master solution is
+  an upper bound. It stops at the relative gap, the time limit or the iteration limit.
+* :func:`choose_method` picks one for ``method="auto"`` from the size of the extensive form.
+
+Recourse builders follow the :class:`Recourse` protocol; they must have relatively complete
+recourse (every first-stage choice leaves a feasible second stage, which the penalised
+slacks of the Stage-II objective guarantee). An infeasible subproblem is reported as
+:class:`RecourseInfeasible`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Mapping, Protocol
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.contrib.appsi.base import TerminationCondition
+from pyomo.contrib.appsi.solvers import Highs
+
+from controllers.risk import RiskEvaluation, RiskSpec, WorstCase, add_risk_block
+
+log = logging.getLogger(__name__)
+
+#: ``method="auto"`` uses the extensive form while N × (variables of one recourse block)
+#: stays at or below this many variables, Benders above it (docs/stage1.md §5).
+AUTO_EXTENSIVE_MAX_VARS = 60_000
+
+
+class Recourse(Protocol):
+    """Builds the second stage of one sampled scenario into a Pyomo block."""
+
+    n_scenarios: int
+
+    def build(self, blk: pyo.Block, link: Mapping[Hashable, Any], s: int) -> Any:
+        """Add scenario ``s``'s recourse to ``blk``; ``link[k]`` is the Pyomo expression of
+        linking quantity k (a module count). Return the cost expression Q_s."""
+        ...
+
+
+class RecourseInfeasible(RuntimeError):
+    """A recourse problem had no feasible point (the recourse is not complete)."""
+
+
+class SolveFailed(RuntimeError):
+    """HiGHS ended without a usable solution (error, or a time-out before any incumbent)."""
+
+
+@dataclass(frozen=True)
+class TwoStageProblem:
+    """Everything the solvers need. ``first_stage(blk)`` adds the first-stage variables and
+    constraints to ``blk`` and returns ``(cost expression, {key: linking variable})``; the
+    linking variables must have finite bounds."""
+
+    first_stage: Callable[[pyo.Block], tuple[Any, dict[Hashable, pyo.Var]]]
+    recourse: Recourse
+    p0: np.ndarray
+    risk: RiskSpec
+    distances: np.ndarray | None = None
+    recourse_weight: float = 1.0
+    recourse_lower_bound: float = 0.0
+
+    @property
+    def n_scenarios(self) -> int:
+        return int(np.asarray(self.p0).size)
+
+
+@dataclass
+class TwoStageSolution:
+    """A solved two-stage problem. Costs ``recourse_costs`` are Q_s (unweighted);
+    ``risk`` is R evaluated at ``w·Q`` with its worst-case law."""
+
+    method: str
+    status: str
+    link: dict[Hashable, float]
+    first_stage_values: dict[str, float]
+    objective: float
+    bound: float
+    gap: float
+    first_stage_cost: float
+    recourse_costs: np.ndarray
+    risk: RiskEvaluation
+    solve_s: float
+    recourse_relaxed: bool
+    iterations: int = 1
+    history: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def relax_integers(blk: pyo.Block) -> int:
+    """Relax every integer/binary variable of ``blk`` to its continuous hull (keep bounds).
+    Returns how many variables were relaxed."""
+    count = 0
+    for v in blk.component_data_objects(pyo.Var, descend_into=True):
+        if v.is_integer() or v.is_binary():
+            lb, ub = v.bounds
+            v.domain = pyo.Reals
+            v.setlb(lb)
+            v.setub(ub)
+            count += 1
+    return count
+
+
+def _highs(time_limit_s: float | None = None, mip_gap: float | None = None) -> Highs:
+    solver = Highs()
+    solver.config.load_solution = False
+    if time_limit_s is not None:
+        solver.config.time_limit = max(float(time_limit_s), 0.1)
+    if mip_gap is not None:
+        solver.config.mip_gap = float(mip_gap)
+    return solver
+
+
+def _first_stage_values(blk: pyo.Block) -> dict[str, float]:
+    return {
+        v.getname(fully_qualified=False): float(v.value)
+        for v in blk.component_data_objects(pyo.Var, descend_into=True)
+        if v.value is not None
+    }
+
+
+def recourse_size(problem: TwoStageProblem) -> int:
+    """Number of variables in the recourse block of scenario 0 (for ``auto``)."""
+    m = pyo.ConcreteModel()
+    m.first = pyo.Block()
+    _, link = problem.first_stage(m.first)
+    m.scen = pyo.Block()
+    problem.recourse.build(m.scen, link, 0)
+    return sum(1 for _ in m.scen.component_data_objects(pyo.Var, descend_into=True))
+
+
+def choose_method(problem: TwoStageProblem, method: str = "auto") -> str:
+    """``extensive`` or ``benders``: the given one, or for ``auto`` the extensive form while
+    N × (recourse variables) ≤ :data:`AUTO_EXTENSIVE_MAX_VARS`."""
+    if method in ("extensive", "benders"):
+        return method
+    if method != "auto":
+        raise ValueError(f"method {method!r}; allowed: auto, extensive, benders")
+    size = problem.n_scenarios * recourse_size(problem)
+    chosen = "extensive" if size <= AUTO_EXTENSIVE_MAX_VARS else "benders"
+    log.info("auto method: %d scenarios x recourse -> %d variables -> %s",
+             problem.n_scenarios, size, chosen)
+    return chosen
+
+
+def _status(tc: TerminationCondition) -> str:
+    if tc == TerminationCondition.optimal:
+        return "optimal"
+    if tc == TerminationCondition.maxTimeLimit:
+        return "time_limit"
+    if tc in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+        return "infeasible"
+    return tc.name
+
+
+def solve_extensive(
+    problem: TwoStageProblem,
+    *,
+    time_limit_s: float = 300.0,
+    mip_gap: float = 1e-4,
+    relax_recourse: bool = False,
+) -> TwoStageSolution:
+    """Extensive form: min c(y) + R(w·Q) with all N recourse blocks in one model.
+
+    After the solve the first stage is fixed and every recourse is minimised on its own
+    (objective Σ_s Q_s, separable once y is fixed): in the joint model a scenario whose
+    risk weight is zero (below the VaR, β = 1) need not sit at its own minimum, and the
+    reported Q_s, E, CVaR and p* must be those of the true recourse values.
+    """
+    t0 = time.perf_counter()
+    n = problem.n_scenarios
+    w = float(problem.recourse_weight)
+    m = pyo.ConcreteModel()
+    m.first = pyo.Block()
+    capex, link = problem.first_stage(m.first)
+    m.scen = pyo.Block(range(n))
+    q_expr = [problem.recourse.build(m.scen[s], link, s) for s in range(n)]
+    if relax_recourse:
+        for s in range(n):
+            relax_integers(m.scen[s])
+    m.Q = pyo.Expression(range(n), rule=lambda _, s: q_expr[s])
+    m.risk = pyo.Block()
+    add_risk_block(m.risk, [w * m.Q[s] for s in range(n)], problem.p0, problem.risk,
+                   problem.distances)
+    m.capex = pyo.Expression(expr=capex)
+    m.obj = pyo.Objective(expr=m.capex + m.risk.value)
+    build_s = time.perf_counter() - t0
+    solver = _highs(time_limit_s, mip_gap)
+    res = solver.solve(m)
+    status = _status(res.termination_condition)
+    if status == "infeasible":
+        raise RecourseInfeasible("extensive form is infeasible")
+    if res.best_feasible_objective is None:
+        raise SolveFailed(f"extensive form: no solution ({status})")
+    res.solution_loader.load_vars()
+    bound = float(res.best_objective_bound)
+    log.info("extensive form: %d scenarios, built in %.2f s, %s, obj %.6g bound %.6g",
+             n, build_s, status, res.best_feasible_objective, bound)
+    link_val = {k: float(pyo.value(v)) for k, v in link.items()}
+    first_vals = _first_stage_values(m.first)
+
+    # Re-evaluate each recourse at the chosen first stage (see docstring).
+    for v in m.first.component_data_objects(pyo.Var, descend_into=True):
+        v.fix()
+    m.obj.deactivate()
+    m.risk.deactivate()
+    m.eval_obj = pyo.Objective(expr=sum(m.Q[s] for s in range(n)))
+    remaining = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+    solver.config.time_limit = remaining
+    res2 = solver.solve(m)
+    if res2.best_feasible_objective is None:
+        raise SolveFailed(f"extensive form re-evaluation: no solution "
+                          f"({_status(res2.termination_condition)})")
+    res2.solution_loader.load_vars()
+    q_vals = np.array([float(pyo.value(m.Q[s])) for s in range(n)])
+    risk = WorstCase(problem.p0, problem.risk, problem.distances).evaluate(w * q_vals)
+    capex_val = float(pyo.value(m.capex))
+    objective = capex_val + risk.value
+    gap = max(objective - bound, 0.0) / max(abs(objective), 1e-9)
+    return TwoStageSolution(
+        method="extensive", status=status, link=link_val, first_stage_values=first_vals,
+        objective=objective, bound=bound, gap=gap, first_stage_cost=capex_val,
+        recourse_costs=q_vals, risk=risk, solve_s=time.perf_counter() - t0,
+        recourse_relaxed=relax_recourse,
+    )
+
+
+class _Subproblems:
+    """The N recourse LPs with their linking copies ``n_copy = n̂`` (persistent HiGHS).
+
+    A recourse that has ``reusable = True`` and ``set_scenario(blk, s)`` is built once and
+    re-parameterised per scenario; otherwise one model per scenario is kept alive.
+    """
+
+    def __init__(self, problem: TwoStageProblem, keys: list[Hashable],
+                 bounds: dict[Hashable, tuple[float, float]]):
+        self.problem = problem
+        self.keys = keys
+        rec = problem.recourse
+        self.reusable = bool(getattr(rec, "reusable", False)) and hasattr(rec, "set_scenario")
+        count = 1 if self.reusable else problem.n_scenarios
+        self.models = [self._build(s, bounds) for s in range(count)]
+        self.solvers = [_highs() for _ in self.models]
+
+    def _build(self, s: int, bounds: dict[Hashable, tuple[float, float]]) -> pyo.ConcreteModel:
+        m = pyo.ConcreteModel()
+        m.K = pyo.Set(initialize=range(len(self.keys)))
+        m.nhat = pyo.Param(m.K, initialize=0.0, mutable=True)
+        m.n = pyo.Var(m.K, bounds=lambda _, k: bounds[self.keys[k]])
+        m.fix_link = pyo.Constraint(m.K, rule=lambda _, k: m.n[k] == m.nhat[k])
+        m.rec = pyo.Block()
+        link = {key: m.n[k] for k, key in enumerate(self.keys)}
+        m.Q = pyo.Expression(expr=self.problem.recourse.build(m.rec, link, s))
+        relax_integers(m.rec)
+        m.obj = pyo.Objective(expr=m.Q)
+        return m
+
+    def solve(self, nhat: dict[Hashable, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Q_s(n̂) and the subgradients π_s (rows) for every scenario."""
+        n = self.problem.n_scenarios
+        q = np.zeros(n)
+        grad = np.zeros((n, len(self.keys)))
+        for s in range(n):
+            idx = 0 if self.reusable else s
+            m, solver = self.models[idx], self.solvers[idx]
+            if self.reusable:
+                self.problem.recourse.set_scenario(m.rec, s)
+            for k, key in enumerate(self.keys):
+                m.nhat[k] = float(nhat[key])
+            res = solver.solve(m)
+            tc = res.termination_condition
+            if tc in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
+                raise RecourseInfeasible(f"recourse of scenario {s} is infeasible at n = {nhat}")
+            if tc != TerminationCondition.optimal:
+                raise SolveFailed(f"recourse LP of scenario {s} ended with {tc.name}")
+            q[s] = float(res.best_feasible_objective)
+            duals = solver.get_duals([m.fix_link[k] for k in m.K])
+            grad[s] = [float(duals[m.fix_link[k]]) for k in m.K]
+        return q, grad
+
+
+def solve_benders(
+    problem: TwoStageProblem,
+    *,
+    time_limit_s: float = 300.0,
+    mip_gap: float = 1e-4,
+    max_iterations: int = 200,
+) -> TwoStageSolution:
+    """Multi-cut L-shaped method on the LP relaxation of the recourse (module docstring).
+
+    Lower bound: the master MILP's best bound. Upper bound: ``c(n̂) + R(w·Q(n̂))`` with
+    Q(n̂) the recourse LP values at the master's solution. Stops when
+    ``(UB − LB)/|UB| ≤ mip_gap``; the master itself is solved to ``mip_gap/4``.
+    """
+    t0 = time.perf_counter()
+    n = problem.n_scenarios
+    w = float(problem.recourse_weight)
+    master = pyo.ConcreteModel()
+    master.first = pyo.Block()
+    capex, link = problem.first_stage(master.first)
+    keys = list(link)
+    bounds = {}
+    for key, var in link.items():
+        lb, ub = var.bounds
+        if lb is None or ub is None:
+            raise ValueError(f"linking variable {key!r} needs finite bounds for Benders")
+        bounds[key] = (lb, ub)
+    master.S = pyo.Set(initialize=range(n))
+    master.t = pyo.Var(master.S, bounds=(problem.recourse_lower_bound, None))
+    master.risk = pyo.Block()
+    add_risk_block(master.risk, [w * master.t[s] for s in range(n)], problem.p0,
+                   problem.risk, problem.distances)
+    master.capex = pyo.Expression(expr=capex)
+    master.obj = pyo.Objective(expr=master.capex + master.risk.value)
+    master.cuts = pyo.ConstraintList()
+    subs = _Subproblems(problem, keys, bounds)
+    evaluator = WorstCase(problem.p0, problem.risk, problem.distances)
+    msolver = _highs(None, mip_gap / 4)
+    log.info("benders: %d scenarios, %d linking variables, setup %.2f s",
+             n, len(keys), time.perf_counter() - t0)
+
+    best: dict[str, Any] | None = None
+    lb, ub = -np.inf, np.inf
+    status = "iteration_limit"
+    history: list[tuple[float, float, float]] = []
+    it = 0
+    # Start from the master without cuts (t_s at their lower bound).
+    for it in range(1, max_iterations + 1):
+        remaining = time_limit_s - (time.perf_counter() - t0)
+        if remaining <= 0:
+            status = "time_limit"
+            break
+        msolver.config.time_limit = max(remaining, 0.1)
+        res = msolver.solve(master)
+        if res.best_feasible_objective is None:
+            if res.termination_condition == TerminationCondition.maxTimeLimit:
+                status = "time_limit"
+                break
+            raise SolveFailed(f"benders master ended with {res.termination_condition.name}")
+        res.solution_loader.load_vars()
+        lb = max(lb, float(res.best_objective_bound))
+        nhat = {k: float(pyo.value(v)) for k, v in link.items()}
+        capex_val = float(pyo.value(master.capex))
+        q, grad = subs.solve(nhat)
+        risk = evaluator.evaluate(w * q)
+        value = capex_val + risk.value
+        if value < ub:
+            ub = value
+            best = dict(link=nhat, first=_first_stage_values(master.first), capex=capex_val,
+                        q=q, risk=risk)
+        gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)
+        history.append((time.perf_counter() - t0, lb, ub))
+        log.info("benders it %d: LB %.6g UB %.6g gap %.2e", it, lb, ub, gap)
+        if gap <= mip_gap:
+            status = "optimal"
+            break
+        for s in range(n):
+            master.cuts.add(
+                master.t[s] >= float(q[s]) + sum(
+                    float(grad[s, k]) * (link[key] - nhat[key])
+                    for k, key in enumerate(keys) if abs(grad[s, k]) > 1e-12
+                )
+            )
+    if best is None:
+        raise SolveFailed(f"benders: no first-stage solution before {status}")
+    gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)
+    return TwoStageSolution(
+        method="benders", status=status, link=best["link"], first_stage_values=best["first"],
+        objective=ub, bound=lb, gap=gap, first_stage_cost=best["capex"],
+        recourse_costs=best["q"], risk=best["risk"], solve_s=time.perf_counter() - t0,
+        recourse_relaxed=True, iterations=it, history=history,
+    )
+
+
+def solve_two_stage(
+    problem: TwoStageProblem,
+    method: str = "auto",
+    *,
+    time_limit_s: float = 300.0,
+    mip_gap: float = 1e-4,
+) -> TwoStageSolution:
+    """Solve with the given method, or the one :func:`choose_method` picks for ``auto``."""
+    chosen = choose_method(problem, method)
+    if chosen == "extensive":
+        return solve_extensive(problem, time_limit_s=time_limit_s, mip_gap=mip_gap)
+    return solve_benders(problem, time_limit_s=time_limit_s, mip_gap=mip_gap)
