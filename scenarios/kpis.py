@@ -1,0 +1,264 @@
+"""Key performance indicators of a run, computed from ``timeseries.parquet`` (DESIGN.md §5).
+
+The equations are in docs/kpis.md; each helper's docstring repeats its own. Notation: steps
+``t = 0..T−1`` of length Δt = ``scenario.simulation.step_s`` seconds (never assumed), energy
+of a power held over one step = P · Δt / 3600 (MWh), ``C`` = the set of steps whose power flow
+converged (``pf.converged``; all steps when the column is absent).
+
+Values that are undefined for a run (no converged step, no MILP solve, no prediction) are
+NaN in the returned dict; :func:`write_kpis` writes them as JSON ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scenarios.config import Scenario
+
+logger = logging.getLogger(__name__)
+
+#: Default band around the schedule inside which the import counts as normal, as a fraction
+#: of the peak schedule (docs/kpis.md, "Restoration time").
+IMPORT_BAND_FRAC = 0.05
+
+KPI_KEYS = (
+    "unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
+    "voltage_violation_bus_steps", "thermal_violation_line_steps", "v_min_pu", "v_max_pu",
+    "max_line_loading_pct", "restoration_time_s", "fcm_operating_cost",
+    "pf_nonconverged_steps", "controller_solves", "controller_fallbacks",
+    "controller_solve_s_median", "controller_solve_s_max", "ac_validation", "steps", "wall_s",
+)
+
+
+def group_columns(ts: pd.DataFrame, prefix: str, suffix: str) -> dict[str, str]:
+    """``{key: column}`` for the columns ``<prefix>.<key>.<suffix>`` (e.g. ``bus``, ``v_pu``).
+
+    ``prefix`` is matched at the start of the name, so ``bus`` does not match
+    ``pred.bus.18.v_pu``.
+    """
+    pat = re.compile(rf"^{re.escape(prefix)}\.(.+)\.{re.escape(suffix)}$")
+    out: dict[str, str] = {}
+    for col in ts.columns:
+        m = pat.match(str(col))
+        if m:
+            out[m.group(1)] = str(col)
+    return out
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts bus ``2`` before ``10``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(name)))
+
+
+def _bool(series: pd.Series, missing: bool) -> np.ndarray:
+    """A bool/boolean/object column as a numpy bool array, missing values → ``missing``."""
+    return series.astype(object).where(series.notna(), missing).astype(bool).to_numpy()
+
+
+def converged_mask(ts: pd.DataFrame) -> np.ndarray:
+    """Steps whose power flow converged; a missing flag counts as not converged."""
+    if "pf.converged" not in ts.columns:
+        return np.ones(len(ts), dtype=bool)
+    return _bool(ts["pf.converged"], missing=False)
+
+
+def _f(ts: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(ts[col], errors="coerce").to_numpy(dtype=float)
+
+
+def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> float:
+    """``E_unserved = Σ_t Σ_c max(0, P^dem_{c,t} − P_{c,t}) Δt/3600 + Σ_t Σ_k P^shed_{k,t} Δt/3600``.
+
+    ``P^dem`` is ``dc.<c>.p_demand_mw`` (what the campus would draw on the grid), ``P`` is
+    ``dc.<c>.p_mw`` (what it drew); ``P^shed`` any recorded ``*.p_shed_mw`` column (shed
+    background load). Missing values contribute nothing.
+    """
+    total = 0.0
+    for c in campuses:
+        dem, got = f"dc.{c}.p_demand_mw", f"dc.{c}.p_mw"
+        if dem not in ts.columns or got not in ts.columns:
+            logger.warning("kpis: campus %s has no %s/%s column; its unserved energy is 0",
+                           c, dem, got)
+            continue
+        gap = np.clip(_f(ts, dem) - _f(ts, got), 0.0, None)
+        total += float(np.nansum(gap))
+    for col in ts.columns:
+        if str(col).endswith(".p_shed_mw"):
+            total += float(np.nansum(np.clip(_f(ts, col), 0.0, None)))
+    return total * dt_s / 3600.0
+
+
+def imbalance_mwh(ts: pd.DataFrame, dt_s: float) -> float:
+    """``E_imb = Σ_t |P^sub_t − P^sched_t| Δt/3600`` over steps where both are known."""
+    if "sub.p_mw" not in ts.columns or "sub.p_sched_mw" not in ts.columns:
+        return math.nan
+    return float(np.nansum(np.abs(_f(ts, "sub.p_mw") - _f(ts, "sub.p_sched_mw")))) * dt_s / 3600.0
+
+
+def ramp_excess_mw(p_sub: np.ndarray, ramp_mw_per_s: float, dt_s: float) -> np.ndarray:
+    """Per-step ramp excess ``x_t = max(0, |P_t − P_{t−1}| − R Δt)`` (MW), ``x_0 = 0``.
+
+    ``R`` is the upstream ramp limit in MW/s; a pair with a missing value gives 0.
+    """
+    x = np.zeros(len(p_sub))
+    if len(p_sub) > 1:
+        d = np.abs(np.diff(p_sub)) - ramp_mw_per_s * dt_s
+        x[1:] = np.where(np.isnan(d), 0.0, np.clip(d, 0.0, None))
+    return x
+
+
+def restoration(normal: np.ndarray, dt_s: float) -> dict[str, float]:
+    """Time outside normal state: ``T_rest = Δt · #{t : ¬normal_t}``, its episodes (maximal
+    runs of abnormal steps) and the longest episode (s)."""
+    abnormal = ~normal
+    starts = int(np.sum(abnormal[1:] & ~abnormal[:-1])) + int(bool(abnormal[:1].any()))
+    longest = run = 0
+    for a in abnormal:
+        run = run + 1 if a else 0
+        longest = max(longest, run)
+    return {"restoration_time_s": float(abnormal.sum()) * dt_s,
+            "restoration_episodes": starts, "restoration_longest_s": float(longest) * dt_s}
+
+
+def ac_validation(ts: pd.DataFrame, ok: np.ndarray) -> dict[str, float]:
+    """``e = |V^pred_{b,t} − V_{b,t}|`` over buses ``b`` and converged steps ``t`` where the
+    MILP's prediction ``pred.bus.<b>.v_pu`` applies (is not NaN); max and mean of ``e``."""
+    pred = group_columns(ts, "pred.bus", "v_pu")
+    meas = group_columns(ts, "bus", "v_pu")
+    errs = []
+    steps = np.zeros(len(ts), dtype=bool)
+    for bus, pcol in pred.items():
+        if bus not in meas:
+            continue
+        e = np.abs(_f(ts, pcol) - _f(ts, meas[bus]))
+        use = ok & ~np.isnan(e)
+        errs.append(e[use])
+        steps |= use
+    e_all = np.concatenate(errs) if errs else np.empty(0)
+    return {
+        "max_abs_v_error_pu": float(e_all.max()) if e_all.size else math.nan,
+        "mean_abs_v_error_pu": float(e_all.mean()) if e_all.size else math.nan,
+        "points": int(e_all.size),
+        "steps": int(steps.sum()),
+    }
+
+
+def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None, *,
+                 import_band_mw: float | None = None) -> dict[str, Any]:
+    """All KPIs of a run (DESIGN.md §5; definitions in docs/kpis.md).
+
+    ``ts`` is the time series as written by the Recorder (one row per step). ``extra`` holds
+    what the runner measured (``wall_s``, timings, ...) and is merged last. ``import_band_mw``
+    is the band around the schedule inside which the import counts as normal for the
+    restoration time; default ``IMPORT_BAND_FRAC`` × max |P^sched|.
+    """
+    dt = float(scenario.simulation.step_s)
+    grid = scenario.grid
+    n = len(ts)
+    if n > 1 and np.issubdtype(np.asarray(ts.index).dtype, np.number):
+        steps_seen = np.unique(np.diff(np.asarray(ts.index, dtype=float)))
+        if steps_seen.size and not np.allclose(steps_seen, dt):
+            logger.warning("kpis: time index steps %s s differ from simulation.step_s = %s s",
+                           steps_seen[:3].tolist(), dt)
+    ok = converged_mask(ts)
+    campuses = [c.name for c in scenario.campus]
+    k: dict[str, Any] = {}
+
+    k["unserved_energy_mwh"] = unserved_energy_mwh(ts, campuses, dt)
+    k["imbalance_mwh"] = imbalance_mwh(ts, dt)
+
+    ramp_mw_per_s = grid.ramp_limit_mw_per_min / 60.0
+    if "sub.p_mw" in ts.columns:
+        x = ramp_excess_mw(_f(ts, "sub.p_mw"), ramp_mw_per_s, dt)
+        k["ramp_violation_mwh"] = float(x.sum()) * dt / 3600.0
+        k["ramp_violation_steps"] = int((x > 0).sum())
+    else:
+        k["ramp_violation_mwh"], k["ramp_violation_steps"] = math.nan, 0
+
+    buses = group_columns(ts, "bus", "v_pu")
+    v = ts[[buses[b] for b in sorted(buses, key=natural_key)]].apply(
+        pd.to_numeric, errors="coerce").to_numpy(dtype=float)[ok] if buses else np.empty((0, 0))
+    k["voltage_violation_bus_steps"] = int(np.sum((v < grid.v_min_pu) | (v > grid.v_max_pu)))
+    k["v_min_pu"] = float(np.nanmin(v)) if np.isfinite(v).any() else math.nan
+    k["v_max_pu"] = float(np.nanmax(v)) if np.isfinite(v).any() else math.nan
+
+    lines = group_columns(ts, "line", "loading_pct")
+    ld = ts[list(lines.values())].apply(pd.to_numeric, errors="coerce").to_numpy(
+        dtype=float)[ok] if lines else np.empty((0, 0))
+    k["thermal_violation_line_steps"] = int(np.sum(ld > grid.max_loading_pct))
+    k["max_line_loading_pct"] = float(np.nanmax(ld)) if np.isfinite(ld).any() else math.nan
+
+    # normal state: converged, voltages in limits, every campus online, import near schedule
+    normal = ok.copy()
+    if buses:
+        vall = ts[list(buses.values())].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        normal &= ~np.any((vall < grid.v_min_pu) | (vall > grid.v_max_pu), axis=1)
+    for c in campuses:
+        if f"dc.{c}.online" in ts.columns:
+            normal &= _bool(ts[f"dc.{c}.online"], missing=True)
+    band = import_band_mw
+    if "sub.p_mw" in ts.columns and "sub.p_sched_mw" in ts.columns:
+        sched = _f(ts, "sub.p_sched_mw")
+        if band is None:
+            band = IMPORT_BAND_FRAC * float(np.nanmax(np.abs(sched))) if np.isfinite(sched).any() else 0.0
+        dev = np.abs(_f(ts, "sub.p_mw") - sched)
+        normal &= ~(dev > band)  # NaN deviation: judged by the other conditions
+    k.update(restoration(normal, dt))
+    k["restoration_import_band_mw"] = math.nan if band is None else float(band)
+
+    cost_cols = list(group_columns(ts, "fcm", "cost").values())
+    k["fcm_operating_cost"] = float(np.nansum(ts[cost_cols].apply(
+        pd.to_numeric, errors="coerce").to_numpy(float))) if cost_cols else 0.0
+
+    k["pf_nonconverged_steps"] = int((~ok).sum())
+    solved = _bool(ts["ctrl.solved"], False) if "ctrl.solved" in ts.columns else np.zeros(n, bool)
+    k["controller_solves"] = int(solved.sum())
+    k["controller_fallbacks"] = int(_bool(ts["ctrl.fallback"], False).sum()) \
+        if "ctrl.fallback" in ts.columns else 0
+    solve_s = _f(ts, "ctrl.solve_s")[solved] if "ctrl.solve_s" in ts.columns else np.empty(0)
+    solve_s = solve_s[~np.isnan(solve_s)]
+    k["controller_solve_s_median"] = float(np.median(solve_s)) if solve_s.size else math.nan
+    k["controller_solve_s_max"] = float(solve_s.max()) if solve_s.size else math.nan
+
+    k["campus_trips"] = int(sum(
+        np.sum(~on[1:] & on[:-1]) for on in (
+            _bool(ts[f"dc.{c}.online"], True) for c in campuses if f"dc.{c}.online" in ts.columns)))
+    k["ac_validation"] = ac_validation(ts, ok)
+    k["steps"] = int(n)
+    k["step_s"] = dt
+    k["wall_s"] = math.nan
+    if extra:
+        k.update(extra)
+    return k
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+def write_kpis(out_dir: str | Path, kpis: dict[str, Any]) -> Path:
+    """Write ``kpis.json`` (NaN and ±inf as ``null``, strict JSON) and return its path."""
+    path = Path(out_dir) / "kpis.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(_jsonable(kpis), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
