@@ -85,6 +85,10 @@ COLUMN_RULES: dict[str, str] = {
     "line_q_mvar": "line.{key}.q_mvar",
     "pred_bus_v_pu": "pred.bus.{key}.v_pu",
     "pred_sub_p_mw": "pred.sub.p_mw",
+    "sub_p_mw": "sub.p_mw",
+    "sub_q_mvar": "sub.q_mvar",
+    "losses_mw": "sub.losses_mw",
+    "p_sched_mw": "sub.p_sched_mw",
     "p_set_mw": "fcm.{key}.p_set_mw",
     "converged": "pf.converged",
     "pf_converged": "pf.converged",
@@ -160,6 +164,8 @@ class ColumnNamer:
                         self._warned.add((src, attr))
                         logger.warning("recorder: %s.%s is a sequence; not recorded "
                                        "(publish a dict or scalars)", src, attr)
+                elif value is None and "{key}" in self.rules.get(attr, ""):
+                    continue  # a dict-valued attribute with nothing to say this step
                 else:
                     row[self._scalar_name(src, attr)] = value
         return row

@@ -104,14 +104,18 @@ def test_column_names_follow_the_rule_table() -> None:
         "bus_v_pu": {"Feeder-0.grid": {"18": 0.91}},
         "line_loading_pct": {"Feeder-0.grid": {"L3": 55.0}},
         "converged": {"Feeder-0.grid": True},
-        "p_mw": {"Feeder-0.grid": 3.7, "FCM-0.bess_18": -0.2, "Other-1.x": 1.0},
+        "p_mw": {"FCM-0.bess_18": -0.2, "Other-1.x": 1.0},
         "p_set_mw": {"Ctrl-0.mpc": {"bess_18": 0.4}, "FCM-0.bess_18": 0.3},
         "extra": {"Other-1.x": {"a": 1}},
+        "sub_p_mw": {"Feeder-0.grid": 3.8},
+        "p_sched_mw": {"Ctrl-0.ctrl": 3.6},
+        "pred_bus_v_pu": {"Ctrl-0.ctrl": None},
     })
     assert row == {
         "bus.18.v_pu": 0.91, "line.L3.loading_pct": 55.0, "pf.converged": True,
-        "sub.p_mw": 3.7, "fcm.bess_18.p_mw": -0.2, "Other-1.x.p_mw": 1.0,
+        "fcm.bess_18.p_mw": -0.2, "Other-1.x.p_mw": 1.0,
         "fcm.bess_18.p_set_mw": 0.3, "Other-1.x.extra.a": 1,
+        "sub.p_mw": 3.8, "sub.p_sched_mw": 3.6,
     }
 
 
