@@ -1,0 +1,826 @@
+"""OpenDSS feeders: load any master file or a built-in feeder, extract a radial description,
+apply injections and solve snapshot power flows.
+
+Each :class:`DSSFeeder` owns its own OpenDSS engine (``opendssdirect.NewContext()``), so
+several feeders live in one process without sharing OpenDSS's global "active circuit".
+Results are read as whole-circuit arrays (``Circuit.AllBusMagPu``, ``PDElements.AllPowers``,
+``PDElements.AllPctNorm``); no per-bus Python loop runs per solve.
+
+Sign conventions (docs/conventions.md): an injection's ``p_mw`` > 0 is consumption drawn from
+the grid (load convention; FCMs pass −p). ``sub_p_mw`` > 0 is import from upstream. A line's
+``p_mw`` > 0 flows from its ``from_bus`` towards its ``to_bus`` as :class:`FeederData` orients
+it (substation outward). docs/feeders.md documents the extraction rules and the scaling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import opendssdirect
+from opendssdirect import DSSException
+
+from models.builtin_feeders import BUILTINS
+from models.errors import ScenarioError
+from models.network import Branch, Bus, BusLoad, FeederData
+
+log = logging.getLogger(__name__)
+
+ALLOWED_SOURCES = "ieee33, ieee69 or the path of an OpenDSS master file (.dss)"
+INJECTION_PREFIX = "inj_"
+"""OpenDSS Load elements created by :meth:`DSSFeeder.add_injection` are ``Load.inj_<name>``."""
+INJECTION_VMIN_PU = 0.5
+"""Injections stay constant PQ down to this voltage (OpenDSS Load ``vminpu``)."""
+_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+_SQRT3 = math.sqrt(3.0)
+
+
+@dataclass(frozen=True)
+class PowerFlowResult:
+    """One snapshot power flow. Arrays are NaN when ``converged`` is False.
+
+    ``bus_v_pu`` is the mean of the phase nodes (1, 2, 3) of each bus, on the bus's own
+    line-to-neutral base; ``node_v_pu`` is per node (``"bus.phase"``). ``v_min_pu`` and
+    ``v_max_pu`` are over the phase nodes of energized buses (node level, so an unbalanced
+    feeder's worst phase counts). ``line_p_mw`` is the power entering the line at the end that
+    is its ``from_bus`` in :class:`FeederData` (terminal 1 for lines outside the radial tree);
+    ``line_loading_pct`` is the largest conductor current / ``normamps`` × 100.
+    ``total_load_mw`` is the power delivered to all shunt elements (feeder loads and
+    injections, net of generation): ``sub_p_mw − losses_mw``.
+    """
+
+    converged: bool
+    bus_names: tuple[str, ...]
+    bus_v_pu: np.ndarray
+    node_names: tuple[str, ...]
+    node_v_pu: np.ndarray
+    v_min_pu: float
+    v_min_bus: str
+    v_max_pu: float
+    sub_p_mw: float
+    sub_q_mvar: float
+    losses_mw: float
+    losses_mvar: float
+    line_names: tuple[str, ...]
+    line_p_mw: np.ndarray
+    line_q_mvar: np.ndarray
+    line_loading_pct: np.ndarray
+    total_load_mw: float
+    total_load_mvar: float
+
+    def bus_voltage(self, bus: str) -> float:
+        """Mean phase voltage (pu) of ``bus``; NaN when the solve did not converge."""
+        return float(self.bus_v_pu[self.bus_names.index(str(bus).lower())])
+
+    def bus_voltages(self) -> dict[str, float]:
+        return dict(zip(self.bus_names, self.bus_v_pu.tolist()))
+
+
+@dataclass(frozen=True)
+class TopologyReport:
+    """What the radial-graph extraction found besides the tree.
+
+    ``mesh_elements``: closed series elements that would close a loop (kept out of the tree);
+    ``unreached_buses``: buses with no closed path from the source (de-energized or islanded);
+    ``open_elements``: series elements with an open terminal (normally open switches).
+    """
+
+    source_bus: str
+    buses_total: int
+    buses_reached: int
+    mesh_elements: tuple[str, ...] = ()
+    unreached_buses: tuple[str, ...] = ()
+    open_elements: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def radial(self) -> bool:
+        return not self.mesh_elements and not self.unreached_buses
+
+
+class DSSFeeder:
+    """A compiled OpenDSS feeder in its own engine. Build it with :meth:`DSSFeeder.open`."""
+
+    def __init__(self, engine, name: str, source: str, scale: float) -> None:
+        self._dss = engine
+        self.name = name
+        self.source = source
+        self.scale = scale
+        self._injections: dict[str, tuple[float, float]] = {}
+        self._maps_dirty = True
+        self._needs_reinit = False
+        self.data: FeederData
+        self.topology_report: TopologyReport
+        self.base_case: PowerFlowResult
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(
+        cls, source: str, scale: float = 1.0, extra_commands: Sequence[str] = ()
+    ) -> DSSFeeder:
+        """Compile ``source`` (``"ieee33"``, ``"ieee69"`` or a .dss master file) in a new
+        OpenDSS engine, apply ``extra_commands`` and the scale, solve the base case and
+        extract :attr:`data`. Bad input raises :class:`ScenarioError`; a base case that does
+        not converge is logged and recorded in ``data.notes``, not raised."""
+        source = str(source)
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError):
+            raise ScenarioError(source, "scale", f"expected a number > 0, got {scale!r}") from None
+        if not math.isfinite(scale) or scale <= 0:
+            raise ScenarioError(source, "scale", f"must be a finite number > 0, got {scale}")
+        engine = opendssdirect.NewContext()
+        engine.Basic.AllowChangeDir(False)
+        key = source.strip().lower()
+        if key in BUILTINS:
+            name = key
+            try:
+                engine.Text.Commands(BUILTINS[key]())
+            except DSSException as exc:  # our own commands: a bug, not bad input
+                raise RuntimeError(f"built-in feeder {key}: {exc}") from exc
+        else:
+            path = Path(source)
+            _check_master_file(path, source)
+            name = path.stem.lower()
+            try:
+                engine.Text.Command(f'compile "{path.resolve()}"')
+            except DSSException as exc:
+                raise ScenarioError(source, "", f"OpenDSS rejected the file: {_dss_msg(exc)}") from None
+            if engine.Basic.NumCircuits() == 0:
+                raise ScenarioError(source, "", "the file defines no circuit ('new circuit.<name>')")
+        for i, cmd in enumerate(extra_commands):
+            try:
+                engine.Text.Command(str(cmd))
+            except DSSException as exc:
+                raise ScenarioError(
+                    source, f"extra_commands[{i}]", f"OpenDSS rejected {cmd!r}: {_dss_msg(exc)}"
+                ) from None
+        engine.Text.Command("set mode=snapshot")
+        feeder = cls(engine, name, source, scale)
+        if scale != 1.0:
+            _apply_scale(engine, scale)
+        first = feeder.solve()
+        feeder.data, feeder.topology_report, from_terminal = _extract(engine, name, scale, first)
+        feeder._from_terminal = from_terminal
+        feeder._energized_buses = frozenset(feeder.data.bus_names)
+        feeder._maps_dirty = True
+        feeder.base_case = feeder.solve() if first.converged else first
+        for note in feeder.topology_report.notes:
+            log.warning("%s: %s", source, note)
+        return feeder
+
+    # ------------------------------------------------------------------ injections
+    @property
+    def injections(self) -> dict[str, tuple[float, float]]:
+        """Current set-points of the injections, name -> (p_mw, q_mvar), load convention."""
+        return dict(self._injections)
+
+    def add_injection(self, name: str, bus: str, p_mw: float = 0.0, q_mvar: float = 0.0) -> None:
+        """Create a constant-PQ element ``Load.inj_<name>`` at ``bus``.
+
+        Load convention: ``p_mw`` > 0 draws power from the grid, < 0 injects. The element is
+        ``status=fixed`` so :meth:`set_load_scale` does not touch it; it spans the bus's phase
+        nodes (three-phase wye at the bus's line-to-line base kV, or single phase at the
+        line-to-neutral base).
+        """
+        name = str(name)
+        bus_key = str(bus).strip().lower()
+        if not _NAME_RE.match(name):
+            raise ScenarioError(self.source, f"injection {name!r}",
+                                "names may contain only letters, digits, '_' and '-'")
+        if name in self._injections:
+            raise ScenarioError(self.source, f"injection {name!r}", "an injection of this name exists")
+        dss = self._dss
+        if dss.Circuit.SetActiveBus(bus_key) < 0 or bus_key not in self._bus_set():
+            raise ScenarioError(
+                self.source, f"injection {name!r}.bus",
+                f"unknown bus {bus!r}; allowed: a bus of the feeder, e.g. "
+                f"{', '.join(self.data.bus_names[:5])} ... ({len(self.data.bus_names)} buses)",
+            )
+        nodes = [n for n in dss.Bus.Nodes() if 1 <= n <= 3]
+        kv_ln = dss.Bus.kVBase()
+        if len(nodes) == 1:
+            spec = f"bus1={bus_key}.{nodes[0]} phases=1 kv={kv_ln:.10g}"
+        else:
+            spec = (f"bus1={bus_key}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
+                    f"kv={kv_ln * _SQRT3:.10g}")
+        dss.Text.Command(
+            f"new load.{INJECTION_PREFIX}{name} {spec} conn=wye model=1 status=fixed "
+            f"vminpu={INJECTION_VMIN_PU} vmaxpu=2.0 kw={p_mw * 1e3:.12g} kvar={q_mvar * 1e3:.12g}"
+        )
+        self._injections[name] = (float(p_mw), float(q_mvar))
+        self._maps_dirty = True
+
+    def set_injection(self, name: str, p_mw: float, q_mvar: float = 0.0) -> None:
+        """New set-point (MW, Mvar; + = consumption) of an existing injection."""
+        if name not in self._injections:
+            raise KeyError(f"no injection {name!r}; known: {sorted(self._injections)}")
+        loads = self._dss.Loads
+        loads.Name(INJECTION_PREFIX + name)
+        loads.kW(float(p_mw) * 1e3)
+        loads.kvar(float(q_mvar) * 1e3)
+        self._injections[name] = (float(p_mw), float(q_mvar))
+
+    def set_injections(self, setpoints: Mapping[str, tuple[float, float]]) -> None:
+        """Several :meth:`set_injection` at once: name -> (p_mw, q_mvar)."""
+        for name, (p_mw, q_mvar) in setpoints.items():
+            self.set_injection(name, p_mw, q_mvar)
+
+    def set_source_voltage(self, v_pu: float) -> None:
+        """Upstream (source) voltage in pu of its base, e.g. 0.7 during a sag."""
+        if not (math.isfinite(v_pu) and v_pu > 0):
+            raise ValueError(f"source voltage must be > 0 pu, got {v_pu}")
+        self._dss.Vsources.First()
+        self._dss.Vsources.PU(float(v_pu))
+
+    def set_load_scale(self, factor: float) -> None:
+        """Multiply all the feeder's own loads by ``factor`` (OpenDSS ``LoadMult``);
+        injections are ``status=fixed`` and keep their set-points."""
+        if not (math.isfinite(factor) and factor >= 0):
+            raise ValueError(f"load scale must be >= 0, got {factor}")
+        self._dss.Solution.LoadMult(float(factor))
+
+    # ------------------------------------------------------------------ solving
+    def solve(self) -> PowerFlowResult:
+        """Snapshot power flow of the present set-points.
+
+        A solve that does not converge (or that OpenDSS aborts) returns ``converged=False``
+        with NaN voltages and flows; the next solve restarts from a no-load initialisation so
+        the diverged state is not reused.
+        """
+        dss = self._dss
+        if self._maps_dirty:
+            self._build_maps()
+        if self._needs_reinit:
+            dss.Solution.InitSnap()
+            self._needs_reinit = False
+        try:
+            dss.Solution.Solve()
+            ok = bool(dss.Solution.Converged())
+        except DSSException as exc:
+            log.warning("%s: power flow aborted: %s", self.source, _dss_msg(exc))
+            ok = False
+        if not ok:
+            log.warning("%s: power flow did not converge (%d iterations)",
+                        self.source, dss.Solution.Iterations())
+            self._needs_reinit = True
+            return self._nan_result()
+        node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+        if node_v.size != self._node_bus.size:  # topology changed behind our back
+            self._build_maps()
+            node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+        weights = np.where(self._node_phase, node_v, 0.0)
+        bus_v = np.bincount(self._node_bus, weights=weights, minlength=self._nbus) / self._phase_count
+        valid = self._node_valid
+        if valid.any():
+            imin = int(np.argmin(np.where(valid, node_v, np.inf)))
+            imax = int(np.argmax(np.where(valid, node_v, -np.inf)))
+            v_min, v_max = float(node_v[imin]), float(node_v[imax])
+            v_min_bus = self._bus_names[self._node_bus[imin]]
+        else:
+            v_min = v_max = math.nan
+            v_min_bus = ""
+        powers = np.asarray(dss.PDElements.AllPowers(), dtype=float)
+        p_line = np.bincount(self._line_group, weights=powers[self._line_pos], minlength=self._nline)
+        q_line = np.bincount(self._line_group, weights=powers[self._line_pos + 1], minlength=self._nline)
+        pct = np.asarray(dss.PDElements.AllPctNorm(False), dtype=float)[self._line_pd_index]
+        sub_kw, sub_kvar = dss.Circuit.TotalPower()
+        loss_w, loss_var = dss.Circuit.Losses()
+        sub_p, sub_q = -sub_kw / 1e3, -sub_kvar / 1e3
+        return PowerFlowResult(
+            converged=True,
+            bus_names=self._bus_names,
+            bus_v_pu=bus_v,
+            node_names=self._node_names,
+            node_v_pu=node_v,
+            v_min_pu=v_min,
+            v_min_bus=v_min_bus,
+            v_max_pu=v_max,
+            sub_p_mw=sub_p,
+            sub_q_mvar=sub_q,
+            losses_mw=loss_w / 1e6,
+            losses_mvar=loss_var / 1e6,
+            line_names=self._line_names,
+            line_p_mw=p_line / 1e3,
+            line_q_mvar=q_line / 1e3,
+            line_loading_pct=pct,
+            total_load_mw=sub_p - loss_w / 1e6,
+            total_load_mvar=sub_q - loss_var / 1e6,
+        )
+
+    def _nan_result(self) -> PowerFlowResult:
+        nan = math.nan
+        return PowerFlowResult(
+            converged=False,
+            bus_names=self._bus_names,
+            bus_v_pu=np.full(self._nbus, nan),
+            node_names=self._node_names,
+            node_v_pu=np.full(len(self._node_names), nan),
+            v_min_pu=nan, v_min_bus="", v_max_pu=nan,
+            sub_p_mw=nan, sub_q_mvar=nan, losses_mw=nan, losses_mvar=nan,
+            line_names=self._line_names,
+            line_p_mw=np.full(self._nline, nan),
+            line_q_mvar=np.full(self._nline, nan),
+            line_loading_pct=np.full(self._nline, nan),
+            total_load_mw=nan, total_load_mvar=nan,
+        )
+
+    # ------------------------------------------------------------------ index maps
+    def _bus_set(self) -> frozenset[str]:
+        if self._maps_dirty:
+            self._build_maps()
+        return self._bus_lookup
+
+    def _build_maps(self) -> None:
+        """Index arrays that turn the whole-circuit result arrays into per-bus and per-line
+        values (rebuilt only when elements are added)."""
+        dss = self._dss
+        bus_names = tuple(dss.Circuit.AllBusNames())
+        bus_index = {b: i for i, b in enumerate(bus_names)}
+        node_names = tuple(dss.Circuit.AllNodeNames())
+        node_bus = np.empty(len(node_names), dtype=np.int64)
+        node_phase = np.zeros(len(node_names), dtype=bool)
+        for k, node in enumerate(node_names):
+            bus, _, num = node.rpartition(".")
+            node_bus[k] = bus_index[bus]
+            node_phase[k] = num in ("1", "2", "3")
+        # buses with no phase node (neutral-only buses): average over all their nodes
+        has_phase = np.bincount(node_bus, weights=node_phase, minlength=len(bus_names)) > 0
+        node_phase |= ~has_phase[node_bus]
+        self._bus_names = bus_names
+        self._bus_lookup = frozenset(bus_names)
+        self._nbus = len(bus_names)
+        self._node_names = node_names
+        self._node_bus = node_bus
+        self._node_phase = node_phase
+        self._phase_count = np.maximum(np.bincount(node_bus, weights=node_phase, minlength=self._nbus), 1)
+        energized = getattr(self, "_energized_buses", None)
+        bus_ok = np.ones(self._nbus, dtype=bool) if energized is None else np.array(
+            [b in energized for b in bus_names])
+        self._node_valid = node_phase & bus_ok[node_bus]
+        # lines: positions of (P, Q) pairs of the from-end terminal in PDElements.AllPowers
+        names = dss.PDElements.AllNames()
+        nterm = np.asarray(dss.PDElements.AllNumTerminals(), dtype=np.int64)
+        ncond = np.asarray(dss.PDElements.AllNumConductors(), dtype=np.int64)
+        start = np.concatenate(([0], np.cumsum(nterm * ncond)[:-1]))
+        from_term = getattr(self, "_from_terminal", {})
+        enabled = set(dss.Lines.AllNames()) if dss.Lines.Count() else set()
+        pos, group, line_names, pd_index = [], [], [], []
+        for e, full in enumerate(names):
+            cls, _, short = full.partition(".")
+            if cls.lower() != "line" or short.lower() not in enabled:
+                continue
+            term = from_term.get(full.lower(), 0)
+            first = start[e] + term * ncond[e]
+            pos.extend(2 * (first + c) for c in range(ncond[e]))
+            group.extend([len(line_names)] * ncond[e])
+            line_names.append(short.lower())
+            pd_index.append(e)
+        self._line_pos = np.asarray(pos, dtype=np.int64)
+        self._line_group = np.asarray(group, dtype=np.int64)
+        self._line_names = tuple(line_names)
+        self._line_pd_index = np.asarray(pd_index, dtype=np.int64)
+        self._nline = len(line_names)
+        self._maps_dirty = False
+
+
+# ---------------------------------------------------------------------- input checks
+def _dss_msg(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _check_master_file(path: Path, source: str) -> None:
+    if not path.exists():
+        if path.suffix == "" and "/" not in source and "\\" not in source:
+            raise ScenarioError(source, "", f"unknown feeder {source!r}; allowed: {ALLOWED_SOURCES}")
+        raise ScenarioError(source, "", f"file not found; allowed: {ALLOWED_SOURCES}")
+    if not path.is_file():
+        raise ScenarioError(source, "", f"not a file; allowed: {ALLOWED_SOURCES}")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise ScenarioError(source, "", f"cannot read the file: {exc.strerror}") from None
+    content = [ln for ln in text.splitlines()
+               if ln.strip() and not ln.lstrip().startswith(("!", "//"))]
+    if not content:
+        raise ScenarioError(source, "", "the file is empty; expected OpenDSS commands "
+                                        "starting with 'new circuit.<name>'")
+
+
+# ---------------------------------------------------------------------- scaling
+def _apply_scale(dss, k: float) -> None:
+    """Per-unit-preserving scaling by K after compile (docs/feeders.md, "Scaling").
+
+    S → K·S and V → √K·V for every rated or set power and voltage, so Z_base = V²/S and every
+    ohmic impedance stay, and every per-unit result is unchanged:
+
+    * source: base kV × √K, its impedance kept in ohm (re-specified as R1/X1/R0/X0);
+    * transformers: winding kV × √K, kVA (and normhkva/emerghkva) × K;
+    * lines: normamps, emergamps × √K (I = S/(√3·V) grows by √K);
+    * loads, generators: kV × √K, kW/kvar/kVA × K; capacitors: kV × √K, kvar × K;
+    * PV systems and storage: kV × √K, kVA, Pmpp, kWrated, kWhrated, kWhstored × K;
+    * regulator and capacitor controls: PT ratio and CT rating × √K;
+    * voltage bases × √K (``set voltagebases`` + ``calcvoltagebases``; buses with a base set
+      by ``setkvbase`` get their own base × √K).
+    """
+    rk = math.sqrt(k)
+    cmd = dss.Text.Command
+    old_bases = _bus_kv_bases(dss)
+    # source(s): keep the Thevenin impedance in ohm
+    i = dss.Vsources.First()
+    while i:
+        name = dss.Vsources.Name()
+        z1, z0 = _source_sequence_impedance(dss)
+        base = dss.Vsources.BaseKV()
+        cmd(f"edit vsource.{name} basekv={base * rk:.12g} r1={z1.real:.12g} x1={z1.imag:.12g} "
+            f"r0={z0.real:.12g} x0={z0.imag:.12g}")
+        i = dss.Vsources.Next()
+    i = dss.Transformers.First()
+    while i:
+        tr = dss.Transformers
+        parts = []
+        for w in range(1, tr.NumWindings() + 1):
+            tr.Wdg(w)
+            parts.append(f"wdg={w} kv={tr.kV() * rk:.12g} kva={tr.kVA() * k:.12g}")
+        normh = float(dss.Properties.Value("normhkva") or 0.0)
+        emergh = float(dss.Properties.Value("emerghkva") or 0.0)
+        cmd(f"edit transformer.{tr.Name()} {' '.join(parts)} normhkva={normh * k:.12g} "
+            f"emerghkva={emergh * k:.12g}")
+        i = dss.Transformers.Next()
+    i = dss.Lines.First()
+    while i:
+        dss.Lines.NormAmps(dss.Lines.NormAmps() * rk)
+        dss.Lines.EmergAmps(dss.Lines.EmergAmps() * rk)
+        i = dss.Lines.Next()
+    i = dss.Loads.First()
+    while i:
+        ld = dss.Loads
+        p, q, kv = ld.kW(), ld.kvar(), ld.kV()
+        ld.kV(kv * rk)
+        ld.kW(p * k)
+        ld.kvar(q * k)
+        i = dss.Loads.Next()
+    i = dss.Generators.First()
+    while i:
+        g = dss.Generators
+        p, q, kv, kva = g.kW(), g.kvar(), g.kV(), g.kVARated()
+        g.kV(kv * rk)
+        g.kVARated(kva * k)
+        g.kW(p * k)
+        g.kvar(q * k)
+        i = dss.Generators.Next()
+    i = dss.Capacitors.First()
+    while i:
+        name = dss.Capacitors.Name()
+        kvar = dss.Properties.Value("kvar").strip("[] ").replace(",", " ").split()
+        kvars = " ".join(f"{float(v) * k:.12g}" for v in kvar)
+        cmd(f"edit capacitor.{name} kv={dss.Capacitors.kV() * rk:.12g} kvar=[{kvars}]")
+        i = dss.Capacitors.Next()
+    for cls, props in (("pvsystem", ("kv", "kva", "pmpp")),
+                       ("storage", ("kv", "kva", "kwrated", "kwhrated", "kwhstored"))):
+        for name in _class_names(dss, cls):
+            dss.Circuit.SetActiveElement(f"{cls}.{name}")
+            vals = {p: float(dss.Properties.Value(p) or 0.0) for p in props}
+            edits = " ".join(f"{p}={v * (rk if p == 'kv' else k):.12g}" for p, v in vals.items())
+            cmd(f"edit {cls}.{name} {edits}")
+    i = dss.RegControls.First()
+    while i:
+        rc = dss.RegControls
+        rc.PTRatio(rc.PTRatio() * rk)
+        rc.CTPrimary(rc.CTPrimary() * rk)
+        i = dss.RegControls.Next()
+    i = dss.CapControls.First()
+    while i:
+        cc = dss.CapControls
+        cc.PTRatio(cc.PTRatio() * rk)
+        cc.CTRatio(cc.CTRatio() * rk)
+        i = dss.CapControls.Next()
+    bases = dss.Settings.VoltageBases()
+    dss.Settings.VoltageBases([b * rk for b in bases])
+    cmd("calcvoltagebases")
+    new_bases = _bus_kv_bases(dss)
+    for bus, old in old_bases.items():
+        new = new_bases.get(bus, 0.0)
+        if old > 0 and not math.isclose(new, old * rk, rel_tol=1e-9):
+            cmd(f"setkvbase bus={bus} kvln={old * rk:.12g}")
+
+
+def _class_names(dss, cls: str) -> list[str]:
+    dss.Circuit.SetActiveClass(cls)
+    names = []
+    i = dss.ActiveClass.First()
+    while i:
+        names.append(dss.ActiveClass.Name())
+        i = dss.ActiveClass.Next()
+    return names
+
+
+def _bus_kv_bases(dss) -> dict[str, float]:
+    out = {}
+    for i, bus in enumerate(dss.Circuit.AllBusNames()):
+        dss.Circuit.SetActiveBusi(i)
+        out[bus] = dss.Bus.kVBase()
+    return out
+
+
+def _source_sequence_impedance(dss) -> tuple[complex, complex]:
+    """Z1, Z0 (ohm) of the active Vsource from its primitive admittance Y (terminal 1 block):
+    Z = Y⁻¹, Z1 = Zs − Zm, Z0 = Zs + 2·Zm with Zs, Zm the mean self and mutual terms."""
+    n = dss.CktElement.NumConductors()
+    y = _yprim(dss)[:n, :n]
+    z = np.linalg.inv(y)
+    return _z1_from_matrix(z), _z0_from_matrix(z)
+
+
+# ---------------------------------------------------------------------- extraction
+def _yprim(dss) -> np.ndarray:
+    raw = np.asarray(dss.CktElement.YPrim(), dtype=float)
+    m = int(round(math.sqrt(raw.size / 2)))
+    return (raw[0::2] + 1j * raw[1::2]).reshape(m, m)
+
+
+def _z1_from_matrix(z: np.ndarray) -> complex:
+    """Positive-sequence impedance of a phase impedance matrix: Z1 = mean(Zii) − mean(Zij);
+    for one phase Z1 = Z11."""
+    n = z.shape[0]
+    if n == 1:
+        return complex(z[0, 0])
+    self_mean = np.trace(z) / n
+    mutual_mean = (z.sum() - np.trace(z)) / (n * (n - 1))
+    return complex(self_mean - mutual_mean)
+
+
+def _z0_from_matrix(z: np.ndarray) -> complex:
+    n = z.shape[0]
+    if n == 1:
+        return complex(z[0, 0])
+    self_mean = np.trace(z) / n
+    mutual_mean = (z.sum() - np.trace(z)) / (n * (n - 1))
+    return complex(self_mean + 2 * mutual_mean)
+
+
+def _series_z1(dss, nphases: int) -> complex:
+    """Positive-sequence series impedance (ohm) of the active two-terminal element.
+
+    Its primitive admittance is [[Ys + Ysh/2, −Ys], [−Ys, Ys + Ysh/2]], so the series
+    impedance matrix is Zs = (−Y12)⁻¹; a neutral conductor is Kron-reduced
+    (Zpp − Zpn·Znn⁻¹·Znp) and Z1 = mean(Zii) − mean(Zij) over the phases.
+    """
+    n = dss.CktElement.NumConductors()
+    y = _yprim(dss)
+    z = np.linalg.inv(-y[:n, n:2 * n])
+    if n > nphases:
+        p = slice(0, nphases)
+        q = slice(nphases, n)
+        z = z[p, p] - z[p, q] @ np.linalg.inv(z[q, q]) @ z[q, p]
+    return _z1_from_matrix(z)
+
+
+@dataclass
+class _Edge:
+    element: str
+    kind: str
+    buses: tuple[str, ...]
+    nphases: int
+    normamps: float
+    kva: float
+    windings: tuple[tuple[float, float], ...] = ()  # (kV, kVA) per terminal
+    z_pct: complex = 0j  # transformer leakage impedance, % on winding-1 kVA
+    z_line: complex | None = None
+    phase_set: frozenset[int] = frozenset()
+
+
+def _extract(
+    dss, name: str, scale: float, base: PowerFlowResult
+) -> tuple[FeederData, TopologyReport, dict[str, int]]:
+    """Radial description of the compiled circuit (rules in docs/feeders.md)."""
+    bus_names = list(dss.Circuit.AllBusNames())
+    kv_ln: dict[str, float] = {}
+    phases: dict[str, int] = {}
+    for i, bus in enumerate(bus_names):
+        dss.Circuit.SetActiveBusi(i)
+        kv_ln[bus] = dss.Bus.kVBase()
+        phases[bus] = max(1, sum(1 for n in dss.Bus.Nodes() if 1 <= n <= 3))
+    regulated = set()
+    i = dss.RegControls.First()
+    while i:
+        regulated.add(dss.RegControls.Transformer().lower())
+        i = dss.RegControls.Next()
+
+    edges: list[_Edge] = []
+    open_elements: list[str] = []
+    i = dss.PDElements.First()
+    while i:
+        el = dss.CktElement
+        full = el.Name()
+        cls = full.split(".", 1)[0].lower()
+        short = full.split(".", 1)[1].lower()
+        if el.Enabled() and el.NumTerminals() >= 2:
+            buses = tuple(b.split(".", 1)[0].lower() for b in el.BusNames())
+            if len(set(buses)) >= 2:
+                if any(el.IsOpen(t, 0) for t in range(1, el.NumTerminals() + 1)):
+                    open_elements.append(full)
+                else:
+                    edge = _read_edge(dss, full, cls, short, buses, regulated)
+                    edge.phase_set = _phases_of(el.BusNames()[0], edge.nphases)
+                    edges.append(edge)
+        i = dss.PDElements.Next()
+
+    dss.Vsources.First()
+    source_bus = dss.CktElement.BusNames()[0].split(".", 1)[0].lower()
+    # adjacency: (edge index, terminal at this bus, terminal at the other bus, other bus)
+    adj: dict[str, list[tuple[int, int, int, str]]] = {b: [] for b in bus_names}
+    for e, edge in enumerate(edges):
+        first = edge.buses[0]
+        seen = {first}
+        for t, other in enumerate(edge.buses[1:], start=1):
+            if other in seen:
+                continue
+            seen.add(other)
+            adj.setdefault(first, []).append((e, 0, t, other))
+            adj.setdefault(other, []).append((e, t, 0, first))
+    visited = {source_bus}
+    order = [source_bus]
+    # tree branches as groups: a gang of single-phase units (e.g. three regulators, one per
+    # phase) between the same two buses on disjoint phases is one branch, not a loop
+    groups: list[dict] = []
+    group_of_pair: dict[frozenset[str], int] = {}
+    used_pairs: set[tuple[int, int, int]] = set()
+    mesh: set[str] = set()
+    queue = deque([source_bus])
+    while queue:
+        bus = queue.popleft()
+        for e, t_here, t_other, other in adj.get(bus, ()):
+            pair = (e, min(t_here, t_other), max(t_here, t_other))
+            if pair in used_pairs:
+                continue
+            used_pairs.add(pair)
+            if other in visited:
+                g = group_of_pair.get(frozenset((bus, other)))
+                if g is not None and not (groups[g]["phases"] & edges[e].phase_set):
+                    grp = groups[g]
+                    grp["phases"] |= edges[e].phase_set
+                    if bus == grp["from"]:
+                        grp["members"].append((e, t_here, t_other))
+                    else:
+                        grp["members"].append((e, t_other, t_here))
+                else:
+                    mesh.add(edges[e].element)
+                continue
+            visited.add(other)
+            order.append(other)
+            group_of_pair[frozenset((bus, other))] = len(groups)
+            groups.append({"from": bus, "to": other, "members": [(e, t_here, t_other)],
+                           "phases": set(edges[e].phase_set)})
+            queue.append(other)
+
+    s_base = 1.0 * scale
+    branches = []
+    from_terminal: dict[str, int] = {}
+    names_seen: dict[str, int] = {}
+    for grp in groups:
+        short = edges[grp["members"][0][0]].element.split(".", 1)[1].lower()
+        names_seen[short] = names_seen.get(short, 0) + 1
+    for grp in groups:
+        fbus, tbus = grp["from"], grp["to"]
+        members = grp["members"]
+        z_ohm = complex(np.mean([_edge_z_ohm(edges[e], t_to) for e, _, t_to in members]))
+        ratings = [_edge_rating(edges[e], kv_ln[tbus]) for e, _, _ in members]
+        rating = sum(r for r in ratings if r is not None) if any(r is not None for r in ratings) else None
+        kv_ll_to = kv_ln[tbus] * _SQRT3
+        z_base = kv_ll_to ** 2 / s_base if kv_ll_to > 0 else math.nan
+        first = edges[members[0][0]]
+        short = first.element.split(".", 1)[1].lower()
+        branches.append(Branch(
+            name=short if names_seen[short] == 1 else first.element.lower(),
+            from_bus=fbus, to_bus=tbus,
+            r_ohm=z_ohm.real, x_ohm=z_ohm.imag,
+            r_pu=z_ohm.real / z_base, x_pu=z_ohm.imag / z_base,
+            rating_mva=rating, kind=first.kind, element=first.element,
+        ))
+        for e, t_from, _ in members:
+            if edges[e].element.lower().startswith("line."):
+                from_terminal.setdefault(edges[e].element.lower(), t_from)
+
+    loads: dict[str, list[float]] = {}
+    i = dss.Loads.First()
+    while i:
+        if dss.CktElement.Enabled() and not dss.Loads.Name().lower().startswith(INJECTION_PREFIX):
+            bus = dss.CktElement.BusNames()[0].split(".", 1)[0].lower()
+            acc = loads.setdefault(bus, [0.0, 0.0])
+            acc[0] += dss.Loads.kW() / 1e3
+            acc[1] += dss.Loads.kvar() / 1e3
+        i = dss.Loads.Next()
+    rank = {b: k for k, b in enumerate(order)}
+    bus_loads = tuple(
+        BusLoad(bus=b, p_mw=pq[0], q_mvar=pq[1])
+        for b, pq in sorted(loads.items(), key=lambda it: rank.get(it[0], len(rank)))
+    )
+
+    unreached = tuple(b for b in bus_names if b not in visited)
+    notes = []
+    if mesh:
+        notes.append(f"meshed: {len(mesh)} closed element(s) close a loop and are not in the "
+                     f"radial graph: {', '.join(sorted(mesh)[:10])}{' ...' if len(mesh) > 10 else ''}")
+    if unreached:
+        notes.append(f"disconnected: {len(unreached)} bus(es) have no closed path from source bus "
+                     f"{source_bus!r}: {', '.join(unreached[:10])}{' ...' if len(unreached) > 10 else ''}")
+    if not base.converged:
+        notes.append("the base-case power flow did not converge")
+    report = TopologyReport(
+        source_bus=source_bus, buses_total=len(bus_names), buses_reached=len(visited),
+        mesh_elements=tuple(sorted(mesh)), unreached_buses=unreached,
+        open_elements=tuple(open_elements), notes=tuple(notes),
+    )
+    data = FeederData(
+        name=name, source_bus=source_bus, base_kv_ll=kv_ln[source_bus] * _SQRT3,
+        s_base_mva=s_base,
+        buses=tuple(Bus(name=b, base_kv_ll=kv_ln[b] * _SQRT3, phases=phases[b]) for b in order),
+        branches=tuple(branches), loads=bus_loads, scale=scale, notes=tuple(notes),
+    )
+    return data, report, from_terminal
+
+
+def _phases_of(bus_spec: str, nphases: int) -> frozenset[int]:
+    """Phase nodes (1..3) a terminal connects: ``"650.1.3"`` -> {1, 3}; none given -> 1..n."""
+    nodes = [int(n) for n in bus_spec.split(".")[1:] if n.isdigit()]
+    phases = frozenset(n for n in nodes[:nphases] if 1 <= n <= 3)
+    return phases or frozenset(range(1, nphases + 1))
+
+
+def _read_edge(dss, full: str, cls: str, short: str, buses: tuple[str, ...],
+               regulated: set[str]) -> _Edge:
+    el = dss.CktElement
+    nph = el.NumPhases()
+    if cls == "transformer":
+        tr = dss.Transformers
+        tr.Name(short)
+        windings = []
+        r_pct = 0.0
+        for w in range(1, tr.NumWindings() + 1):
+            tr.Wdg(w)
+            windings.append((tr.kV(), tr.kVA()))
+            if w <= 2:
+                r_pct += tr.R()
+        return _Edge(
+            element=full, kind="regulator" if short in regulated else "transformer",
+            buses=buses, nphases=nph, normamps=0.0, kva=windings[0][1],
+            windings=tuple(windings), z_pct=complex(r_pct, tr.Xhl()),
+        )
+    kind = "line"
+    normamps = el.NormalAmps()
+    if cls == "line":
+        dss.Lines.Name(short)
+        if dss.Lines.IsSwitch():
+            kind = "switch"
+    return _Edge(element=full, kind=kind, buses=buses, nphases=nph, normamps=normamps,
+                 kva=0.0, z_line=_series_z1(dss, nph))
+
+
+def _edge_rating(edge: _Edge, kv_ln_to: float) -> float | None:
+    """Normal rating in MVA: lines n·V_LN·normamps, transformers the winding-1 kVA."""
+    if edge.kind in ("line", "switch"):
+        return edge.normamps * kv_ln_to * edge.nphases / 1e3 if edge.normamps > 0 else None
+    return edge.kva / 1e3 if edge.kva > 0 else None
+
+
+def _edge_z_ohm(edge: _Edge, t_to: int) -> complex:
+    """Series impedance in ohm referred to the ``to`` side.
+
+    Transformer: Z = (%R1 + %R2 + j·%Xhl)/100 × kV_to² / MVA_1, with kV_to the rated
+    voltage of the winding at the ``to`` bus and MVA_1 the rating of winding 1.
+    """
+    if edge.z_line is not None:
+        return edge.z_line
+    kv_to = edge.windings[t_to][0]
+    mva = edge.windings[0][1] / 1e3
+    return edge.z_pct / 100.0 * kv_to ** 2 / mva
+
+
+# ---------------------------------------------------------------------- CLI summary
+def feeder_summary(source: str, scale: float = 1.0) -> dict:
+    """The ``feeder --json`` summary of DESIGN.md §5 (NaN → null for JSON)."""
+    feeder = DSSFeeder.open(source, scale=scale)
+    res = feeder.solve()
+
+    def num(x: float) -> float | None:
+        return None if not math.isfinite(x) else float(x)
+
+    return {
+        "buses": len(res.bus_names),
+        "nodes": len(res.node_names),
+        "total_load_kw": num(res.total_load_mw * 1e3),
+        "losses_kw": num(res.losses_mw * 1e3),
+        "losses_kvar": num(res.losses_mvar * 1e3),
+        "v_min_pu": num(res.v_min_pu),
+        "v_min_bus": res.v_min_bus,
+        "v_max_pu": num(res.v_max_pu),
+        "converged": res.converged,
+        "bus_voltages_pu": {b: num(v) for b, v in res.bus_voltages().items()},
+    }
