@@ -1,0 +1,180 @@
+"""Solving a Pyomo model and turning the termination status into a typed outcome.
+
+:func:`make_solver` returns a solver object; :func:`solve` runs it and returns a
+:class:`SolveOutcome` whose ``status`` is one of :class:`SolveStatus`. Callers branch on the
+status and never look at solver-specific termination codes.
+
+The default solver is HiGHS through Pyomo's persistent APPSI interface (``appsi_highs``):
+the first ``solve`` of a model loads it into HiGHS; later solves of the same model object
+only push what changed (mutable Params, fixed variables), and with ``warmstart`` the current
+variable values are handed to HiGHS as a MIP start. Any other name is passed to
+``pyo.SolverFactory`` (e.g. ``"gurobi"``, ``"cbc"`` when installed); those are rebuilt on
+each solve.
+
+Statuses:
+
+* ``optimal``: solved to the requested gap; values are loaded into the model.
+* ``feasible``: stopped by the time limit with an incumbent; values are loaded. A rolling
+  controller may use it (Dispatch status ``"feasible"``).
+* ``infeasible``: infeasible (or infeasible-or-unbounded); nothing loaded.
+* ``time_limit``: stopped by the time limit without an incumbent; nothing loaded.
+* ``error``: anything else, including exceptions raised by the solver; nothing loaded.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyomo.environ as pyo
+
+logger = logging.getLogger(__name__)
+
+
+class SolveStatus(str, enum.Enum):
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    """Result of one solve: status, objective (NaN if none), relative MIP gap, wall time."""
+
+    status: SolveStatus
+    objective: float = math.nan
+    mip_gap: float = math.nan
+    solve_s: float = 0.0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the model holds a usable solution (optimal or feasible)."""
+        return self.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+def make_solver(name: str = "appsi_highs", time_limit_s: float | None = None,
+                mip_gap: float | None = None) -> Any:
+    """A solver object; ``appsi_highs`` is persistent (keep it to reuse a loaded model)."""
+    if name in ("appsi_highs", "highs"):
+        from pyomo.contrib.appsi.solvers import Highs
+
+        solver = Highs()
+        solver.config.load_solution = False
+        solver.config.time_limit = time_limit_s
+        solver.config.mip_gap = mip_gap
+        solver.highs_options["threads"] = 1
+        return solver
+    solver = pyo.SolverFactory(name)
+    if solver is None or not solver.available(exception_flag=False):
+        raise ValueError(f"solver {name!r} is not available; use 'appsi_highs'")
+    solver._dcshock_opts = {"time_limit_s": time_limit_s, "mip_gap": mip_gap}
+    return solver
+
+
+def solve(model: pyo.Block, solver: Any = None, *, warmstart: bool = False,
+          time_limit_s: float | None = None, mip_gap: float | None = None) -> SolveOutcome:
+    """Solve ``model`` and return the typed outcome (never raises for solver failures).
+
+    ``time_limit_s``/``mip_gap`` override the solver's settings for this call when given.
+    """
+    solver = solver if solver is not None else make_solver()
+    t0 = time.perf_counter()
+    try:
+        if _is_appsi(solver):
+            return _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0)
+        return _solve_factory(model, solver, warmstart, time_limit_s, mip_gap, t0)
+    except Exception as exc:  # a solver crash becomes a typed outcome for the caller
+        logger.warning("solver error: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return SolveOutcome(SolveStatus.ERROR, solve_s=time.perf_counter() - t0, message=str(exc))
+
+
+def _is_appsi(solver: Any) -> bool:
+    from pyomo.contrib.appsi.base import PersistentSolver
+
+    return isinstance(solver, PersistentSolver)
+
+
+def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOutcome:
+    from pyomo.contrib.appsi.base import TerminationCondition as TC
+
+    solver.config.load_solution = False
+    solver.config.warmstart = bool(warmstart)
+    if time_limit_s is not None:
+        solver.config.time_limit = time_limit_s
+    if mip_gap is not None:
+        solver.config.mip_gap = mip_gap
+    res = solver.solve(model)
+    dt = time.perf_counter() - t0
+    tc = res.termination_condition
+    has_sol = res.best_feasible_objective is not None
+    gap = _gap(res.best_feasible_objective, res.best_objective_bound)
+    if tc == TC.optimal:
+        res.solution_loader.load_vars()
+        return SolveOutcome(SolveStatus.OPTIMAL, float(res.best_feasible_objective), gap, dt)
+    if tc in (TC.maxTimeLimit, TC.maxIterations, TC.interrupted):
+        if has_sol:
+            res.solution_loader.load_vars()
+            return SolveOutcome(SolveStatus.FEASIBLE, float(res.best_feasible_objective), gap, dt,
+                                f"stopped: {tc.name}")
+        return SolveOutcome(SolveStatus.TIME_LIMIT, solve_s=dt, message=f"stopped: {tc.name}")
+    if tc in (TC.infeasible, TC.infeasibleOrUnbounded):
+        return SolveOutcome(SolveStatus.INFEASIBLE, solve_s=dt, message=tc.name)
+    return SolveOutcome(SolveStatus.ERROR, solve_s=dt, message=f"termination {tc.name}")
+
+
+def _solve_factory(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOutcome:
+    from pyomo.opt import TerminationCondition as TC
+
+    opts = getattr(solver, "_dcshock_opts", {})
+    options = {}
+    limit = time_limit_s if time_limit_s is not None else opts.get("time_limit_s")
+    gap = mip_gap if mip_gap is not None else opts.get("mip_gap")
+    name = str(getattr(solver, "name", "")).lower()
+    limit_key, gap_key = _OPTION_NAMES.get(name, ("timelimit", "mipgap"))
+    if limit is not None:
+        options[limit_key] = limit
+    if gap is not None:
+        options[gap_key] = gap
+    kwargs: dict[str, Any] = {"load_solutions": False, "options": options}
+    if warmstart and getattr(solver, "warm_start_capable", lambda: False)():
+        kwargs["warmstart"] = True
+    res = solver.solve(model, **kwargs)
+    dt = time.perf_counter() - t0
+    tc = res.solver.termination_condition
+    if tc == TC.optimal:
+        model.solutions.load_from(res)
+        return SolveOutcome(SolveStatus.OPTIMAL, pyo.value(_objective(model)), math.nan, dt)
+    if tc in (TC.maxTimeLimit,):
+        if len(res.solution) > 0:
+            model.solutions.load_from(res)
+            return SolveOutcome(SolveStatus.FEASIBLE, pyo.value(_objective(model)), math.nan, dt)
+        return SolveOutcome(SolveStatus.TIME_LIMIT, solve_s=dt)
+    if tc in (TC.infeasible, TC.infeasibleOrUnbounded):
+        return SolveOutcome(SolveStatus.INFEASIBLE, solve_s=dt, message=str(tc))
+    return SolveOutcome(SolveStatus.ERROR, solve_s=dt, message=f"termination {tc}")
+
+
+_OPTION_NAMES = {  # solver name -> (time-limit option, relative-gap option)
+    "cbc": ("seconds", "ratioGap"),
+    "gurobi": ("TimeLimit", "MIPGap"),
+    "glpk": ("tmlim", "mipgap"),
+    "cplex": ("timelimit", "mipgap"),
+    "scip": ("limits/time", "limits/gap"),
+}
+
+
+def _objective(model: pyo.Block) -> Any:
+    return next(model.component_data_objects(pyo.Objective, active=True))
+
+
+def _gap(primal: float | None, bound: float | None) -> float:
+    if primal is None or bound is None or not math.isfinite(primal) or not math.isfinite(bound):
+        return math.nan
+    return abs(primal - bound) / max(abs(primal), 1e-9)
