@@ -239,6 +239,17 @@ class DSSFeeder:
         self._dss.Vsources.First()
         self._dss.Vsources.PU(float(v_pu))
 
+    @property
+    def load_scale(self) -> float:
+        """The present multiplier of the feeder's own loads."""
+        return float(self._dss.Solution.LoadMult())
+
+    @property
+    def source_voltage_pu(self) -> float:
+        """The present source (upstream) voltage set-point in pu."""
+        self._dss.Vsources.First()
+        return float(self._dss.Vsources.PU())
+
     def set_load_scale(self, factor: float) -> None:
         """Multiply all the feeder's own loads by ``factor`` (OpenDSS ``LoadMult``);
         injections are ``status=fixed`` and keep their set-points."""

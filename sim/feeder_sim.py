@@ -1,0 +1,186 @@
+"""FeederSim: mosaik adapter around :class:`models.feeder.DSSFeeder` (OpenDSS snapshot flows).
+
+::
+
+    feeder = world.start("FeederSim", source="ieee33", scale=1.0, step_s=60)
+    grid = feeder.Grid()                     # exactly one; the feeder's results
+    poi = feeder.Injection(bus="18")         # one OpenDSS constant-PQ element at bus 18
+
+Each step (every ``step_s`` seconds) the simulator applies every input, solves one snapshot
+power flow and caches the result; ``get_data`` only reads the cache.
+
+* ``Injection`` inputs ``p_mw``, ``q_mvar`` use the load convention (+ = consumption drawn
+  from the grid); several connected sources are summed, and an Injection that receives no
+  input in a step draws 0. Outputs: ``v_pu`` (its bus, mean of phases) and the ``p_mw``,
+  ``q_mvar`` applied.
+* ``Grid`` inputs (optional): ``load_scale`` (multiplier of the feeder's own loads; several
+  inputs multiply) and ``v_source_pu`` (upstream voltage; with several inputs the lowest
+  wins). Outputs: ``converged``, ``sub_p_mw``, ``sub_q_mvar`` (import, +), ``losses_mw``,
+  ``losses_mvar``, ``total_load_mw``, ``v_min_pu``, ``v_min_bus``, ``v_max_pu``, and the
+  dicts ``bus_v_pu`` (bus -> pu), ``line_loading_pct``, ``line_p_mw``, ``line_q_mvar``
+  (line -> value). ``load_scale`` and ``v_source_pu`` read back the values applied.
+
+A step whose power flow does not converge publishes ``converged = False`` and NaN for every
+number; it never republishes an earlier step's results. Run it as its own process with
+``python -m sim.feeder_sim HOST:PORT`` (``main``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import mosaik_api_v3
+from mosaik_api_v3.types import (
+    CreateResult, InputData, Meta, ModelName, OutputData, OutputRequest, SimId, Time,
+)
+
+from models.feeder import DSSFeeder, PowerFlowResult
+
+logger = logging.getLogger(__name__)
+
+GRID_SCALARS = (
+    "converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "losses_mvar", "total_load_mw",
+    "v_min_pu", "v_min_bus", "v_max_pu",
+)
+GRID_DICTS = ("bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar")
+GRID_INPUTS = ("v_source_pu", "load_scale")
+INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu")
+
+META: Meta = {
+    "api_version": "3.0",
+    "type": "time-based",
+    "models": {
+        "Grid": {
+            "public": True,
+            "params": [],
+            "attrs": [*GRID_SCALARS, *GRID_DICTS, *GRID_INPUTS],
+        },
+        "Injection": {
+            "public": True,
+            "params": ["bus"],
+            "attrs": list(INJECTION_ATTRS),
+        },
+    },
+}
+
+GRID_EID = "grid"
+
+
+class FeederSim(mosaik_api_v3.Simulator):
+    """One OpenDSS feeder (own engine); one ``Grid`` entity and any number of ``Injection``s."""
+
+    def __init__(self) -> None:
+        super().__init__(META)
+        self.feeder: DSSFeeder | None = None
+        self.step_s = 60
+        self.grid_created = False
+        self.injection_bus: dict[str, str] = {}
+        self.result: PowerFlowResult | None = None
+        self._bus_pos: dict[str, int] = {}
+
+    def init(self, sid: SimId, time_resolution: float = 1.0, source: str = "ieee33",
+             scale: float = 1.0, step_s: int = 60, extra_commands: Sequence[str] = (),
+             **_: Any) -> Meta:
+        if time_resolution <= 0:
+            raise ValueError(f"FeederSim needs time_resolution > 0, got {time_resolution}")
+        if int(step_s) != step_s or step_s < 1:
+            raise ValueError(f"FeederSim needs an integer step_s >= 1, got {step_s}")
+        self.step_s = int(step_s)
+        self.feeder = DSSFeeder.open(source, scale=scale, extra_commands=tuple(extra_commands))
+        return self.meta
+
+    def create(self, num: int, model: ModelName, **params: Any) -> list[CreateResult]:
+        assert self.feeder is not None
+        if model == "Grid":
+            if self.grid_created or num != 1:
+                raise ValueError("FeederSim has exactly one Grid entity")
+            self.grid_created = True
+            return [{"eid": GRID_EID, "type": model}]
+        if model != "Injection":
+            raise ValueError(f"unknown model {model!r}; FeederSim has Grid and Injection")
+        bus = str(params["bus"]).lower()
+        out: list[CreateResult] = []
+        for _ in range(num):
+            eid = f"inj_{bus}"
+            k = 1
+            while eid in self.injection_bus:
+                eid, k = f"inj_{bus}_{k}", k + 1
+            self.feeder.add_injection(eid, bus)
+            self.injection_bus[eid] = bus
+            out.append({"eid": eid, "type": model})
+        return out
+
+    def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
+        assert self.feeder is not None
+        setpoints = {
+            eid: (_sum(inputs.get(eid, {}).get("p_mw")), _sum(inputs.get(eid, {}).get("q_mvar")))
+            for eid in self.injection_bus
+        }
+        self.feeder.set_injections(setpoints)
+        grid_in = inputs.get(GRID_EID, {})
+        if "load_scale" in grid_in:
+            self.feeder.set_load_scale(math.prod(float(v) for v in grid_in["load_scale"].values()))
+        if "v_source_pu" in grid_in:
+            self.feeder.set_source_voltage(min(float(v) for v in grid_in["v_source_pu"].values()))
+        self.result = self.feeder.solve()
+        if not self.result.converged:
+            logger.warning("t=%s s: power flow did not converge; publishing NaN", time)
+        self._bus_pos = {b: i for i, b in enumerate(self.result.bus_names)}
+        return time + self.step_s
+
+    def get_data(self, outputs: OutputRequest) -> OutputData:
+        res = self.result
+        data: OutputData = {}
+        if res is None:
+            return data
+        for eid, attrs in outputs.items():
+            if eid == GRID_EID:
+                data[eid] = {attr: _grid_value(res, attr, self.feeder) for attr in attrs}
+                continue
+            values: dict[str, Any] = {}
+            p_mw, q_mvar = self.feeder.injections[eid]  # type: ignore[union-attr]
+            for attr in attrs:
+                if attr == "v_pu":
+                    values[attr] = float(res.bus_v_pu[self._bus_pos[self.injection_bus[eid]]])
+                elif attr == "p_mw":
+                    values[attr] = p_mw
+                elif attr == "q_mvar":
+                    values[attr] = q_mvar
+                else:
+                    raise ValueError(f"Injection has no output {attr!r}")
+            data[eid] = values
+        return data
+
+
+def _sum(values: dict[str, Any] | None) -> float:
+    return float(sum(values.values())) if values else 0.0
+
+
+def _grid_value(res: PowerFlowResult, attr: str, feeder: DSSFeeder | None) -> Any:
+    if attr == "load_scale" and feeder is not None:
+        return feeder.load_scale
+    if attr == "v_source_pu" and feeder is not None:
+        return feeder.source_voltage_pu
+    if attr == "converged":
+        return bool(res.converged)
+    if attr == "v_min_bus":
+        return res.v_min_bus
+    if attr in GRID_SCALARS:
+        return float(getattr(res, attr))
+    if attr == "bus_v_pu":
+        return dict(zip(res.bus_names, res.bus_v_pu.tolist()))
+    if attr in ("line_loading_pct", "line_p_mw", "line_q_mvar"):
+        return dict(zip(res.line_names, getattr(res, attr).tolist()))
+    raise ValueError(f"Grid has no output {attr!r}")
+
+
+def main() -> None:
+    """Run FeederSim as a separate process: ``python -m sim.feeder_sim HOST:PORT``."""
+    mosaik_api_v3.start_simulation(FeederSim(), "FeederSim: OpenDSS feeder power flow")
+
+
+if __name__ == "__main__":
+    main()
