@@ -1,12 +1,60 @@
-"""AI campus load model (SimPy). Placeholder: the campus issue fills this module."""
+"""AI campus load model: a SimPy process model of an AI data-center campus.
+
+The campus's grid draw is built from documented mechanisms (docs/campus.md), never from a
+canned curve:
+
+* **Training jobs** arrive (Poisson), queue FIFO for the training pool, start, run and stop.
+  A start or stop is a linear ramp of the job's size over ``job_ramp_s``.
+* **Synchronized power swings** of running training jobs: a square wave between a compute
+  level ``h`` and a communication level ``l`` at ``swing_hz``, duty ``d`` (compute share);
+  ``h/l = 1 + swing_frac`` and the cycle mean is the job's size. **Checkpoint dips** drop a
+  job to ``1 - checkpoint_depth`` of its size for ``checkpoint_s`` every
+  ``checkpoint_interval_s``.
+* **Inference** with a diurnal cosine shape and AR(1) noise; a constant **idle** IT floor.
+* **Cooling and facility** load that follows ``(PUE - 1) × IT`` through a first-order lag.
+* **Ride-through**: the POI voltage (through an on-load tap changer) and sub-step grid
+  disturbances are checked against a ride-through curve; below it the campus moves to
+  UPS/backup, its grid draw falls to ``backup_residual_frac`` of its load, and it reconnects
+  after ``reconnect_delay_s``, at once or ramped.
+* **Reactive power** from the power factor.
+
+SimPy only carries the events (job arrivals, starts, stops, surges, oscillation episodes,
+disturbances, trips, reconnections): a handful per hour. Within a co-simulation step the
+power is evaluated vectorised on a sub-grid (:meth:`Campus.step`), and over a whole horizon
+in closed form per step (:func:`step_means`, used by :mod:`models.shocks` and by
+:meth:`Campus.forecast`). Both use the same mechanism functions and the same parameters.
+
+Time: ``t_s`` is seconds on the campus clock; the time of day is ``t_s mod 86400``.
+Sign: campus ``p_mw``/``q_mvar`` > 0 is consumption from the grid.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator,
+                      model_validator)
+
+if TYPE_CHECKING:
+    from models.shocks import ShockConfig
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+_EPS = 1e-12
 
 
 class CampusConfig(BaseModel):
-    """``[[campus]]``: one AI data-center campus at a point of interconnection."""
+    """``[[campus]]``: one AI data-center campus at a point of interconnection (POI).
+
+    All ``*_frac`` sizes of IT load are fractions of the IT capacity
+    ``capacity_mw / pue``. Defaults and the public facts behind them: docs/campus.md.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -14,3 +62,703 @@ class CampusConfig(BaseModel):
     bus: str
     capacity_mw: PositiveFloat
     power_factor: float = Field(0.98, gt=0, le=1)
+    # facility
+    pue: float = Field(1.25, ge=1.0, le=3.0)
+    cooling_tau_s: PositiveFloat = 600.0
+    # IT composition (fractions of IT capacity); the training pool is the rest
+    idle_frac: float = Field(0.10, ge=0, le=1)
+    inference_frac: float = Field(0.25, ge=0, le=1)
+    inference_trough: float = Field(0.6, ge=0, le=1)
+    inference_peak_hour: float = Field(15.0, ge=0, lt=24)
+    inference_noise: float = Field(0.05, ge=0, le=1)
+    inference_noise_tau_s: PositiveFloat = 900.0
+    # training jobs
+    job_rate_per_h: NonNegativeFloat = 0.8
+    job_size_frac: tuple[float, float] = (0.05, 0.30)
+    job_hours: tuple[PositiveFloat, PositiveFloat] = (1.0, 12.0)
+    job_ramp_s: NonNegativeFloat = Field(60.0, le=3600.0)
+    initial_fill: float = Field(0.8, ge=0, le=1)
+    # synchronized swings and checkpoints
+    swing_frac: float = Field(0.15, ge=0, le=10)
+    swing_hz: float = Field(1.0, ge=0.01, le=10)
+    swing_duty: float = Field(0.7, gt=0, lt=1)
+    checkpoint_interval_s: NonNegativeFloat = 1800.0
+    checkpoint_s: NonNegativeFloat = 30.0
+    checkpoint_depth: float = Field(0.5, ge=0, le=1)
+    # ride-through and reconnection
+    ride_through: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(0.5, 0.02), (0.7, 0.5), (0.8, 10.0), (0.85, 60.0)]
+    )
+    tap_range_pu: float = Field(0.10, ge=0, le=0.3)
+    reconnect_delay_s: NonNegativeFloat = 1800.0
+    reconnect_ramp_s: NonNegativeFloat = 600.0
+    backup_residual_frac: float = Field(0.02, ge=0, le=1)
+
+    @field_validator("job_size_frac")
+    @classmethod
+    def _size_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high <= 1, got {list(v)}")
+        return v
+
+    @field_validator("job_hours")
+    @classmethod
+    def _hours_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < v[0] <= v[1] <= 1000.0:
+            raise ValueError(f"must be [low, high] hours with 0 < low <= high <= 1000, got {list(v)}")
+        return v
+
+    @field_validator("ride_through")
+    @classmethod
+    def _curve(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not v:
+            raise ValueError("needs at least one [v_pu, max_duration_s] point")
+        for vk, dk in v:
+            if not 0.0 < vk <= 1.2 or dk < 0:
+                raise ValueError(
+                    f"points are [v_pu in (0, 1.2], max_duration_s >= 0], got [{vk}, {dk}]")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CampusConfig":
+        if self.idle_frac + self.inference_frac > 1.0 + 1e-9:
+            raise ValueError(
+                f"idle_frac + inference_frac must be <= 1 (the rest is the training pool), "
+                f"got {self.idle_frac} + {self.inference_frac}"
+            )
+        if self.checkpoint_interval_s > 0 and self.checkpoint_s > self.checkpoint_interval_s:
+            raise ValueError(f"checkpoint_s ({self.checkpoint_s}) must be <= "
+                             f"checkpoint_interval_s ({self.checkpoint_interval_s})")
+        return self
+
+    @property
+    def it_capacity_mw(self) -> float:
+        """IT capacity, ``capacity_mw / pue``: the IT load at which the grid draw is capacity."""
+        return self.capacity_mw / self.pue
+
+    @property
+    def pool_mw(self) -> float:
+        """Training pool in IT MW: ``(1 - idle_frac - inference_frac) × IT capacity``."""
+        return max(0.0, 1.0 - self.idle_frac - self.inference_frac) * self.it_capacity_mw
+
+    @property
+    def tan_phi(self) -> float:
+        """``q / p = tan(arccos(pf))`` (lagging, consuming)."""
+        pf = self.power_factor
+        return math.sqrt(max(0.0, 1.0 - pf * pf)) / pf
+
+
+# --------------------------------------------------------------------------------------
+# Mechanism functions (pure numpy; shared by Campus.step, Campus.forecast, models.shocks)
+# --------------------------------------------------------------------------------------
+
+
+def ramp(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarray:
+    """Linear ramp ``R(t) = clip((t - t0) / r, 0, 1)``; a unit step at ``t0`` when r = 0."""
+    r = np.asarray(ramp_s, dtype=float)
+    x = np.asarray(t, dtype=float) - t0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(r > 0, np.clip(x / np.where(r > 0, r, 1.0), 0.0, 1.0), (x >= 0) * 1.0)
+    return out
+
+
+def ramp_integral(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarray:
+    """``∫_{-∞}^{t} R(τ) dτ`` = 0 (x ≤ 0), x²/(2r) (0 < x < r), x − r/2 (x ≥ r), x = t − t0."""
+    r = np.asarray(ramp_s, dtype=float)
+    x = np.asarray(t, dtype=float) - t0
+    rr = np.where(r > 0, r, 1.0)
+    inside = np.where(r > 0, x * x / (2 * rr), x)
+    return np.where(x <= 0, 0.0, np.where(x < r, inside, x - r / 2))
+
+
+def square_integral(t, period, duty, first, second, phase=0.0) -> np.ndarray:
+    """Integral from ``phase`` to ``t`` of a square wave that is ``first`` for the first
+    fraction ``duty`` of each period and ``second`` for the rest:
+
+    ``S(t) = T·(n·(d·a + (1−d)·b) + a·min(x, d) + b·max(x − d, 0))``, with
+    ``u = (t − phase)/T``, ``n = ⌊u⌋``, ``x = u − n``.
+    Differences of ``S`` give exact window means of swings and checkpoint dips.
+    """
+    period = np.asarray(period, dtype=float)
+    u = (np.asarray(t, dtype=float) - phase) / period
+    n = np.floor(u)
+    x = u - n
+    return period * (
+        n * (duty * first + (1 - duty) * second)
+        + first * np.minimum(x, duty)
+        + second * np.maximum(x - duty, 0.0)
+    )
+
+
+def swing_levels(swing_frac: np.ndarray | float, duty: float) -> tuple[np.ndarray, np.ndarray]:
+    """Compute and communication levels (per unit of the job size) of a swing:
+    ``l = 1 / (1 + d·s)``, ``h = (1 + s)·l``, so that ``d·h + (1−d)·l = 1`` and ``h/l = 1+s``."""
+    s = np.asarray(swing_frac, dtype=float)
+    low = 1.0 / (1.0 + duty * s)
+    return (1.0 + s) * low, low
+
+
+def diurnal(t_s: np.ndarray, cfg: CampusConfig) -> np.ndarray:
+    """Inference shape (per unit of its peak):
+    ``g(t) = m + (1 − m)·(1 + cos(2π (h(t) − h_peak)/24))/2``, ``h(t)`` the hour of day,
+    ``m`` = ``inference_trough``."""
+    hour = (np.asarray(t_s, dtype=float) % DAY_S) / 3600.0
+    m = cfg.inference_trough
+    return m + (1 - m) * 0.5 * (1 + np.cos(2 * np.pi * (hour - cfg.inference_peak_hour) / 24.0))
+
+
+def lag_coefficients(step_s: float, tau_s: float) -> tuple[float, float]:
+    """First-order lag over a step Δ held at input x: ``F⁺ = a·F + (1−a)·x`` with
+    ``a = e^{−Δ/τ}``; the step mean is ``x + (F − x)·c`` with ``c = (τ/Δ)(1 − a)``."""
+    a = math.exp(-step_s / tau_s)
+    return a, tau_s / step_s * (1.0 - a)
+
+
+def ar1_coefficients(step_s: float, tau_s: float, sigma: float) -> tuple[float, float]:
+    """AR(1) inference noise per step: ``n⁺ = φ·n + σ·√(1−φ²)·ε``, ``φ = e^{−Δ/τ}``,
+    stationary standard deviation σ."""
+    phi = math.exp(-step_s / tau_s)
+    return phi, sigma * math.sqrt(1.0 - phi * phi)
+
+
+def linear_recurrence(u: np.ndarray, a: float, y0, block: int = 128) -> np.ndarray:
+    """States ``y_k`` (k = 0…n−1) of ``y_{k+1} = a·y_k + u_k`` from ``y_0``, along the
+    last axis, vectorised in blocks: ``y_{k0+i} = a^i·y_{k0} + Σ_{j<i} a^{i−1−j}·u_{k0+j}``.
+    Used for the facility lag and the AR(1) noise over a whole horizon."""
+    u = np.asarray(u, dtype=float)
+    n = u.shape[-1]
+    y = np.empty_like(u)
+    state = np.broadcast_to(np.asarray(y0, dtype=float), u.shape[:-1]).copy()
+    i = np.arange(block)
+    expo = i[:, None] - 1 - i[None, :]
+    mat = np.where(expo >= 0, a ** np.maximum(expo, 0), 0.0)  # M[i, j] = a^(i-1-j), j < i
+    last = a ** (block - 1 - i)
+    for k0 in range(0, n, block):  # n / block iterations, not one per step
+        m = min(block, n - k0)
+        ub = u[..., k0:k0 + m]
+        y[..., k0:k0 + m] = state[..., None] * a ** i[:m] + ub @ mat[:m, :m].T
+        state = state * a ** m + ub @ last[block - m:]
+    return y
+
+
+def ride_through_violated(cfg: CampusConfig, v_pu: float, duration_s: float) -> bool:
+    """True when a voltage ``v_pu`` held for ``duration_s`` lies below the ride-through
+    curve: some point ``(v_k, d_k)`` has ``v < v_k`` and ``duration > d_k``."""
+    return any(v_pu < vk and duration_s > dk for vk, dk in cfg.ride_through)
+
+
+@dataclass
+class JobArrays:
+    """Training jobs as arrays (IT MW, seconds); ``stop_s`` is the scheduled stop."""
+
+    size_mw: np.ndarray
+    start_s: np.ndarray
+    stop_s: np.ndarray
+
+
+@dataclass
+class TripArrays:
+    """Trips: offline from ``trip_s``, reconnection begins at ``reconnect_s`` and ramps to
+    full over ``ramp_s`` (0 = at once)."""
+
+    trip_s: np.ndarray
+    reconnect_s: np.ndarray
+    ramp_s: np.ndarray
+
+
+def training_step_means(edges: np.ndarray, jobs: JobArrays, cfg: CampusConfig) -> np.ndarray:
+    """Step means of the training IT load (MW) on the step edges ``e_0 < … < e_N``.
+
+    Job j draws ``P_j(t) = S_j·(R(t; t_start, r) − R(t; t_stop, r))·C_j(t)`` with ramp ``R``
+    and checkpoint factor ``C_j`` (``1 − depth`` for ``checkpoint_s`` every interval, the
+    first dip half an interval after the start). Its step mean is the exact ramp mean
+    ``(∫R)/Δ`` times the exact checkpoint mean (their product is exact except in a step
+    that holds both a ramp and a dip). Swings are mean-preserving, so they do not enter.
+    """
+    n_steps = len(edges) - 1
+    if len(jobs.size_mw) == 0:
+        return np.zeros(n_steps)
+    e = edges[None, :]
+    r = cfg.job_ramp_s
+    s0, s1, size = jobs.start_s[:, None], jobs.stop_s[:, None], jobs.size_mw[:, None]
+    width = np.diff(edges)[None, :]
+    on = ramp_integral(e, s0, r) - ramp_integral(e, s1, r)
+    mean = size * np.diff(on, axis=1) / width
+    ck = _checkpoint_mean(edges, jobs.start_s, cfg)
+    if ck is not None:
+        mean = mean * ck
+    return mean.sum(axis=0)
+
+
+def _checkpoint_mean(edges: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
+    if cfg.checkpoint_interval_s <= 0 or cfg.checkpoint_s <= 0 or cfg.checkpoint_depth <= 0:
+        return None
+    period = cfg.checkpoint_interval_s
+    duty = cfg.checkpoint_s / period
+    phase = start_s[:, None] + 0.5 * period
+    s = square_integral(edges[None, :], period, duty, 1.0 - cfg.checkpoint_depth, 1.0, phase)
+    return np.diff(s, axis=1) / np.diff(edges)[None, :]
+
+
+def connection(t: np.ndarray, trips: TripArrays) -> np.ndarray:
+    """Connection factor ``κ(t) ∈ [0, 1]``: 1 before a trip, 0 from the trip to the
+    reconnection, then ``R(t; t_reconnect, r)``; several trips combine by their minimum."""
+    t = np.asarray(t, dtype=float)
+    if len(trips.trip_s) == 0:
+        return np.ones_like(t)
+    tt = t[None, ...]
+    shape = (-1,) + (1,) * t.ndim
+    a, b, r = (x.reshape(shape) for x in (trips.trip_s, trips.reconnect_s, trips.ramp_s))
+    k = np.where(tt < a, 1.0, ramp(tt, b, r))
+    return k.min(axis=0)
+
+
+def connection_step_means(edges: np.ndarray, trips: TripArrays) -> np.ndarray:
+    """Step means of ``κ`` in closed form per trip,
+    ``κ̄_i = (Δ − ∫1[t ≥ a_i] + ∫R(t; b_i, r_i))/Δ``, combined by the minimum over trips
+    (exact unless a trip falls inside another's reconnection ramp in the same step)."""
+    n_steps = len(edges) - 1
+    if len(trips.trip_s) == 0:
+        return np.ones(n_steps)
+    e = edges[None, :]
+    a, b, r = trips.trip_s[:, None], trips.reconnect_s[:, None], trips.ramp_s[:, None]
+    off = np.maximum(e - a, 0.0)
+    back = ramp_integral(e, b, r)
+    kappa = 1.0 - np.diff(off - back, axis=1) / np.diff(edges)[None, :]
+    return np.clip(kappa.min(axis=0), 0.0, 1.0)
+
+
+def step_means(
+    edges: np.ndarray,
+    jobs: JobArrays,
+    trips: TripArrays,
+    cfg: CampusConfig,
+    noise: np.ndarray | None = None,
+    fac0_mw: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Step means of the grid draw on ``edges`` (all in MW), in closed form per step.
+
+    ``IT_k = idle + inference_peak·g(t_k)·(1 + n_k) + training_k``;
+    facility ``F`` lags ``(PUE − 1)·IT`` (:func:`lag_coefficients`);
+    ``P_k = (IT_k + F̄_k)·(ρ + (1 − ρ)·κ̄_k)`` with ρ = ``backup_residual_frac``.
+    Used by the shock generator and by :meth:`Campus.forecast`.
+    """
+    n = len(edges) - 1
+    step = float(edges[1] - edges[0])
+    mid = 0.5 * (edges[:-1] + edges[1:])
+    it_cap = cfg.it_capacity_mw
+    inf = cfg.inference_frac * it_cap * diurnal(mid, cfg)
+    if noise is not None:
+        inf = inf * np.maximum(0.0, 1.0 + noise)
+    train = training_step_means(edges, jobs, cfg)
+    it = cfg.idle_frac * it_cap + inf + train
+    a, c = lag_coefficients(step, cfg.cooling_tau_s)
+    target = (cfg.pue - 1.0) * it
+    f = linear_recurrence((1 - a) * target, a, target[0] if fac0_mw is None else fac0_mw)
+    fac = target + (f - target) * c
+    kappa = connection_step_means(edges, trips)
+    rho = cfg.backup_residual_frac
+    p = (it + fac) * (rho + (1 - rho) * kappa)
+    return {"p_mw": p, "it_mw": it, "training_mw": train, "inference_mw": inf,
+            "facility_mw": fac, "kappa": kappa}
+
+
+# --------------------------------------------------------------------------------------
+# Event layer (SimPy)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trip:
+    """One ride-through trip: cause ``"voltage"`` (POI voltage below the curve) or
+    ``"disturbance"`` (a sub-step grid disturbance below the curve)."""
+
+    t_s: float
+    reconnect_s: float
+    ramp_s: float
+    cause: str
+    v_pu: float
+    duration_s: float
+
+
+@dataclass
+class Schedule:
+    """SimPy event layer of one campus: jobs, surges, oscillation episodes, disturbances,
+    trips. Shared by :class:`Campus` and the shock generator (:mod:`models.shocks`)."""
+
+    cfg: CampusConfig
+    rng: np.random.Generator
+    start_s: float
+    shocks: "ShockConfig | None" = None
+    env: simpy.Environment = field(init=False)
+    jobs: list[list[float]] = field(init=False, default_factory=list)   # [size, start, stop, surge]
+    queue: list[list] = field(init=False, default_factory=list)  # [size, duration, event]
+    episodes: list[tuple[float, float, float, float]] = field(init=False, default_factory=list)
+    disturbances: list[tuple[float, float, float, bool]] = field(init=False, default_factory=list)
+    trips: list[Trip] = field(init=False, default_factory=list)
+    events: list[dict] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.env = simpy.Environment(initial_time=self.start_s)
+        pool = cfg.pool_mw
+        self.free_mw = pool  # training pool not yet taken by running jobs (IT MW)
+        self._prefill()
+        if cfg.job_rate_per_h > 0 and pool > 0:
+            self.env.process(self._arrivals())
+        sh = self.shocks
+        if sh is not None:
+            if sh.surge_rate_per_day > 0 and pool > 0:
+                self.env.process(self._surges())
+            if sh.oscillation_rate_per_day > 0:
+                self.env.process(self._oscillations())
+            if sh.disturbance_rate_per_day > 0:
+                self.env.process(self._disturbances())
+
+    # --- draws -------------------------------------------------------------------------
+    def _job_size(self) -> float:
+        lo, hi = self.cfg.job_size_frac
+        return float(self.rng.uniform(lo, hi)) * self.cfg.it_capacity_mw
+
+    def _job_duration(self) -> float:
+        lo, hi = self.cfg.job_hours  # log-uniform: many short jobs, a few long ones
+        return 3600.0 * math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+
+    def _prefill(self) -> None:
+        """Jobs already running at the start (no start ramp), filling ``initial_fill`` of
+        the pool; their remaining run time is uniform over a job duration."""
+        target = self.cfg.initial_fill * self.cfg.pool_mw
+        used = 0.0
+        while used < target - _EPS:
+            size = min(self._job_size(), target - used)
+            if size <= _EPS:
+                break
+            remaining = self.rng.uniform(0.0, 1.0) * self._job_duration()
+            self.free_mw -= size
+            used += size
+            t0 = self.start_s - 10 * self.cfg.job_ramp_s - 1.0
+            self.jobs.append([size, t0, self.start_s + remaining, 0.0])
+            self.env.process(self._release(size, remaining))
+
+    def _release(self, size: float, after_s: float):
+        yield self.env.timeout(after_s)
+        self.free_mw += size
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start queued jobs strictly FIFO while the head of the queue fits the free pool."""
+        while self.queue and self.queue[0][0] <= self.free_mw + _EPS:
+            size, _, go = self.queue.pop(0)
+            self.free_mw -= size
+            go.succeed()
+
+    # --- processes ---------------------------------------------------------------------
+    def _arrivals(self):
+        rate_s = self.cfg.job_rate_per_h / 3600.0
+        while True:
+            yield self.env.timeout(self.rng.exponential(1.0 / rate_s))
+            self.env.process(self._job(self._job_size(), self._job_duration()))
+
+    def submit(self, size_mw: float, duration_s: float) -> None:
+        """Queue a training job of ``size_mw`` IT MW for ``duration_s`` now (operator action;
+        also how tests drive a single job)."""
+        self.env.process(self._job(float(size_mw), float(duration_s)))
+
+    def _job(self, size: float, duration: float):
+        go = self.env.event()
+        self.queue.append([size, duration, go])
+        self._dispatch()
+        yield go
+        now = self.env.now
+        self.jobs.append([size, now, now + duration, 0.0])
+        self.events.append({"time_s": now, "kind": "job_start", "size_mw": size})
+        yield self.env.timeout(duration)
+        self.events.append({"time_s": self.env.now, "kind": "job_stop", "size_mw": size})
+        self.free_mw += size
+        self._dispatch()
+
+    def _surges(self):
+        sh = self.shocks
+        while True:
+            yield self.env.timeout(self.rng.exponential(DAY_S / sh.surge_rate_per_day))
+            lo, hi = sh.surge_size_frac
+            want = float(self.rng.uniform(lo, hi)) * self.cfg.it_capacity_mw
+            hours = float(self.rng.uniform(*sh.surge_hours))
+            size = max(0.0, min(want, self.free_mw))
+            now = self.env.now
+            self.events.append({"time_s": now, "kind": "surge", "size_mw": size,
+                                "requested_mw": want})
+            if size > _EPS:  # a surge bypasses the queue and takes what the pool has free
+                self.free_mw -= size
+                self.jobs.append([size, now, now + 3600.0 * hours, 1.0])
+                self.env.process(self._release(size, 3600.0 * hours))
+
+    def _oscillations(self):
+        sh = self.shocks
+        while True:
+            yield self.env.timeout(self.rng.exponential(DAY_S / sh.oscillation_rate_per_day))
+            minutes = float(self.rng.uniform(*sh.oscillation_minutes))
+            swing = float(self.rng.uniform(*sh.oscillation_swing_frac))
+            hz = float(self.rng.uniform(*sh.oscillation_hz))
+            now = self.env.now
+            self.episodes.append((now, now + 60.0 * minutes, swing, hz))
+            self.events.append({"time_s": now, "kind": "oscillation", "swing_frac": swing,
+                                "hz": hz, "duration_s": 60.0 * minutes})
+
+    def _disturbances(self):
+        sh = self.shocks
+        while True:
+            yield self.env.timeout(self.rng.exponential(DAY_S / sh.disturbance_rate_per_day))
+            v = float(self.rng.uniform(*sh.disturbance_v_pu))
+            dur = float(self.rng.uniform(*sh.disturbance_duration_s))
+            below = ride_through_violated(self.cfg, v, dur)
+            now = self.env.now
+            self.disturbances.append((now, v, dur, below))
+            self.events.append({"time_s": now, "kind": "disturbance", "v_pu": v,
+                                "duration_s": dur, "below_curve": below})
+            if below:
+                self.trip(now, "disturbance", v, dur)
+
+    # --- trips -------------------------------------------------------------------------
+    def offline_at(self, t_s: float) -> bool:
+        """True while the campus is fully on backup (between a trip and its reconnection)."""
+        return any(tr.t_s <= t_s < tr.reconnect_s for tr in self.trips)
+
+    def trip(self, t_s: float, cause: str, v_pu: float, duration_s: float) -> Trip | None:
+        """Move to UPS/backup at ``t_s`` (ignored while already on backup)."""
+        if self.offline_at(t_s):
+            return None
+        ramp_s = self.cfg.reconnect_ramp_s
+        if self.shocks is not None and self.rng.uniform() < self.shocks.reconnect_at_once_prob:
+            ramp_s = 0.0  # the operator closes the breaker on the whole load: reconnection surge
+        tr = Trip(t_s, t_s + self.cfg.reconnect_delay_s, ramp_s, cause, v_pu, duration_s)
+        self.trips.append(tr)
+        self.events.append({"time_s": t_s, "kind": "trip", "cause": cause, "v_pu": v_pu,
+                            "duration_s": duration_s, "reconnect_s": tr.reconnect_s,
+                            "ramp_s": ramp_s})
+        log.info("campus %s trips at t=%.0f s (%s, %.3f pu for %.3g s); reconnects at %.0f s",
+                 self.cfg.name, t_s, cause, v_pu, duration_s, tr.reconnect_s)
+        return tr
+
+    def run_until(self, t_s: float) -> None:
+        if t_s > self.env.now:
+            self.env.run(until=t_s)
+
+    # --- arrays ------------------------------------------------------------------------
+    def job_arrays(self) -> JobArrays:
+        if not self.jobs:
+            z = np.zeros(0)
+            return JobArrays(z, z, z)
+        a = np.asarray(self.jobs, dtype=float)
+        return JobArrays(a[:, 0], a[:, 1], a[:, 2])
+
+    def trip_arrays(self) -> TripArrays:
+        return TripArrays(
+            np.array([t.t_s for t in self.trips], dtype=float),
+            np.array([t.reconnect_s for t in self.trips], dtype=float),
+            np.array([t.ramp_s for t in self.trips], dtype=float),
+        )
+
+    def swing_at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Swing amplitude and frequency in effect at times ``t``: the latest oscillation
+        episode covering t, else the campus baseline (``swing_frac``, ``swing_hz``)."""
+        s = np.full(np.shape(t), self.cfg.swing_frac, dtype=float)
+        hz = np.full(np.shape(t), self.cfg.swing_hz, dtype=float)
+        for t0, t1, sw, f in self.episodes:
+            m = (t >= t0) & (t < t1)
+            s[m] = sw
+            hz[m] = f
+        return s, hz
+
+
+# --------------------------------------------------------------------------------------
+# The co-simulation model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampusOutput:
+    """One step ``[t, t + Δ)`` of grid draw (consumption > 0): mean, min and max within the
+    step, and whether the campus is grid-connected at the end of the step."""
+
+    p_mw: float
+    q_mvar: float
+    p_min_mw: float
+    p_max_mw: float
+    online: bool
+    it_mw: float = 0.0
+    facility_mw: float = 0.0
+
+
+class Campus:
+    """SimPy process model of one AI campus, stepped by the co-simulation.
+
+    ``step(t_s, v_poi_pu)`` advances the SimPy environment to ``t_s + step_s`` and returns
+    the grid draw over ``[t_s, t_s + step_s)``. ``v_poi_pu`` is the POI voltage of the
+    previous step (a time-shifted connection), ``None`` when unknown (taken as nominal).
+
+    Parameters
+    ----------
+    config: the campus section of the scenario.
+    step_s: the co-simulation step Δ in seconds.
+    rng: the campus's random generator (derive it from the scenario seed).
+    start_s: campus clock time of the first step (time of day = t mod 86400).
+    shocks: the scenario's ``[shocks]``; None = no exogenous surges, oscillation episodes
+        or disturbances (jobs, swings, checkpoints and voltage trips still run).
+    """
+
+    def __init__(
+        self,
+        config: CampusConfig,
+        step_s: float,
+        rng: np.random.Generator,
+        start_s: float = 0.0,
+        shocks: "ShockConfig | None" = None,
+    ) -> None:
+        if step_s <= 0:
+            raise ValueError(f"step_s must be > 0, got {step_s}")
+        self.config = config
+        self.step_s = float(step_s)
+        self.rng = rng
+        self.schedule = Schedule(config, rng, float(start_s), shocks)
+        self._t_next = float(start_s)
+        self._noise = float(rng.normal(0.0, config.inference_noise)) if config.inference_noise else 0.0
+        self._phi, self._noise_sd = ar1_coefficients(self.step_s, config.inference_noise_tau_s,
+                                                      config.inference_noise)
+        self._lag_a, self._lag_c = lag_coefficients(self.step_s, config.cooling_tau_s)
+        self._fac = None  # facility load state F (MW); initialised at the first step
+        self._below = np.zeros(len(config.ride_through))  # time below each curve point (s)
+        self._tap = 1.0  # OLTC ratio in effect during the last step
+        self.last: CampusOutput | None = None
+
+    @property
+    def events(self) -> list[dict]:
+        """Event log: job starts/stops, surges, oscillation episodes, disturbances, trips."""
+        return self.schedule.events
+
+    @property
+    def trips(self) -> list[Trip]:
+        return self.schedule.trips
+
+    def _voltage_check(self, t_s: float, v_poi_pu: float | None) -> None:
+        """Ride-through against the POI voltage of the previous step ``[t − Δ, t)``.
+
+        The campus transformer's OLTC held the ratio ``τ = clip(1/v_prev, 1 ± tap_range)``
+        set from the reading before, so the UPS input saw ``v_dc = τ·v``. The time below
+        each curve point accumulates while ``v_dc < v_k``; when it exceeds ``d_k`` the
+        campus trips at t.
+        """
+        cfg = self.config
+        if v_poi_pu is None or not np.isfinite(v_poi_pu):
+            return
+        v_dc = self._tap * float(v_poi_pu)
+        if cfg.tap_range_pu > 0 and v_poi_pu > 0:
+            self._tap = float(np.clip(1.0 / v_poi_pu, 1 - cfg.tap_range_pu, 1 + cfg.tap_range_pu))
+        if self.schedule.offline_at(t_s - 0.5 * self.step_s):
+            self._below[:] = 0.0
+            return
+        v_k = np.array([p[0] for p in cfg.ride_through])
+        d_k = np.array([p[1] for p in cfg.ride_through])
+        self._below = np.where(v_dc < v_k, self._below + self.step_s, 0.0)
+        hit = self._below > d_k
+        if hit.any():
+            k = int(np.argmax(hit))
+            if self.schedule.trip(t_s, "voltage", v_dc, float(self._below[k])) is not None:
+                self._below[:] = 0.0
+
+    def step(self, t_s: float, v_poi_pu: float | None) -> CampusOutput:
+        """Advance to ``t_s + step_s``; return mean, min and max grid draw over the step."""
+        cfg, dt = self.config, self.step_s
+        if t_s < self._t_next - 1e-9:
+            raise ValueError(f"time goes backwards: step at {t_s} s after {self._t_next} s")
+        self._voltage_check(t_s, v_poi_pu)
+        sch = self.schedule
+        sch.run_until(t_s + dt)
+        self._t_next = t_s + dt
+        # sub-grid: resolve ramps to ≤ 1 s and swings to ≤ 1/8 period
+        _, hz_all = sch.swing_at(np.array([t_s, t_s + dt]))
+        hz_max = max([cfg.swing_hz, *hz_all, *[e[3] for e in sch.episodes if e[1] > t_s and e[0] < t_s + dt]])
+        n = int(min(20_000, max(1, math.ceil(dt / min(1.0, 1.0 / (8 * hz_max))))))
+        edges = t_s + dt * np.arange(n + 1) / n
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        h_dt = dt / n
+        jobs = sch.job_arrays()
+        if len(jobs.size_mw):
+            env = (ramp(mid[None, :], jobs.start_s[:, None], cfg.job_ramp_s)
+                   - ramp(mid[None, :], jobs.stop_s[:, None], cfg.job_ramp_s))
+            ck = _checkpoint_mean(edges, jobs.start_s, cfg)
+            if ck is not None:
+                env = env * ck
+            train = (jobs.size_mw[:, None] * env).sum(axis=0)
+        else:
+            train = np.zeros(n)
+        s_frac, hz = sch.swing_at(mid)
+        hi, lo = swing_levels(s_frac, cfg.swing_duty)
+        period = 1.0 / hz
+        s_bar = (square_integral(edges[1:], period, cfg.swing_duty, hi, lo)
+                 - square_integral(edges[:-1], period, cfg.swing_duty, hi, lo)) / h_dt
+        has_hi = s_bar > lo + 1e-9
+        has_lo = s_bar < hi - 1e-9
+        s_max = np.where(has_hi, hi, lo)
+        s_min = np.where(has_lo, lo, hi)
+        # inference: diurnal at the step midpoint with AR(1) noise held over the step
+        it_cap = cfg.it_capacity_mw
+        inf = cfg.inference_frac * it_cap * float(diurnal(t_s + 0.5 * dt, cfg)) * max(0.0, 1.0 + self._noise)
+        if self._noise_sd > 0:
+            self._noise = self._phi * self._noise + self._noise_sd * float(self.rng.standard_normal())
+        base = cfg.idle_frac * it_cap + inf
+        it = base + train * s_bar
+        it_mean = float(it.mean())
+        target = (cfg.pue - 1.0) * it_mean
+        if self._fac is None:
+            self._fac = target
+        fac = target + (self._fac - target) * self._lag_c
+        self._fac = self._lag_a * self._fac + (1 - self._lag_a) * target
+        rho = cfg.backup_residual_frac
+        g = rho + (1 - rho) * connection(mid, sch.trip_arrays())
+        p = (it + fac) * g
+        p_max = ((base + train * s_max + fac) * g).max()
+        p_min = ((base + train * s_min + fac) * g).min()
+        p_mean = float(p.mean())
+        online = bool(connection(np.array([t_s + dt]), sch.trip_arrays())[0] > 0)
+        self.last = CampusOutput(
+            p_mw=p_mean, q_mvar=p_mean * cfg.tan_phi, p_min_mw=float(p_min),
+            p_max_mw=float(p_max), online=online, it_mw=it_mean, facility_mw=float(fac),
+        )
+        return self.last
+
+    def forecast(self, horizon_s: float, step_s: float) -> np.ndarray:
+        """Grid-draw forecast (MW, step means) from the end of the last step.
+
+        What a campus operator can plausibly share: the jobs running now with their
+        scheduled stops, the queued jobs started FIFO as soon as those stops free the pool,
+        inference on its diurnal shape from the current level (the noise decays to zero),
+        the facility lag, checkpoints, and, while on backup, the planned reconnection. It
+        leaves out what nobody knows ahead: new job arrivals, surges, oscillation episodes,
+        disturbances and trips. Swings are mean-preserving and do not show in step means.
+        """
+        if horizon_s <= 0 or step_s <= 0:
+            raise ValueError("horizon_s and step_s must be > 0")
+        cfg, sch = self.config, self.schedule
+        t0 = self._t_next
+        n = int(math.ceil(horizon_s / step_s - 1e-9))
+        edges = t0 + step_s * np.arange(n + 1)
+        jobs = [list(j[:3]) for j in sch.jobs if j[2] > t0 - cfg.job_ramp_s]
+        free = cfg.pool_mw - sum(j[0] for j in sch.jobs if j[1] <= t0 < j[2])
+        stops = sorted((j[2], j[0]) for j in jobs if j[2] > t0)
+        t_free = t0
+        for size, duration, _ in list(sch.queue):  # FIFO: start when the known stops free room
+            while free < size - _EPS and stops:
+                t_free, released = stops.pop(0)
+                free += released
+            if free < size - _EPS:
+                break
+            free -= size
+            jobs.append([size, max(t_free, t0), max(t_free, t0) + duration])
+            stops.append((max(t_free, t0) + duration, size))
+            stops.sort()
+        ja = JobArrays(*(np.asarray([j[i] for j in jobs], dtype=float) for i in range(3)))
+        phi = math.exp(-step_s / cfg.inference_noise_tau_s)
+        noise = self._noise * phi ** np.arange(n)
+        out = step_means(edges, ja, sch.trip_arrays(), cfg, noise=noise, fac0_mw=self._fac)
+        return out["p_mw"]

@@ -1,11 +1,192 @@
-"""Seeded demand-shock scenario generator. Placeholder: the campus issue fills this module."""
+"""Seeded demand-shock scenario generator.
+
+``generate_shocks`` draws N independent samples of every campus's behaviour over the
+scenario horizon. A sample uses exactly the mechanisms and parameters of the SimPy campus
+(:mod:`models.campus`): the same :class:`models.campus.Schedule` draws the events (training
+jobs, surges, oscillation episodes, grid disturbances, ride-through trips, reconnections),
+a few dozen SimPy events per sample-day, and the same closed-form step means
+(:func:`models.campus.step_means`) turn them into MW per step, vectorised with numpy.
+What the generator cannot know is the feeder: it sees no POI voltage, so its trips come
+only from disturbances below the ride-through curve (the co-simulation adds
+voltage-driven trips on top). docs/campus.md §"Shock generator" lists the differences.
+
+Randomness: sample ``s`` of campus ``c`` uses
+``numpy.random.default_rng(SeedSequence(seed).spawn(samples)[s].spawn(n_campus)[c])``, so a
+sample does not depend on how many others are drawn.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationInfo, field_validator
+
+from models.campus import DAY_S, Schedule, connection, linear_recurrence, step_means, swing_levels
+
+log = logging.getLogger(__name__)
 
 
 class ShockConfig(BaseModel):
-    """``[shocks]``: probabilities and sizes of surges, trips, reconnections, oscillations."""
+    """``[shocks]``: probabilities and sizes of surges, trips, reconnections, oscillations.
+
+    Rates are of a Poisson process per campus, in events per day; ``[low, high]`` pairs are
+    uniform ranges. Defaults and their sources: docs/campus.md.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    surge_rate_per_day: NonNegativeFloat = 2.0
+    surge_size_frac: tuple[float, float] = (0.2, 0.5)
+    surge_hours: tuple[float, float] = (0.5, 4.0)
+    oscillation_rate_per_day: NonNegativeFloat = 3.0
+    oscillation_minutes: tuple[float, float] = (5.0, 45.0)
+    oscillation_swing_frac: tuple[float, float] = (0.3, 1.5)
+    oscillation_hz: tuple[float, float] = (0.2, 3.0)
+    disturbance_rate_per_day: NonNegativeFloat = 1.0
+    disturbance_v_pu: tuple[float, float] = (0.3, 0.9)
+    disturbance_duration_s: tuple[float, float] = (0.05, 1.0)
+    reconnect_at_once_prob: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("surge_size_frac", "surge_hours", "oscillation_minutes",
+                     "oscillation_swing_frac", "oscillation_hz", "disturbance_v_pu",
+                     "disturbance_duration_s")
+    @classmethod
+    def _range(cls, v: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
+        a, b = _BOUNDS[info.field_name]
+        lo, hi = v
+        if not (a <= lo <= hi <= b):
+            raise ValueError(f"must be [low, high] with {a:g} <= low <= high <= {b:g}, "
+                             f"got [{lo}, {hi}]")
+        return v
+
+
+_BOUNDS = {
+    "surge_size_frac": (0.0, 1.0),
+    "surge_hours": (1e-3, 1e3),
+    "oscillation_minutes": (1e-3, 1e4),
+    "oscillation_swing_frac": (0.0, 10.0),
+    "oscillation_hz": (0.01, 10.0),
+    "disturbance_v_pu": (0.0, 1.2),
+    "disturbance_duration_s": (0.0, 3600.0),
+}
+
+
+def _rng(seed: int, sample: int, samples: int, campus: int, n_campus: int) -> np.random.Generator:
+    child = np.random.SeedSequence(seed).spawn(samples)[sample].spawn(n_campus)[campus]
+    return np.random.default_rng(child)
+
+
+def _sample_one(scenario, c: int, rng: np.random.Generator, edges: np.ndarray):
+    """One campus, one sample: SimPy events over the horizon, then closed-form step means."""
+    cfg = scenario.campus[c]
+    sch = Schedule(cfg, rng, float(edges[0]), scenario.shocks)
+    sch.run_until(float(edges[-1]))
+    step = float(edges[1] - edges[0])
+    n = len(edges) - 1
+    phi = math.exp(-step / cfg.inference_noise_tau_s)
+    sd = cfg.inference_noise * math.sqrt(1 - phi * phi)
+    x0 = rng.normal(0.0, cfg.inference_noise) if cfg.inference_noise else 0.0
+    noise = linear_recurrence(sd * rng.standard_normal(n), phi, x0)  # same AR(1) as Campus.step
+    out = step_means(edges, sch.job_arrays(), sch.trip_arrays(), cfg, noise=noise)
+    return sch, out
+
+
+def _horizon(scenario, step_s: float | None, hours: float | None) -> np.ndarray:
+    step = float(step_s or scenario.simulation.step_s)
+    h = float(hours or scenario.simulation.hours)
+    n = max(1, int(round(h * 3600.0 / step)))
+    t0 = scenario.simulation.start_hour * 3600.0
+    return t0 + step * np.arange(n + 1)
+
+
+def _run(scenario, samples: int, seed: int, step_s=None, hours=None):
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    edges = _horizon(scenario, step_s, hours)
+    n_c = len(scenario.campus)
+    results = []
+    for s in range(samples):
+        row = []
+        for c in range(n_c):
+            row.append(_sample_one(scenario, c, _rng(seed, s, samples, c, n_c), edges))
+        results.append(row)
+    return edges, results
+
+
+def sample_campus_trajectories(
+    scenario, samples: int, seed: int, step_s: float | None = None, hours: float | None = None
+) -> np.ndarray:
+    """Grid draw (MW, step means) of shape ``(samples, n_campus, steps)``.
+
+    ``step_s`` and ``hours`` default to the scenario's ``simulation`` section; Stage I
+    passes its own coarser step and shorter horizon. The horizon starts at
+    ``simulation.start_hour``.
+    """
+    _, res = _run(scenario, samples, seed, step_s, hours)
+    return np.array([[out["p_mw"] for _, out in row] for row in res])
+
+
+def generate_shocks(scenario, samples: int, seed: int) -> pd.DataFrame:
+    """N samples in long format at ``simulation.step_s``.
+
+    Columns: ``sample, time_s, campus, p_mw, q_mvar, p_min_mw, p_max_mw, online``.
+    ``time_s`` counts from the start of the run; ``p_mw``/``q_mvar`` are step means of the
+    grid draw (consumption > 0); ``p_min_mw``/``p_max_mw`` bound the swing within the step
+    (communication and compute levels of the swing in effect, the largest episode in the
+    step); ``online`` is True when the campus is grid-connected at the end of the step.
+    """
+    edges, res = _run(scenario, samples, seed)
+    n = len(edges) - 1
+    time_s = edges[:-1] - edges[0]
+    frames = []
+    for s, row in enumerate(res):
+        for c, (sch, out) in enumerate(row):
+            cfg = scenario.campus[c]
+            swing = _step_max_swing(sch, edges)
+            hi, lo = swing_levels(swing, cfg.swing_duty)
+            it, fac = out["it_mw"], out["facility_mw"]
+            g = np.where(out["it_mw"] + fac > 0, out["p_mw"] / np.maximum(it + fac, 1e-12), 0.0)
+            train = out["training_mw"]
+            online = connection(edges[1:], sch.trip_arrays()) > 0
+            frames.append(pd.DataFrame({
+                "sample": np.full(n, s, dtype=np.int32),
+                "time_s": time_s,
+                "campus": cfg.name,
+                "p_mw": out["p_mw"],
+                "q_mvar": out["p_mw"] * cfg.tan_phi,
+                "p_min_mw": out["p_mw"] - train * (1.0 - lo) * g,
+                "p_max_mw": out["p_mw"] + train * (hi - 1.0) * g,
+                "online": online,
+            }))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["campus"] = frame["campus"].astype("category")
+    return frame
+
+
+def shock_events(scenario, samples: int, seed: int, hours: float | None = None) -> pd.DataFrame:
+    """The events behind the samples (same seeds as :func:`generate_shocks`): one row per
+    job start/stop, surge, oscillation episode, disturbance and trip, with ``sample``,
+    ``campus``, ``kind``, ``time_s`` (from the start of the run) and the event's details."""
+    edges, res = _run(scenario, samples, seed, hours=hours)
+    rows = []
+    for s, row in enumerate(res):
+        for c, (sch, _) in enumerate(row):
+            for ev in sch.events:
+                if edges[0] <= ev["time_s"] < edges[-1]:
+                    rows.append({"sample": s, "campus": scenario.campus[c].name, **ev,
+                                 "time_s": ev["time_s"] - edges[0]})
+    return pd.DataFrame(rows)
+
+
+def _step_max_swing(sch: Schedule, edges: np.ndarray) -> np.ndarray:
+    swing = np.full(len(edges) - 1, sch.cfg.swing_frac)
+    for t0, t1, sw, _ in sch.episodes:
+        m = (edges[1:] > t0) & (edges[:-1] < t1)
+        swing[m] = np.maximum(swing[m], sw)
+    return swing
+
+
+__all__ = ["ShockConfig", "generate_shocks", "sample_campus_trajectories", "shock_events", "DAY_S"]
