@@ -66,21 +66,29 @@ def block_mean_shape(n_blocks: int, interval_s: float, start_hour: float = 0.0, 
     return out
 
 
+def n_blocks(hours: float, interval_s: float) -> int:
+    """Number of schedule blocks that cover a run of ``hours``."""
+    return max(1, int(math.ceil(hours * 3600.0 / interval_s - 1e-9)))
+
+
 def day_ahead_schedule(
-    hours: float, interval_s: float, p_background_nominal_mw: float, campus_expected_mw: float,
+    hours: float, interval_s: float, p_background_nominal_mw: float,
+    campus_expected_mw: float | Sequence[float],
     losses_mw: Callable[[float, float], float], start_hour: float = 0.0, scale: float = 1.0,
 ) -> np.ndarray:
     """``P_sched[b]`` for every block of the run (MW), see the module docstring.
 
+    ``campus_expected_mw`` is ``Σ_c P̄_c``, one number or one per block.
     ``losses_mw(load_scale, campus_mw)`` returns the base-case feeder losses (MW) with the
     background loads at ``load_scale`` and the campuses drawing ``campus_mw`` in total; the
     caller computes it with an AC power flow (OpenDSS).
     """
-    n = max(1, int(math.ceil(hours * 3600.0 / interval_s)))
+    n = n_blocks(hours, interval_s)
     shape = block_mean_shape(n, interval_s, start_hour, scale)
+    campus = np.broadcast_to(np.asarray(campus_expected_mw, dtype=float), (n,))
     return np.array([
-        s * p_background_nominal_mw + campus_expected_mw + float(losses_mw(float(s), campus_expected_mw))
-        for s in shape
+        s * p_background_nominal_mw + c + float(losses_mw(float(s), float(c)))
+        for s, c in zip(shape, campus)
     ])
 
 

@@ -1,0 +1,147 @@
+"""``run_scenario``: one co-simulation run from a validated scenario to its result folder.
+
+Order of work (docs/cosim.md §6):
+
+1. :func:`scenarios.world.plan_world` checks everything the scenario and the siting file
+   refer to against the feeder. Bad input raises :class:`~models.errors.ScenarioError`
+   before any folder is created.
+2. The run writes into a temporary sibling folder ``.<name>.partial-<pid>``. The Recorder
+   flushes ``timeseries.parquet`` in segments as the run goes, so a crash keeps what was
+   simulated (the partial folder is kept after an internal failure, for post-mortem).
+3. After the run: KPIs (``kpis.json``), ``manifest.json`` and ``report.html`` are written,
+   then the folder is renamed into place. Only a complete run has the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from models.errors import ScenarioError
+from scenarios.config import Scenario
+
+logger = logging.getLogger(__name__)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ScenarioError("command line", "--out", f"{out_dir} exists and is not a folder; "
+                            "give a folder path")
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ScenarioError("command line", "--out", f"cannot write under {probe}; give a writable folder")
+
+
+def run_scenario(
+    scenario: Scenario, out_dir: str | Path, siting_file: str | Path | None = None,
+    realtime: float | None = None, progress: bool = True, hil: bool = False,
+) -> dict[str, Any]:
+    """Run ``scenario`` and write DESIGN.md §5's files into ``out_dir``; return the KPIs.
+
+    ``realtime`` is mosaik's ``rt_factor``: one simulated second takes ``realtime`` wall
+    seconds (1.0 is real time, 0.01 runs 100× faster than real time); None runs as fast as
+    possible.
+    ``hil=True`` runs the controller as a separate process over TCP.
+    """
+    from scenarios.world import build_world, collect_timing, plan_world
+
+    out_dir = Path(out_dir)
+    if siting_file is not None and not Path(siting_file).is_file():
+        raise ScenarioError(siting_file, "", "siting file not found; give a siting.json from "
+                            "`run_cosim.py site`")
+    _check_out_dir(out_dir)
+    plan = plan_world(scenario, siting_file)  # every check against the feeder, no files yet
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    t_start = time.perf_counter()
+    try:
+        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil)
+        until = plan.steps * plan.step_s
+        t_run = time.perf_counter()
+        handles.world.run(until=until, rt_factor=realtime, print_progress=bool(progress),
+                          shutdown=False)
+        run_wall = time.perf_counter() - t_run
+        timing = collect_timing(handles)
+        handles.world.shutdown()
+        extra = _timing_split(timing, run_wall)
+        kpis = _finish(plan, tmp, extra, siting_file, realtime, time.perf_counter() - t_start)
+    except ScenarioError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except BaseException:
+        logger.error("run failed; what was simulated is kept in %s", tmp)
+        raise
+    _move_into_place(tmp, out_dir)
+    return kpis
+
+
+def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]:
+    """Wall time of the run split into power flow, MILP, recording and the rest (mosaik and
+    the other adapters), from the timers each adapter keeps."""
+    pf = timing.get("pf_s", timing.get("powerflow_s", 0.0))
+    milp = timing.get("milp_s", 0.0)
+    rec = timing.get("recording_s", 0.0)
+    ctrl_other = max(timing.get("controller_s", 0.0) - milp, 0.0)
+    models = timing.get("fcm_s", 0.0) + timing.get("dc_s", timing.get("campus_s", 0.0))
+    return {
+        "wall_run_s": run_wall,
+        "wall_powerflow_s": pf,
+        "wall_milp_s": milp,
+        "wall_recording_s": rec,
+        "wall_controller_other_s": ctrl_other,
+        "wall_models_s": models,
+        "wall_mosaik_s": max(run_wall - pf - milp - rec - ctrl_other - models, 0.0),
+        **{f"timer_{k}": v for k, v in timing.items()},
+    }
+
+
+def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
+            wall_s: float) -> dict[str, Any]:
+    from scenarios.kpis import compute_kpis
+    from scenarios.report import write_manifest, write_report
+    from sim.recorder import read_timeseries
+
+    ts = read_timeseries(tmp / "timeseries.parquet")
+    extra = {**extra, "wall_s": wall_s}
+    kpis = compute_kpis(ts, plan.scenario, extra)
+    kpis.setdefault("wall_s", wall_s)
+    (tmp / "kpis.json").write_text(json.dumps(kpis, indent=2, default=_json_default), encoding="utf-8")
+    write_manifest(tmp, plan.scenario, extra={
+        "siting_file": None if siting_file is None else str(siting_file),
+        "placements": [p.model_dump(mode="json") for p in plan.placements],
+        "schedule_mw": list(plan.schedule_mw),
+        "realtime": realtime,
+        "timing_s": extra,
+    })
+    write_report(tmp, ts, kpis, plan.scenario)
+    return kpis
+
+
+def _json_default(x: Any) -> Any:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished folder into place, replacing an older result at that path."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,349 @@
+"""From a validated :class:`~scenarios.config.Scenario` to a mosaik World (DESIGN.md §2).
+
+Two steps, so that every bad input is found before anything is written or started:
+
+1. :func:`plan_world` checks what the scenario refers to against the real feeder (campus
+   and FCM buses, a siting file made for this feeder, unique labels) and computes the
+   day-ahead schedule. Problems raise :class:`~models.errors.ScenarioError`.
+2. :func:`build_world` starts the simulators and connects them (docs/cosim.md §2)::
+
+       Input(background s(t)) ──load_scale──► Grid
+       Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu (shifted)──► Campus.v_poi_pu
+       Setpoint ──p_set_mw──► FCM ──p_load_mw,q_load_mvar──► Injection(FCM bus)
+       Grid, Campus, FCM, Input ──(shifted) measurements──► Controller
+       everything ──► Recorder
+
+   Time shifts close the loops one step late: the campus sees the POI voltage of the
+   previous step; the controller sees grid, campus and FCM measurements of the previous
+   step (it must decide before the plant responds).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mosaik
+import numpy as np
+
+from models.errors import ScenarioError
+from models.fcm_catalog import Placement
+from models.network import FeederData
+from models.schedule import background_shape, day_ahead_schedule, n_blocks
+from scenarios.config import Scenario
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Grid outputs recorded and measured (FeederSim contract).
+GRID_OUTPUTS = ("converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "v_min_pu", "v_max_pu",
+                "bus_v_pu", "line_loading_pct", "line_p_mw")
+CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
+FCM_OUTPUTS = ("p_set_mw", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
+CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
+                "p_sched_mw", "seen_sub_p_mw")
+#: Grid and controller attributes whose column is not ``<prefix>.<attr>`` (docs/results.md).
+COLUMN_RULES = {
+    "sub_p_mw": "sub.p_mw", "sub_q_mvar": "sub.q_mvar", "losses_mw": "sub.losses_mw",
+    "v_min_pu": "sub.v_min_pu", "v_max_pu": "sub.v_max_pu", "p_sched_mw": "sub.p_sched_mw",
+    "load_scale": "sub.load_scale",
+}
+#: Entropy word of the random stream of the day-ahead campus estimate (see expected_campus_mw).
+_SCHEDULE_STREAM = 0x5C4ED
+
+
+@dataclass(frozen=True)
+class WorldPlan:
+    """Everything :func:`build_world` needs, checked against the feeder."""
+
+    scenario: Scenario
+    feeder: FeederData
+    placements: tuple[Placement, ...]
+    schedule_mw: tuple[float, ...]
+    campus_expected_mw: dict[str, float]  # daily mean of the day-ahead estimate per campus
+    background_nominal_mw: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def steps(self) -> int:
+        return self.scenario.simulation.steps
+
+    @property
+    def step_s(self) -> int:
+        return self.scenario.simulation.step_s
+
+
+@dataclass
+class WorldHandles:
+    """The started World and the entities a caller may want to read back."""
+
+    world: mosaik.World
+    sims: dict[str, Any]
+    grid: Any
+    campuses: dict[str, Any]
+    fcms: dict[str, Any]
+    controller: Any
+    recorder: Any
+
+
+def scenario_source(scenario: Scenario) -> str:
+    return scenario.path or "<scenario>"
+
+
+def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> WorldPlan:
+    """Check the scenario against its feeder and compute the schedule (raises ScenarioError)."""
+    from models.feeder import DSSFeeder
+
+    src = scenario_source(scenario)
+    dss_feeder = DSSFeeder.open(scenario.feeder_source(), scenario.feeder.scale,
+                                scenario.feeder.extra_commands)
+    feeder = dss_feeder.data
+    allowed = _allowed_buses(feeder)
+    for i, c in enumerate(scenario.campus):
+        if not feeder.has_bus(c.bus):
+            raise ScenarioError(src, f"campus[{i}].bus", f"unknown bus {c.bus!r} on feeder "
+                                f"{feeder.name}; allowed: {allowed}")
+    if siting_file is not None:
+        from controllers.stage1 import load_siting
+
+        placements = list(load_siting(Path(siting_file), feeder, scenario.fcm.catalog))
+        where, field_name = str(siting_file), "placements"
+    else:
+        placements = list(scenario.fcm.placements)
+        where, field_name = src, "fcm.placements"
+    labels: set[str] = set()
+    for i, pl in enumerate(placements):
+        if not feeder.has_bus(pl.bus):
+            raise ScenarioError(where, f"{field_name}[{i}].bus", f"unknown bus {pl.bus!r} on feeder "
+                                f"{feeder.name}; allowed: {allowed}")
+        if pl.kind not in scenario.fcm.catalog:
+            raise ScenarioError(where, f"{field_name}[{i}].kind", f"{pl.kind!r} is not in the "
+                                f"catalog; allowed: {', '.join(sorted(scenario.fcm.catalog))}")
+        if pl.label in labels:
+            raise ScenarioError(where, f"{field_name}[{i}]", f"label {pl.label!r} is used twice; "
+                                "give one of them a unique name")
+        labels.add(pl.label)
+    grid, sim = scenario.grid, scenario.simulation
+    nb = n_blocks(sim.hours, grid.schedule_interval_s)
+    campus_expected = {c.name: expected_campus_mw(c, scenario, nb) for c in scenario.campus}
+    total = np.sum(list(campus_expected.values()), axis=0)
+    losses = _base_case_losses(dss_feeder, scenario, campus_expected)
+    schedule = day_ahead_schedule(
+        sim.hours, grid.schedule_interval_s, feeder.total_load_mw, total, losses,
+        sim.start_hour, grid.background_load_scale,
+    )
+    return WorldPlan(scenario, feeder, tuple(placements), tuple(float(x) for x in schedule),
+                     {k: float(np.mean(v)) for k, v in campus_expected.items()},
+                     feeder.total_load_mw)
+
+
+def expected_campus_mw(campus: Any, scenario: Scenario, blocks: int, samples: int = 8) -> np.ndarray:
+    """Day-ahead expected grid draw of one campus per schedule block (MW).
+
+    The campus operator's estimate: the mean over ``samples`` no-shock days of the campus
+    model (jobs, inference, facility; no surges, oscillation episodes, disturbances or
+    trips), each with its own random stream derived from the scenario seed (never the
+    stream the run itself uses), evaluated in closed form per 300-s sub-step
+    (:func:`models.campus.step_means`) and averaged per block.
+    """
+    from models.campus import Schedule, step_means
+
+    interval = scenario.grid.schedule_interval_s
+    start_s = scenario.simulation.start_hour * 3600.0
+    sub = 300.0 if interval % 300 == 0 else float(interval)
+    per_block = int(round(interval / sub))
+    edges = start_s + sub * np.arange(blocks * per_block + 1)
+    seeds = np.random.SeedSequence([scenario.seed, _SCHEDULE_STREAM]).spawn(samples)
+    acc = np.zeros(blocks * per_block)
+    for ss in seeds:
+        sch = Schedule(campus, np.random.default_rng(ss), start_s, None)
+        sch.run_until(float(edges[-1]))
+        acc += step_means(edges, sch.job_arrays(), sch.trip_arrays(), campus)["p_mw"]
+    return (acc / samples).reshape(blocks, per_block).mean(axis=1)
+
+
+def _base_case_losses(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]):
+    """A function ``(load_scale, campus_total_mw) -> losses_mw`` from OpenDSS snapshots of
+    ``feeder`` (a :class:`models.feeder.DSSFeeder`): the campuses share ``campus_total_mw``
+    in proportion to their expected draw, at their power factor, at their buses; FCMs idle."""
+    means = {c.name: float(np.mean(campus_mw[c.name])) for c in scenario.campus}
+    total = sum(means.values()) or 1.0
+    share_by_bus: dict[str, tuple[float, float]] = {}
+    for c in scenario.campus:
+        share = means[c.name] / total
+        tan_phi = math.sqrt(1.0 / c.power_factor ** 2 - 1.0)
+        old = share_by_bus.get(c.bus, (0.0, 0.0))
+        share_by_bus[c.bus] = (old[0] + share, old[1] + share * tan_phi)
+    names = {bus: f"sched{i}" for i, bus in enumerate(share_by_bus)}
+    for bus, name in names.items():
+        feeder.add_injection(name, bus, 0.0, 0.0)
+    cache: dict[tuple[float, float], float] = {}
+
+    def losses(load_scale: float, campus_total: float) -> float:
+        key = (round(load_scale, 9), round(campus_total, 9))
+        if key not in cache:
+            feeder.set_load_scale(load_scale)
+            for bus, (sp, sq) in share_by_bus.items():
+                feeder.set_injection(names[bus], sp * campus_total, sq * campus_total)
+            res = feeder.solve()
+            if not res.converged:
+                raise ScenarioError(scenario_source(scenario), "grid.background_load_scale",
+                                    f"the base case at load scale {load_scale:.3f} does not converge "
+                                    "in OpenDSS; lower the background load or the campus size")
+            cache[key] = float(res.losses_mw)
+        return cache[key]
+
+    return losses
+
+
+def _allowed_buses(feeder: FeederData) -> str:
+    names = feeder.bus_names
+    if len(names) <= 12:
+        return ", ".join(names)
+    return f"{', '.join(names[:6])}, ... ({len(names)} buses)"
+
+
+class TimedFeederSim:
+    """FeederSim with a wall-clock timer around ``step()`` (the power flow), read through the
+    extra method ``timing()`` for the run's timing breakdown. Built lazily so that importing
+    this module does not start OpenDSS."""
+
+    def __new__(cls):  # noqa: D102 - a factory for mosaik's "python" starter
+        import copy
+        import time as _t
+
+        from sim.feeder_sim import META, FeederSim
+
+        class _Timed(FeederSim):
+            def __init__(self) -> None:
+                super().__init__()
+                self.meta = copy.deepcopy(META)
+                self.meta["extra_methods"] = [*META.get("extra_methods", []), "timing"]
+                self.busy_s = 0.0
+
+            def step(self, time, inputs, max_advance):
+                t0 = _t.perf_counter()
+                try:
+                    return super().step(time, inputs, max_advance)
+                finally:
+                    self.busy_s += _t.perf_counter() - t0
+
+            def timing(self) -> dict[str, float]:
+                return {"powerflow_s": self.busy_s}
+
+        return _Timed()
+
+
+def sim_config(hil: bool = False) -> dict[str, dict[str, str]]:
+    """mosaik sim_config; ``hil=True`` runs ControllerSim as a separate process over TCP."""
+    cfg = {
+        "FeederSim": {"python": "scenarios.world:TimedFeederSim"},
+        "DataCenterSim": {"python": "sim.datacenter_sim:DataCenterSim"},
+        "FCMSim": {"python": "sim.fcm_sim:FCMSim"},
+        "ControllerSim": {"python": "sim.controller_sim:ControllerSim"},
+        "Recorder": {"python": "sim.recorder:RecorderSim"},
+        "Input": {"python": "mosaik.basic_simulators:InputSimulator"},
+    }
+    if hil:
+        cfg["ControllerSim"] = {"cmd": f"{sys.executable} -m sim.controller_sim %(addr)s",
+                                "cwd": str(REPO)}
+    return cfg
+
+
+def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
+                flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None) -> WorldHandles:
+    """Start every simulator of the plan and connect them (see the module docstring)."""
+    sc = plan.scenario
+    step = plan.step_s
+    world = mosaik.World({**sim_config(hil), **(extra_sims or {})}, time_resolution=1.0,
+                         skip_greetings=True, configure_logging=False)
+    sims: dict[str, Any] = {}
+    sims["feeder"] = world.start(
+        "FeederSim", sim_id="Feeder", source=sc.feeder_source(), scale=sc.feeder.scale, step_s=step,
+        extra_commands=list(sc.feeder.extra_commands),
+    )
+    grid = sims["feeder"].Grid()
+    buses = sorted({c.bus for c in sc.campus} | {pl.bus for pl in plan.placements},
+                   key=lambda b: plan.feeder.bus_index[b.lower()])
+    inj = {b: sims["feeder"].Injection(bus=b) for b in buses}
+
+    sims["input"] = world.start("Input", sim_id="Background", step_size=step)
+    start_hour, lam = sc.simulation.start_hour, sc.grid.background_load_scale
+    background = sims["input"].Function(function=lambda t: float(background_shape(t, start_hour, lam)))
+    world.connect(background, grid, ("value", "load_scale"))
+
+    sims["dc"] = world.start("DataCenterSim", sim_id="DC", step_s=step, seed=sc.seed,
+                             scenario=sc.model_dump(mode="json"))
+    campuses = {c.name: sims["dc"].Campus(config=c.model_dump(mode="json")) for c in sc.campus}
+    for c in sc.campus:
+        ent = campuses[c.name]
+        world.connect(ent, inj[c.bus], "p_mw", "q_mvar")
+        world.connect(inj[c.bus], ent, ("v_pu", "v_poi_pu"), time_shifted=True,
+                      initial_data={"v_pu": 1.0})
+
+    sims["fcm"] = world.start("FCMSim", sim_id="FCM", step_s=step)
+    fcms = {pl.label: sims["fcm"].FCM(placement=pl.model_dump(mode="json"),
+                                       tech=sc.fcm.catalog[pl.kind].model_dump(mode="json"))
+            for pl in plan.placements}
+    sims["ctrl"] = world.start(
+        "ControllerSim", sim_id="Ctrl", step_s=step, scenario=sc.model_dump(mode="json"),
+        scenario_path=scenario_source(sc), placements=[p.model_dump(mode="json") for p in plan.placements],
+        schedule_mw=list(plan.schedule_mw), schedule_interval_s=sc.grid.schedule_interval_s,
+        background_nominal_mw=plan.background_nominal_mw,
+    )
+    ctrl = sims["ctrl"].Controller(campuses={e.full_id: n for n, e in campuses.items()},
+                                   fcms={e.full_id: n for n, e in fcms.items()})
+    for pl in plan.placements:
+        ent = fcms[pl.label]
+        sp = sims["ctrl"].Setpoint(fcm=pl.label)
+        world.connect(sp, ent, "p_set_mw", "q_set_mvar")
+        world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"))
+        world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
+                      ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),
+                      ("time_in_state_s", "fcm_time_in_state_s"), time_shifted=True,
+                      initial_data={"p_mw": 0.0, "q_mvar": 0.0, "soc_mwh": 0.0, "committed": False,
+                                    "time_in_state_s": 1e12})
+    world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", time_shifted=True,
+                  initial_data={"converged": True, "sub_p_mw": 0.0, "sub_q_mvar": 0.0, "bus_v_pu": {}})
+    for ent in campuses.values():
+        world.connect(ent, ctrl, ("p_mw", "campus_p_mw"), ("online", "campus_online"),
+                      ("forecast_mw", "campus_forecast_mw"), time_shifted=True,
+                      initial_data={"p_mw": 0.0, "online": True, "forecast_mw": []})
+    world.connect(background, ctrl, ("value", "load_scale"), time_shifted=True,
+                  initial_data={"value": float(background_shape(0.0, start_hour, lam))})
+
+    column_map = {grid.full_id: "sub", ctrl.full_id: "ctrl"}
+    column_map.update({e.full_id: f"dc.{n}" for n, e in campuses.items()})
+    column_map.update({e.full_id: f"fcm.{n}" for n, e in fcms.items()})
+    sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
+                              flush_every=flush_every, column_map=column_map,
+                              until_s=float(plan.steps * step),
+                              column_rules=COLUMN_RULES)
+    rec = sims["rec"].Sink()
+    world.connect(grid, rec, *GRID_OUTPUTS)
+    world.connect(background, rec, ("value", "load_scale"))
+    for ent in campuses.values():
+        world.connect(ent, rec, *CAMPUS_OUTPUTS)
+    for ent in fcms.values():
+        world.connect(ent, rec, *FCM_OUTPUTS)
+    world.connect(ctrl, rec, *CTRL_OUTPUTS)
+    return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec)
+
+
+def collect_timing(handles: WorldHandles) -> dict[str, float]:
+    """Wall time each adapter reports for its own work (seconds), by simulator."""
+    out: dict[str, float] = {}
+    for name, sim in handles.sims.items():
+        fn = getattr(sim, "timing", None)
+        if fn is None:
+            continue
+        try:
+            out.update({f"{k}": float(v) for k, v in fn().items()})
+        except Exception as exc:  # a simulator without timings must not fail the run
+            logger.warning("no timing from %s: %s", name, exc)
+    return out
