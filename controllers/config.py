@@ -22,6 +22,7 @@ class ObjectiveWeights(_Strict):
     voltage_slack_per_pu_step: NonNegativeFloat = 50_000.0
     thermal_slack_per_mva_step: NonNegativeFloat = 5_000.0
     operating_cost_scale: NonNegativeFloat = 1.0
+    soc_shortfall_per_mwh: NonNegativeFloat = 200.0  # storage below its end-of-horizon target
 
 
 class ControllerConfig(_Strict):
@@ -56,3 +57,8 @@ class SitingConfig(_Strict):
     method: Literal["auto", "extensive", "benders"] = "auto"
     time_limit_s: PositiveFloat = 300.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
+    # Required installed FCM power (MW); a budget that cannot buy it is a ScenarioError.
+    min_capacity_mw: NonNegativeFloat = 0.0
+    # w: shock events of one siting horizon that the capex pays for (events/year × years);
+    # Stage I minimises capex + R(w·Q). See docs/stage1.md.
+    shock_events: PositiveFloat = 100.0
