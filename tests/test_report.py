@@ -1,0 +1,65 @@
+"""report.html: every figure is written and referenced, with and without FCMs/controller."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from _synthetic import synthetic_timeseries
+from scenarios.config import validate_scenario
+from scenarios.kpis import compute_kpis
+from scenarios.report import FIGURES, _spans, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def scenario(fcms: bool):
+    placements = [{"kind": "bess", "bus": "18", "p_mw": 0.5, "e_mwh": 1.0},
+                  {"kind": "gen", "bus": "33", "p_mw": 0.5},
+                  {"kind": "dr", "bus": "18", "p_mw": 0.2, "e_mwh": 0.4}] if fcms else []
+    return validate_scenario({
+        "name": "synthetic", "simulation": {"hours": 2.0, "step_s": 60},
+        "grid": {"v_min_pu": 0.92, "v_max_pu": 1.05},
+        "campus": [{"name": "campus1", "bus": "18", "capacity_mw": 1.2}],
+        "fcm": {"placements": placements},
+    }, "<test>")
+
+
+def check_report(out: Path, html_path: Path) -> str:
+    doc = html_path.read_text(encoding="utf-8")
+    referenced = re.findall(r'<img src="([^"]+)"', doc)
+    assert referenced == [f"{name}.png" for name in FIGURES]
+    for name in referenced:
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 5_000, name
+    return doc
+
+
+@pytest.mark.parametrize("fcms", [True, False])
+def test_report_with_and_without_fcms(tmp_path: Path, fcms: bool) -> None:
+    sc = scenario(fcms)
+    ts = synthetic_timeseries(hours=2.0, fcms=fcms, controller=fcms)
+    kpis = compute_kpis(ts, sc, extra={"wall_s": 3.2})
+    doc = check_report(tmp_path, write_report(tmp_path, ts, kpis, sc))
+    assert "<table>" in doc and "voltage_violation_bus_steps" in doc
+    assert "ac_validation.max_abs_v_error_pu" in doc
+    assert f"<td class=num>{kpis['voltage_violation_bus_steps']:,}</td>" in doc
+    assert ("no FCMs" in doc) is (not fcms)
+
+
+def test_report_survives_a_nearly_empty_series(tmp_path: Path) -> None:
+    """Only the substation import recorded: every figure says what is missing."""
+    ts = pd.DataFrame({"sub.p_mw": [1.0, 1.5, 1.2]},
+                      index=pd.Index([0, 60, 120], name="time_s"))
+    sc = scenario(False)
+    doc = check_report(tmp_path, write_report(tmp_path, ts, compute_kpis(ts, sc), sc))
+    for note in ("no campus recorded", "no FCMs", "no bus voltages recorded"):
+        assert note in doc
+
+
+def test_spans_group_consecutive_steps() -> None:
+    assert _spans([False, True, True, False, True]) == [(1, 3), (4, 5)]
+    assert _spans([]) == []
