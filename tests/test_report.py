@@ -63,3 +63,49 @@ def test_report_survives_a_nearly_empty_series(tmp_path: Path) -> None:
 def test_spans_group_consecutive_steps() -> None:
     assert _spans([False, True, True, False, True]) == [(1, 3), (4, 5)]
     assert _spans([]) == []
+
+
+# --- manifest.json (scenarios/manifest.py) -------------------------------------------------
+
+def test_manifest_repeats_the_run(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    import pyomo.version
+
+    from scenarios.config import validate_scenario as validate
+    from scenarios.manifest import write_manifest
+
+    sc = scenario(True)
+    path = write_manifest(tmp_path, sc, seed=7, extra={"wall_s": 1.5})
+    data = json.loads(path.read_text())
+    assert validate(data["scenario"], "<manifest>").model_dump() == sc.model_dump()
+    assert data["seed"] == 7 and data["wall_s"] == 1.5
+    assert data["packages"]["pandas"] == pd.__version__
+    assert data["packages"]["numpy"] == np.__version__
+    assert data["packages"]["pyomo"] == pyomo.version.version
+    for name in ("mosaik", "mosaik-api-v3", "opendssdirect.py", "dss-python", "highspy",
+                 "simpy", "pyarrow", "pydantic", "python"):
+        assert data["packages"][name], name
+    assert data["timestamp_utc"].endswith("+00:00")
+
+
+def test_manifest_git_state(tmp_path: Path) -> None:
+    import subprocess
+
+    from scenarios.manifest import git_revision
+
+    outside = git_revision(tmp_path)
+    assert outside["revision"] is None and outside["dirty"] is None and outside["error"]
+    env_git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*env_git, "init", "-q"], check=True)
+    (tmp_path / "a.txt").write_text("1")
+    subprocess.run([*env_git, "add", "a.txt"], check=True)
+    subprocess.run([*env_git, "commit", "-qm", "one"], check=True)
+    head = (tmp_path / ".git" / "refs" / "heads")
+    sha = next(p.read_text().strip() for p in head.iterdir())
+    assert git_revision(tmp_path) == {"revision": sha, "dirty": False}
+    (tmp_path / "b.txt").write_text("untracked")  # untracked files do not make it dirty
+    assert git_revision(tmp_path)["dirty"] is False
+    (tmp_path / "a.txt").write_text("2")
+    assert git_revision(tmp_path)["dirty"] is True
