@@ -35,7 +35,9 @@ class DeviceOutput:
 
     ``soc`` is NaN for non-storage devices; ``soc_mwh`` is the stored energy (storage) or the
     energy curtailed in the current event (DR); ``committed`` is the generator's on/off state
-    (False for other kinds); ``cost`` is the operating cost of this step in $.
+    (False for other kinds); ``cost`` is the operating cost of this step in $;
+    ``time_in_state_s`` is the generator's time since its last start or stop; ``debt_mwh`` is
+    the DR energy still to be paid back.
     """
 
     p_mw: float
@@ -45,6 +47,7 @@ class DeviceOutput:
     committed: bool
     cost: float
     time_in_state_s: float = 0.0
+    debt_mwh: float = 0.0
 
 
 class Storage:
@@ -208,7 +211,7 @@ class DemandResponse:
             if self.debt_mwh <= 1e-9:
                 self.debt_mwh = 0.0
                 self.event_mwh = 0.0
-        return DeviceOutput(p, 0.0, math.nan, self.event_mwh, False, cost)
+        return DeviceOutput(p, 0.0, math.nan, self.event_mwh, False, cost, debt_mwh=self.debt_mwh)
 
 
 Device = Storage | Generator | DemandResponse

@@ -14,7 +14,6 @@ Order of work (docs/cosim.md §6):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -109,7 +108,7 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
 
 def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
             wall_s: float) -> dict[str, Any]:
-    from scenarios.kpis import compute_kpis
+    from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.report import write_manifest, write_report
     from sim.recorder import read_timeseries
 
@@ -117,7 +116,7 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     extra = {**extra, "wall_s": wall_s}
     kpis = compute_kpis(ts, plan.scenario, extra)
     kpis.setdefault("wall_s", wall_s)
-    (tmp / "kpis.json").write_text(json.dumps(kpis, indent=2, default=_json_default), encoding="utf-8")
+    write_kpis(tmp, kpis)
     write_manifest(tmp, plan.scenario, extra={
         "siting_file": None if siting_file is None else str(siting_file),
         "placements": [p.model_dump(mode="json") for p in plan.placements],
@@ -127,13 +126,6 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     })
     write_report(tmp, ts, kpis, plan.scenario)
     return kpis
-
-
-def _json_default(x: Any) -> Any:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return str(x)
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

@@ -67,7 +67,7 @@ class WorldPlan:
     schedule_mw: tuple[float, ...]
     campus_expected_mw: dict[str, float]  # daily mean of the day-ahead estimate per campus
     background_nominal_mw: float
-    notes: tuple[str, ...] = field(default=())
+    initial_grid: dict[str, Any] = field(default_factory=dict)  # controller's reading at t = 0
 
     @property
     def steps(self) -> int:
@@ -132,14 +132,35 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
     nb = n_blocks(sim.hours, grid.schedule_interval_s)
     campus_expected = {c.name: expected_campus_mw(c, scenario, nb) for c in scenario.campus}
     total = np.sum(list(campus_expected.values()), axis=0)
-    losses = _base_case_losses(dss_feeder, scenario, campus_expected)
+    solve_at = _base_case(dss_feeder, scenario, campus_expected)
+    cache: dict[tuple[float, float], float] = {}
+
+    def losses(load_scale: float, campus_total: float) -> float:
+        key = (round(load_scale, 9), round(campus_total, 9))
+        if key not in cache:
+            cache[key] = float(solve_at(load_scale, campus_total).losses_mw)
+        return cache[key]
+
     schedule = day_ahead_schedule(
         sim.hours, grid.schedule_interval_s, feeder.total_load_mw, total, losses,
         sim.start_hour, grid.background_load_scale,
     )
+    initial = _initial_reading(solve_at(
+        float(background_shape(0.0, sim.start_hour, grid.background_load_scale)), float(total[0])))
     return WorldPlan(scenario, feeder, tuple(placements), tuple(float(x) for x in schedule),
                      {k: float(np.mean(v)) for k, v in campus_expected.items()},
-                     feeder.total_load_mw)
+                     feeder.total_load_mw, initial)
+
+
+def _initial_reading(res: Any) -> dict[str, Any]:
+    """The grid reading the controller holds before the first step: the OpenDSS snapshot at
+    the starting background load with the campuses at their expected draw, FCMs idle."""
+    return {
+        "converged": bool(res.converged), "sub_p_mw": float(res.sub_p_mw),
+        "sub_q_mvar": float(res.sub_q_mvar), "bus_v_pu": res.bus_voltages(),
+        "line_p_mw": dict(zip(res.line_names, res.line_p_mw.tolist())),
+        "line_q_mvar": dict(zip(res.line_names, res.line_q_mvar.tolist())),
+    }
 
 
 def expected_campus_mw(campus: Any, scenario: Scenario, blocks: int, samples: int = 8) -> np.ndarray:
@@ -167,10 +188,11 @@ def expected_campus_mw(campus: Any, scenario: Scenario, blocks: int, samples: in
     return (acc / samples).reshape(blocks, per_block).mean(axis=1)
 
 
-def _base_case_losses(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]):
-    """A function ``(load_scale, campus_total_mw) -> losses_mw`` from OpenDSS snapshots of
-    ``feeder`` (a :class:`models.feeder.DSSFeeder`): the campuses share ``campus_total_mw``
-    in proportion to their expected draw, at their power factor, at their buses; FCMs idle."""
+def _base_case(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]):
+    """A function ``(load_scale, campus_total_mw) -> PowerFlowResult``: OpenDSS snapshots of
+    ``feeder`` (a :class:`models.feeder.DSSFeeder`) with the campuses sharing
+    ``campus_total_mw`` in proportion to their expected draw, at their power factor, at their
+    buses; FCMs idle. A base case that does not converge is bad input."""
     means = {c.name: float(np.mean(campus_mw[c.name])) for c in scenario.campus}
     total = sum(means.values()) or 1.0
     share_by_bus: dict[str, tuple[float, float]] = {}
@@ -182,23 +204,19 @@ def _base_case_losses(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.n
     names = {bus: f"sched{i}" for i, bus in enumerate(share_by_bus)}
     for bus, name in names.items():
         feeder.add_injection(name, bus, 0.0, 0.0)
-    cache: dict[tuple[float, float], float] = {}
 
-    def losses(load_scale: float, campus_total: float) -> float:
-        key = (round(load_scale, 9), round(campus_total, 9))
-        if key not in cache:
-            feeder.set_load_scale(load_scale)
-            for bus, (sp, sq) in share_by_bus.items():
-                feeder.set_injection(names[bus], sp * campus_total, sq * campus_total)
-            res = feeder.solve()
-            if not res.converged:
-                raise ScenarioError(scenario_source(scenario), "grid.background_load_scale",
-                                    f"the base case at load scale {load_scale:.3f} does not converge "
-                                    "in OpenDSS; lower the background load or the campus size")
-            cache[key] = float(res.losses_mw)
-        return cache[key]
+    def solve_at(load_scale: float, campus_total: float) -> Any:
+        feeder.set_load_scale(load_scale)
+        for bus, (sp, sq) in share_by_bus.items():
+            feeder.set_injection(names[bus], sp * campus_total, sq * campus_total)
+        res = feeder.solve()
+        if not res.converged:
+            raise ScenarioError(scenario_source(scenario), "grid.background_load_scale",
+                                f"the base case at load scale {load_scale:.3f} does not converge "
+                                "in OpenDSS; lower the background load or the campus size")
+        return res
 
-    return losses
+    return solve_at
 
 
 def _allowed_buses(feeder: FeederData) -> str:
@@ -305,11 +323,13 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"))
         world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
                       ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),
-                      ("time_in_state_s", "fcm_time_in_state_s"), time_shifted=True,
+                      ("time_in_state_s", "fcm_time_in_state_s"), ("debt_mwh", "fcm_debt_mwh"),
+                      time_shifted=True,
                       initial_data={"p_mw": 0.0, "q_mvar": 0.0, "soc_mwh": 0.0, "committed": False,
-                                    "time_in_state_s": 1e12})
-    world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", time_shifted=True,
-                  initial_data={"converged": True, "sub_p_mw": 0.0, "sub_q_mvar": 0.0, "bus_v_pu": {}})
+                                    "time_in_state_s": 1e12, "debt_mwh": 0.0})
+    world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "line_p_mw",
+                  "line_q_mvar", time_shifted=True,
+                  initial_data=plan.initial_grid)
     for ent in campuses.values():
         world.connect(ent, ctrl, ("p_mw", "campus_p_mw"), ("online", "campus_online"),
                       ("forecast_mw", "campus_forecast_mw"), time_shifted=True,

@@ -9,9 +9,9 @@ Entities
 --------
 ``Controller`` (one): inputs are measurements, all arriving over time-shifted connections
 (values of the previous step; docs/cosim.md §2). Grid: ``converged``, ``sub_p_mw``,
-``sub_q_mvar``, ``bus_v_pu`` (dict). Campuses: ``campus_p_mw``, ``campus_online``,
+``sub_q_mvar``, ``bus_v_pu``, ``line_p_mw``, ``line_q_mvar`` (dicts). Campuses: ``campus_p_mw``, ``campus_online``,
 ``campus_forecast_mw``. FCMs: ``fcm_p_mw``, ``fcm_q_mvar``, ``fcm_soc_mwh``,
-``fcm_committed``, ``fcm_time_in_state_s``. Background: ``load_scale`` (feeder load
+``fcm_committed``, ``fcm_time_in_state_s``, ``fcm_debt_mwh``. Background: ``load_scale`` (feeder load
 multiplier, turned into the measured background load). Outputs: ``solved``, ``fallback``,
 ``solve_s``, ``status``, ``pred_bus_v_pu`` (dict), ``pred_sub_p_mw``, ``p_sched_mw`` (the
 schedule in force) and ``seen_sub_p_mw`` (the substation import it was told, for checks).
@@ -49,6 +49,7 @@ CONTROLLER_INPUTS = (
     "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "load_scale",
     "campus_p_mw", "campus_online", "campus_forecast_mw",
     "fcm_p_mw", "fcm_q_mvar", "fcm_soc_mwh", "fcm_committed", "fcm_time_in_state_s",
+    "fcm_debt_mwh", "line_p_mw", "line_q_mvar",
 )
 CONTROLLER_OUTPUTS = (
     "solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw", "p_sched_mw",
@@ -220,10 +221,12 @@ class ControllerSim(mosaik_api_v3.Simulator):
         p, q = by(self.fcm_of, "fcm_p_mw"), by(self.fcm_of, "fcm_q_mvar")
         e, u = by(self.fcm_of, "fcm_soc_mwh"), by(self.fcm_of, "fcm_committed")
         tis = by(self.fcm_of, "fcm_time_in_state_s")
+        debt = by(self.fcm_of, "fcm_debt_mwh")
         for label in self.fcm_of.values():
             fcm[label] = FCMState(
                 p_mw=_num(p.get(label)), q_mvar=_num(q.get(label)), soc_mwh=_num(e.get(label)),
                 committed=bool(u.get(label, False)), time_in_state_s=_num(tis.get(label), 1e12),
+                debt_mwh=_num(debt.get(label)),
             )
         forecasts = {name: np.asarray(v, dtype=float)
                      for name, v in by(self.campus_of, "campus_forecast_mw").items() if v is not None}
@@ -232,7 +235,7 @@ class ControllerSim(mosaik_api_v3.Simulator):
             time_s=t_s,
             sub_p_mw=_num(one("sub_p_mw", 0.0)),
             sub_q_mvar=_num(one("sub_q_mvar", 0.0)),
-            bus_v_pu={str(b): float(v) for b, v in (one("bus_v_pu", {}) or {}).items()},
+            bus_v_pu=_floats(one("bus_v_pu", {})),
             campus_p_mw={k: _num(v) for k, v in by(self.campus_of, "campus_p_mw").items()},
             campus_online={k: bool(v) for k, v in by(self.campus_of, "campus_online").items()},
             fcm=fcm,
@@ -240,7 +243,14 @@ class ControllerSim(mosaik_api_v3.Simulator):
             campus_forecast_mw=forecasts,
             background_p_mw=None if load_scale is None else float(load_scale) * self.background_nominal_mw,
             converged=bool(one("converged", True)),
+            branch_p_mw=_floats(one("line_p_mw", {})),
+            branch_q_mvar=_floats(one("line_q_mvar", {})),
         )
+
+
+def _floats(d: dict[str, Any] | None) -> dict[str, float]:
+    """A dict of finite floats (NaN entries of a diverged step are left out)."""
+    return {str(k): float(v) for k, v in (d or {}).items() if v is not None and math.isfinite(float(v))}
 
 
 def _num(x: Any, default: float = 0.0) -> float:

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = (
     "p_mw", "q_mvar", "p_load_mw", "q_load_mvar", "soc", "soc_mwh", "committed", "cost",
-    "p_set_mw", "time_in_state_s",
+    "p_set_mw", "time_in_state_s", "debt_mwh",
 )
 
 META: Meta = {
@@ -104,6 +104,7 @@ class FCMSim(mosaik_api_v3.Simulator):
                 "p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_load_mw": -o.p_mw, "q_load_mvar": -o.q_mvar,
                 "soc": o.soc, "soc_mwh": o.soc_mwh, "committed": bool(o.committed), "cost": o.cost,
                 "p_set_mw": self.p_set.get(eid, 0.0), "time_in_state_s": _json_float(o.time_in_state_s),
+                "debt_mwh": o.debt_mwh,
             }
             data[eid] = {a: values[a] for a in attrs}
         return data
