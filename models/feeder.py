@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import opendssdirect
 from opendssdirect import DSSException
+from opendssdirect.enums import CapControlModes
 
 from models.builtin_feeders import BUILTINS
 from models.errors import ScenarioError
@@ -137,6 +139,12 @@ class DSSFeeder:
             raise ScenarioError(source, "scale", f"must be a finite number > 0, got {scale}")
         engine = opendssdirect.NewContext()
         engine.Basic.AllowChangeDir(False)
+        if hasattr(engine.Basic, "AllowEditor"):
+            engine.Basic.AllowEditor(False)
+        # OpenDSS writes report/trace files (e.g. RegControl debugtrace) to its data path;
+        # keep them in a private temporary folder, never next to the user's model
+        workdir = tempfile.TemporaryDirectory(prefix="dcshock-dss-")
+        engine.Basic.DataPath(workdir.name)
         key = source.strip().lower()
         if key in BUILTINS:
             name = key
@@ -149,7 +157,9 @@ class DSSFeeder:
             _check_master_file(path, source)
             name = path.stem.lower()
             try:
-                engine.Text.Command(f'compile "{path.resolve()}"')
+                # `redirect`, not `compile`: compile would move the data path to the model's
+                # folder (relative paths inside the model still resolve, AllowChangeDir=False)
+                engine.Text.Command(f'redirect "{path.resolve()}"')
             except DSSException as exc:
                 raise ScenarioError(source, "", f"OpenDSS rejected the file: {_dss_msg(exc)}") from None
             if engine.Basic.NumCircuits() == 0:
@@ -163,6 +173,7 @@ class DSSFeeder:
                 ) from None
         engine.Text.Command("set mode=snapshot")
         feeder = cls(engine, name, source, scale)
+        feeder._workdir = workdir
         if scale != 1.0:
             _apply_scale(engine, scale)
         first = feeder.solve()
@@ -436,7 +447,8 @@ def _apply_scale(dss, k: float) -> None:
     * lines: normamps, emergamps × √K (I = S/(√3·V) grows by √K);
     * loads, generators: kV × √K, kW/kvar/kVA × K; capacitors: kV × √K, kvar × K;
     * PV systems and storage: kV × √K, kVA, Pmpp, kWrated, kWhrated, kWhstored × K;
-    * regulator and capacitor controls: PT ratio and CT rating × √K;
+    * regulator and capacitor controls: PT ratio and CT rating × √K (so set-points in
+      secondary volts and amps keep their meaning); kvar-type capacitor settings × K;
     * voltage bases × √K (``set voltagebases`` + ``calcvoltagebases``; buses with a base set
       by ``setkvbase`` get their own base × √K).
     """
@@ -448,7 +460,7 @@ def _apply_scale(dss, k: float) -> None:
     while i:
         name = dss.Vsources.Name()
         z1, z0 = _source_sequence_impedance(dss)
-        base = dss.Vsources.BaseKV()
+        base = dss.Vsources.BasekV()
         cmd(f"edit vsource.{name} basekv={base * rk:.12g} r1={z1.real:.12g} x1={z1.imag:.12g} "
             f"r0={z0.real:.12g} x0={z0.imag:.12g}")
         i = dss.Vsources.Next()
@@ -511,6 +523,9 @@ def _apply_scale(dss, k: float) -> None:
         cc = dss.CapControls
         cc.PTRatio(cc.PTRatio() * rk)
         cc.CTRatio(cc.CTRatio() * rk)
+        if cc.Mode() == CapControlModes.KVAR:  # kvar settings are not divided by PT/CT
+            cc.ONSetting(cc.ONSetting() * k)
+            cc.OFFSetting(cc.OFFSetting() * k)
         i = dss.CapControls.Next()
     bases = dss.Settings.VoltageBases()
     dss.Settings.VoltageBases([b * rk for b in bases])
