@@ -125,8 +125,8 @@ def test_hand_checkable_feeder_data(tmp_path):
     res = feeder.solve()
     flows = dict(zip(res.line_names, res.line_p_mw))
     assert flows["bc"] == pytest.approx(0.2, rel=1e-3)
-    # a-b carries both loads plus the I²R loss of b-c (≈ 0.2² / 12.47² × 0.5 Ω, a few W)
-    assert flows["ab"] == pytest.approx(1.2, rel=1e-3) and flows["ab"] > 1.2
+    # a-b carries both loads plus the losses of a-b and b-c, less than the substation import
+    assert 1.2 < flows["ab"] < res.sub_p_mw
     assert res.sub_p_mw == pytest.approx(1.2 + res.losses_mw, abs=1e-3)
     assert {ld.bus: ld.p_mw for ld in data.loads} == pytest.approx({"b": 1.0, "c": 0.2})
     assert feeder.topology_report.radial and not data.notes
