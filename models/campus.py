@@ -13,7 +13,9 @@ canned curve:
 * **Inference** with a diurnal cosine shape and AR(1) noise; a constant **idle** IT floor.
 * **Cooling and facility** load that follows ``(PUE - 1) × IT`` through a first-order lag.
 * **Ride-through**: the POI voltage (through an on-load tap changer) and sub-step grid
-  disturbances are checked against a ride-through curve; below it the campus moves to
+  disturbances (sags, in clusters of reclosing attempts) are checked against a ride-through
+  curve and a count of repeated sags; below the curve, or at the N-th sag within a
+  window, the campus moves to
   UPS/backup, its grid draw falls to ``backup_residual_frac`` of its load, and it reconnects
   after ``reconnect_delay_s``, at once or ramped.
 * **Reactive power** from the power factor.
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
+#: ``online`` is the connection state at the end of a step, taken just before its end
+#: (a reconnection exactly at the step's end belongs to the next step).
+ONLINE_EPS_S = 1e-6
 _EPS = 1e-12
 
 
@@ -90,6 +95,9 @@ class CampusConfig(BaseModel):
         default_factory=lambda: [(0.5, 0.02), (0.7, 0.5), (0.8, 10.0), (0.85, 60.0)]
     )
     tap_range_pu: float = Field(0.10, ge=0, le=0.3)
+    sag_count_trip: int = Field(3, ge=0, le=100)
+    sag_count_v_pu: float = Field(0.9, gt=0, le=1.2)
+    sag_count_window_s: PositiveFloat = 60.0
     reconnect_delay_s: NonNegativeFloat = 1800.0
     reconnect_ramp_s: NonNegativeFloat = 600.0
     backup_residual_frac: float = Field(0.02, ge=0, le=1)
@@ -400,7 +408,12 @@ class Schedule:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
+        # one child stream per mechanism: changing one mechanism's settings, or a trip that
+        # only happens in one of two runs, leaves every other mechanism's draws unchanged
+        (self._r_jobs, self._r_surge, self._r_osc, self._r_dist, self._r_trip,
+         self.noise_rng) = self.rng.spawn(6)
         self.env = simpy.Environment(initial_time=self.start_s)
+        self._sag_times: list[float] = []
         pool = cfg.pool_mw
         self.free_mw = pool  # training pool not yet taken by running jobs (IT MW)
         self._prefill()
@@ -418,11 +431,11 @@ class Schedule:
     # --- draws -------------------------------------------------------------------------
     def _job_size(self) -> float:
         lo, hi = self.cfg.job_size_frac
-        return float(self.rng.uniform(lo, hi)) * self.cfg.it_capacity_mw
+        return float(self._r_jobs.uniform(lo, hi)) * self.cfg.it_capacity_mw
 
     def _job_duration(self) -> float:
         lo, hi = self.cfg.job_hours  # log-uniform: many short jobs, a few long ones
-        return 3600.0 * math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        return 3600.0 * math.exp(self._r_jobs.uniform(math.log(lo), math.log(hi)))
 
     def _prefill(self) -> None:
         """Jobs already running at the start (no start ramp), filling ``initial_fill`` of
@@ -433,7 +446,7 @@ class Schedule:
             size = min(self._job_size(), target - used)
             if size <= _EPS:
                 break
-            remaining = self.rng.uniform(0.0, 1.0) * self._job_duration()
+            remaining = self._r_jobs.uniform(0.0, 1.0) * self._job_duration()
             self.free_mw -= size
             used += size
             t0 = self.start_s - 10 * self.cfg.job_ramp_s - 1.0
@@ -456,7 +469,7 @@ class Schedule:
     def _arrivals(self):
         rate_s = self.cfg.job_rate_per_h / 3600.0
         while True:
-            yield self.env.timeout(self.rng.exponential(1.0 / rate_s))
+            yield self.env.timeout(self._r_jobs.exponential(1.0 / rate_s))
             self.env.process(self._job(self._job_size(), self._job_duration()))
 
     def submit(self, size_mw: float, duration_s: float) -> None:
@@ -480,10 +493,10 @@ class Schedule:
     def _surges(self):
         sh = self.shocks
         while True:
-            yield self.env.timeout(self.rng.exponential(DAY_S / sh.surge_rate_per_day))
+            yield self.env.timeout(self._r_surge.exponential(DAY_S / sh.surge_rate_per_day))
             lo, hi = sh.surge_size_frac
-            want = float(self.rng.uniform(lo, hi)) * self.cfg.it_capacity_mw
-            hours = float(self.rng.uniform(*sh.surge_hours))
+            want = float(self._r_surge.uniform(lo, hi)) * self.cfg.it_capacity_mw
+            hours = float(self._r_surge.uniform(*sh.surge_hours))
             size = max(0.0, min(want, self.free_mw))
             now = self.env.now
             self.events.append({"time_s": now, "kind": "surge", "size_mw": size,
@@ -496,10 +509,10 @@ class Schedule:
     def _oscillations(self):
         sh = self.shocks
         while True:
-            yield self.env.timeout(self.rng.exponential(DAY_S / sh.oscillation_rate_per_day))
-            minutes = float(self.rng.uniform(*sh.oscillation_minutes))
-            swing = float(self.rng.uniform(*sh.oscillation_swing_frac))
-            hz = float(self.rng.uniform(*sh.oscillation_hz))
+            yield self.env.timeout(self._r_osc.exponential(DAY_S / sh.oscillation_rate_per_day))
+            minutes = float(self._r_osc.uniform(*sh.oscillation_minutes))
+            swing = float(self._r_osc.uniform(*sh.oscillation_swing_frac))
+            hz = float(self._r_osc.uniform(*sh.oscillation_hz))
             now = self.env.now
             self.episodes.append((now, now + 60.0 * minutes, swing, hz))
             self.events.append({"time_s": now, "kind": "oscillation", "swing_frac": swing,
@@ -508,16 +521,42 @@ class Schedule:
     def _disturbances(self):
         sh = self.shocks
         while True:
-            yield self.env.timeout(self.rng.exponential(DAY_S / sh.disturbance_rate_per_day))
-            v = float(self.rng.uniform(*sh.disturbance_v_pu))
-            dur = float(self.rng.uniform(*sh.disturbance_duration_s))
-            below = ride_through_violated(self.cfg, v, dur)
-            now = self.env.now
-            self.disturbances.append((now, v, dur, below))
-            self.events.append({"time_s": now, "kind": "disturbance", "v_pu": v,
-                                "duration_s": dur, "below_curve": below})
-            if below:
-                self.trip(now, "disturbance", v, dur)
+            yield self.env.timeout(self._r_dist.exponential(DAY_S / sh.disturbance_rate_per_day))
+            lo, hi = sh.disturbance_sags
+            n = int(self._r_dist.integers(lo, hi + 1))
+            gaps = self._r_dist.uniform(*sh.disturbance_spacing_s, size=n - 1)
+            sags = [(float(self._r_dist.uniform(*sh.disturbance_v_pu)),
+                     float(self._r_dist.uniform(*sh.disturbance_duration_s))) for _ in range(n)]
+            self.events.append({"time_s": self.env.now, "kind": "disturbance", "sags": n})
+            self.env.process(self._sag_sequence(sags, gaps))
+
+    def _sag_sequence(self, sags: list[tuple[float, float]], gaps: np.ndarray):
+        """One grid fault with its reclosing attempts: ``n`` sags spaced by ``gaps``."""
+        for i, (v, dur) in enumerate(sags):
+            if i:
+                yield self.env.timeout(float(gaps[i - 1]))
+            self.sag(self.env.now, v, dur)
+
+    def sag(self, t_s: float, v_pu: float, duration_s: float) -> Trip | None:
+        """A sub-step voltage sag at the UPS input: trips the campus when it lies below the
+        ride-through curve, or when it is the ``sag_count_trip``-th sag below
+        ``sag_count_v_pu`` within ``sag_count_window_s`` (repeated dips, as in the
+        reclosing sequence of 10 July 2024)."""
+        cfg = self.cfg
+        below = ride_through_violated(cfg, v_pu, duration_s)
+        self.disturbances.append((t_s, v_pu, duration_s, below))
+        self.events.append({"time_s": t_s, "kind": "sag", "v_pu": v_pu,
+                            "duration_s": duration_s, "below_curve": below})
+        if below:
+            return self.trip(t_s, "disturbance", v_pu, duration_s)
+        if cfg.sag_count_trip > 0 and v_pu < cfg.sag_count_v_pu:
+            self._sag_times.append(t_s)
+            recent = [t for t in self._sag_times if t > t_s - cfg.sag_count_window_s]
+            self._sag_times = recent
+            if len(recent) >= cfg.sag_count_trip:
+                self._sag_times = []
+                return self.trip(t_s, "repeated_sags", v_pu, duration_s)
+        return None
 
     # --- trips -------------------------------------------------------------------------
     def offline_at(self, t_s: float) -> bool:
@@ -529,7 +568,7 @@ class Schedule:
         if self.offline_at(t_s):
             return None
         ramp_s = self.cfg.reconnect_ramp_s
-        if self.shocks is not None and self.rng.uniform() < self.shocks.reconnect_at_once_prob:
+        if self.shocks is not None and self._r_trip.uniform() < self.shocks.reconnect_at_once_prob:
             ramp_s = 0.0  # the operator closes the breaker on the whole load: reconnection surge
         tr = Trip(t_s, t_s + self.cfg.reconnect_delay_s, ramp_s, cause, v_pu, duration_s)
         self.trips.append(tr)
@@ -622,7 +661,8 @@ class Campus:
         self.rng = rng
         self.schedule = Schedule(config, rng, float(start_s), shocks)
         self._t_next = float(start_s)
-        self._noise = float(rng.normal(0.0, config.inference_noise)) if config.inference_noise else 0.0
+        self._noise_rng = self.schedule.noise_rng
+        self._noise = float(self._noise_rng.normal(0.0, config.inference_noise)) if config.inference_noise else 0.0
         self._phi, self._noise_sd = ar1_coefficients(self.step_s, config.inference_noise_tau_s,
                                                       config.inference_noise)
         self._lag_a, self._lag_c = lag_coefficients(self.step_s, config.cooling_tau_s)
@@ -705,7 +745,7 @@ class Campus:
         it_cap = cfg.it_capacity_mw
         inf = cfg.inference_frac * it_cap * float(diurnal(t_s + 0.5 * dt, cfg)) * max(0.0, 1.0 + self._noise)
         if self._noise_sd > 0:
-            self._noise = self._phi * self._noise + self._noise_sd * float(self.rng.standard_normal())
+            self._noise = self._phi * self._noise + self._noise_sd * float(self._noise_rng.standard_normal())
         base = cfg.idle_frac * it_cap + inf
         it = base + train * s_bar
         it_mean = float(it.mean())
@@ -720,7 +760,7 @@ class Campus:
         p_max = ((base + train * s_max + fac) * g).max()
         p_min = ((base + train * s_min + fac) * g).min()
         p_mean = float(p.mean())
-        online = bool(connection(np.array([t_s + dt]), sch.trip_arrays())[0] > 0)
+        online = bool(connection(np.array([t_s + dt - ONLINE_EPS_S]), sch.trip_arrays())[0] > 0)
         self.last = CampusOutput(
             p_mw=p_mean, q_mvar=p_mean * cfg.tan_phi, p_min_mw=float(p_min),
             p_max_mw=float(p_max), online=online, it_mw=it_mean, facility_mw=float(fac),

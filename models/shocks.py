@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationInfo, field_validator
 
-from models.campus import DAY_S, Schedule, connection, linear_recurrence, step_means, swing_levels
+from models.campus import DAY_S, ONLINE_EPS_S, Schedule, connection, linear_recurrence, step_means, swing_levels
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,13 @@ class ShockConfig(BaseModel):
     disturbance_rate_per_day: NonNegativeFloat = 1.0
     disturbance_v_pu: tuple[float, float] = (0.3, 0.9)
     disturbance_duration_s: tuple[float, float] = (0.05, 1.0)
+    disturbance_sags: tuple[int, int] = (1, 3)
+    disturbance_spacing_s: tuple[float, float] = (5.0, 20.0)
     reconnect_at_once_prob: float = Field(0.5, ge=0, le=1)
 
     @field_validator("surge_size_frac", "surge_hours", "oscillation_minutes",
                      "oscillation_swing_frac", "oscillation_hz", "disturbance_v_pu",
-                     "disturbance_duration_s")
+                     "disturbance_duration_s", "disturbance_sags", "disturbance_spacing_s")
     @classmethod
     def _range(cls, v: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
         a, b = _BOUNDS[info.field_name]
@@ -71,6 +73,8 @@ _BOUNDS = {
     "oscillation_hz": (0.01, 10.0),
     "disturbance_v_pu": (0.0, 1.2),
     "disturbance_duration_s": (0.0, 3600.0),
+    "disturbance_sags": (1, 20),
+    "disturbance_spacing_s": (0.0, 3600.0),
 }
 
 
@@ -88,8 +92,9 @@ def _sample_one(scenario, c: int, rng: np.random.Generator, edges: np.ndarray):
     n = len(edges) - 1
     phi = math.exp(-step / cfg.inference_noise_tau_s)
     sd = cfg.inference_noise * math.sqrt(1 - phi * phi)
-    x0 = rng.normal(0.0, cfg.inference_noise) if cfg.inference_noise else 0.0
-    noise = linear_recurrence(sd * rng.standard_normal(n), phi, x0)  # same AR(1) as Campus.step
+    nr = sch.noise_rng
+    x0 = nr.normal(0.0, cfg.inference_noise) if cfg.inference_noise else 0.0
+    noise = linear_recurrence(sd * nr.standard_normal(n), phi, x0)  # same AR(1) as Campus.step
     out = step_means(edges, sch.job_arrays(), sch.trip_arrays(), cfg, noise=noise)
     return sch, out
 
@@ -150,7 +155,7 @@ def generate_shocks(scenario, samples: int, seed: int) -> pd.DataFrame:
             it, fac = out["it_mw"], out["facility_mw"]
             g = np.where(out["it_mw"] + fac > 0, out["p_mw"] / np.maximum(it + fac, 1e-12), 0.0)
             train = out["training_mw"]
-            online = connection(edges[1:], sch.trip_arrays()) > 0
+            online = connection(edges[1:] - ONLINE_EPS_S, sch.trip_arrays()) > 0
             frames.append(pd.DataFrame({
                 "sample": np.full(n, s, dtype=np.int32),
                 "time_s": time_s,

@@ -1,0 +1,258 @@
+"""The SimPy campus model, one mechanism at a time (docs/campus.md).
+
+Each test switches off every mechanism it does not look at and compares the model with a
+value worked out by hand from the mechanism's definition.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models.campus import Campus, CampusConfig, square_integral, swing_levels
+from models.shocks import ShockConfig
+
+
+def quiet(**over) -> CampusConfig:
+    """A campus with every stochastic mechanism off: no arrivals, empty pool, no noise,
+    no swing, no checkpoints, PUE 1 (no facility load), no residual on backup."""
+    base = dict(
+        name="c", bus="18", capacity_mw=1.0, pue=1.0, idle_frac=0.1, inference_frac=0.0,
+        inference_noise=0.0, job_rate_per_h=0.0, initial_fill=0.0, swing_frac=0.0,
+        checkpoint_depth=0.0, job_ramp_s=60.0, backup_residual_frac=0.0, tap_range_pu=0.0,
+        ride_through=[(0.8, 90.0)], reconnect_delay_s=600.0, reconnect_ramp_s=0.0,
+    )
+    base.update(over)
+    return CampusConfig(**base)
+
+
+def run(campus: Campus, steps: int, v=None, t0: float = 0.0):
+    out = []
+    for k in range(steps):
+        vk = v(k) if callable(v) else v
+        out.append(campus.step(t0 + k * campus.step_s, vk))
+    return out
+
+
+def test_job_start_is_a_ramp_of_its_size():
+    cfg = quiet()
+    c = Campus(cfg, step_s=10.0, rng=np.random.default_rng(0))
+    run(c, 10)  # t = 0 … 100 s, idle only
+    c.schedule.submit(0.3, 3600.0)  # submitted at env time 100 s, pool is free: starts now
+    out = run(c, 12, t0=100.0)
+    p = np.array([o.p_mw for o in out])
+    idle = 0.1 * cfg.it_capacity_mw
+    # ramp over 60 s = 6 steps of 10 s: step means rise by 0.3 × 10/60 = 0.05 MW per step,
+    # the first step holds the ramp's first 10 s (mean 0.3 × 5/60)
+    np.testing.assert_allclose(p[:6] - idle, 0.3 * (np.arange(6) * 10 + 5) / 60, atol=1e-9)
+    np.testing.assert_allclose(p[6:] - idle, 0.3, atol=1e-9)
+    assert [e["kind"] for e in c.events] == ["job_start"]
+    assert c.events[0]["time_s"] == pytest.approx(100.0)
+
+
+def test_job_stop_ramps_down_and_queue_is_fifo():
+    cfg = quiet(idle_frac=0.0, inference_frac=0.5, inference_trough=1.0, job_ramp_s=0.0)
+    # pool = 0.5 MW; A takes 0.4 for 600 s, B (0.3) must wait until A stops, C (0.1) fits
+    # now but queues behind B (strict FIFO)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+    c.schedule.submit(0.4, 600.0)
+    c.schedule.submit(0.3, 1200.0)
+    c.schedule.submit(0.1, 1200.0)
+    run(c, 15)
+    starts = [(e["time_s"], e["size_mw"]) for e in c.events if e["kind"] == "job_start"]
+    assert starts[0] == (0.0, pytest.approx(0.4))
+    assert starts[1] == (pytest.approx(600.0), pytest.approx(0.3))
+    assert starts[2] == (pytest.approx(600.0), pytest.approx(0.1))
+
+
+def test_forecast_matches_the_run_when_nothing_unknown_happens():
+    """The operator's forecast (closed-form step means) against the stepped model
+    (sub-grid evaluation): running jobs stop as scheduled, a queued job starts when
+    they free the pool, inference follows its diurnal shape, cooling lags."""
+    cfg = quiet(pue=1.3, inference_frac=0.3, inference_trough=0.4, idle_frac=0.1,
+                checkpoint_depth=0.5, checkpoint_interval_s=700.0, checkpoint_s=30.0)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+    c.schedule.submit(0.3, 1500.0)
+    c.schedule.submit(0.2, 3000.0)  # waits for the first (pool 0.6·IT_cap = 0.46 MW)
+    run(c, 5)
+    fc = c.forecast(3600.0, 60.0)
+    actual = np.array([o.p_mw for o in run(c, 60, t0=300.0)])
+    np.testing.assert_allclose(fc, actual, rtol=1e-6, atol=1e-9)
+    assert fc.max() - fc.min() > 0.1  # the forecast does see the stop and the queued start
+
+
+def test_swing_is_mean_preserving_and_bounds_follow_amplitude():
+    """A swing of amplitude s (h/l = 1 + s, here 150 %, more than the trough) leaves the
+    step mean unchanged; p_max/p_min are the compute/communication levels of the job."""
+    runs = {}
+    for s in (0.0, 1.5):
+        cfg = quiet(swing_frac=s, swing_hz=2.0, swing_duty=0.6, job_ramp_s=0.0, idle_frac=0.0)
+        c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+        c.schedule.submit(0.5, 1e5)
+        runs[s] = run(c, 5)
+    for a, b in zip(runs[0.0], runs[1.5]):
+        assert b.p_mw == pytest.approx(a.p_mw, rel=1e-9)
+    o = runs[1.5][-1]
+    low = 1.0 / (1.0 + 0.6 * 1.5)  # l = 1/(1 + d·s)
+    assert o.p_min_mw == pytest.approx(0.5 * low)
+    assert o.p_max_mw == pytest.approx(0.5 * 2.5 * low)
+    assert o.p_max_mw / o.p_min_mw == pytest.approx(2.5)
+
+
+def test_square_wave_window_mean_against_brute_force():
+    """Exact window integral of a square wave against a fine Riemann sum, for windows
+    shorter and longer than a period."""
+    hi, lo = swing_levels(0.8, 0.3)
+    period, duty = 1 / 0.2, 0.3
+    t = np.linspace(0.0, 30.0, 3_000_001)
+    u = (t / period) % 1.0
+    wave = np.where(u < duty, hi, lo)
+    for a, b in [(0.3, 1.3), (2.0, 2.5), (1.1, 23.7)]:
+        m = (t >= a) & (t < b)
+        brute = wave[m].mean()
+        exact = (square_integral(b, period, duty, hi, lo) - square_integral(a, period, duty, hi, lo)) / (b - a)
+        assert exact == pytest.approx(brute, abs=2e-4)
+
+
+def test_checkpoint_dip():
+    """A checkpoint takes the job to (1 − depth) of its size for checkpoint_s, every
+    interval, the first half an interval after the start."""
+    cfg = quiet(job_ramp_s=0.0, idle_frac=0.0, checkpoint_interval_s=600.0,
+                checkpoint_s=60.0, checkpoint_depth=0.6)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+    c.schedule.submit(0.5, 1e5)
+    p = np.array([o.p_mw for o in run(c, 20)])
+    dips = np.flatnonzero(p < 0.5 - 1e-9)
+    assert list(dips) == [5, 15]  # [300, 360) s and [900, 960) s
+    assert p[dips] == pytest.approx(0.5 * 0.4)
+
+
+def test_inference_diurnal_shape():
+    cfg = quiet(idle_frac=0.0, inference_frac=0.4, inference_trough=0.5, inference_peak_hour=15.0)
+    c = Campus(cfg, step_s=3600.0, rng=np.random.default_rng(0))
+    p = np.array([o.p_mw for o in run(c, 24)])
+    peak = 0.4 * cfg.it_capacity_mw
+    # the hour ending... step k covers [k h, k+1 h), its midpoint k + 0.5 h
+    assert np.argmax(p) in (14, 15) and np.argmin(p) in (2, 3)
+    assert p.max() == pytest.approx(peak * (0.5 + 0.5 * 0.5 * (1 + math.cos(2 * math.pi * 0.5 / 24))))
+    assert p.mean() == pytest.approx(peak * 0.75, rel=1e-9)  # m + (1 − m)/2 over a full day
+
+
+def test_cooling_follows_it_with_first_order_lag():
+    """After an IT step ΔIT the facility load approaches (PUE − 1)·ΔIT as 1 − e^{−t/τ}."""
+    tau = 300.0
+    cfg = quiet(pue=1.4, cooling_tau_s=tau, job_ramp_s=0.0, idle_frac=0.0)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+    run(c, 3)
+    c.schedule.submit(0.5, 1e5)
+    out = run(c, 30, t0=180.0)
+    fac = np.array([o.facility_mw for o in out])
+    k = np.arange(30)
+    # step k's mean of 0.2·(1 − e^{−t/τ}) over [60k, 60k + 60)
+    exact = 0.2 * (1 - tau / 60 * (np.exp(-60 * k / tau) - np.exp(-60 * (k + 1) / tau)))
+    np.testing.assert_allclose(fac, exact, rtol=1e-9, atol=1e-12)
+    assert out[-1].p_mw == pytest.approx(0.5 * 1.4, rel=1e-3)
+
+
+def test_reactive_power_from_power_factor():
+    c = Campus(quiet(power_factor=0.95), step_s=60.0, rng=np.random.default_rng(0))
+    o = c.step(0.0, None)
+    assert o.q_mvar / o.p_mw == pytest.approx(0.328684, rel=1e-5)  # tan(acos 0.95)
+
+
+def test_sag_below_curve_trips_and_reconnects_after_delay():
+    """Curve point (0.8 pu, 90 s): 0.79 pu for one 60-s step is tolerated, for a second
+    step (120 s > 90 s) the campus trips; it reconnects 600 s later, at once."""
+    c = Campus(quiet(), step_s=60.0, rng=np.random.default_rng(0))
+    volts = {3: 0.79, 4: 0.79}  # the voltage of steps 2 and 3 arrives at steps 3 and 4
+    out = run(c, 20, v=lambda k: volts.get(k, 1.0))
+    online = [o.online for o in out]
+    assert online[:4] == [True] * 4
+    assert online[4:14] == [False] * 10  # trip at t = 240 s, reconnection at 840 s
+    assert online[14:] == [True] * 6
+    assert [o.p_mw for o in out[4:14]] == [0.0] * 10
+    assert out[14].p_mw == pytest.approx(out[0].p_mw)
+    (trip,) = c.trips
+    assert (trip.t_s, trip.reconnect_s, trip.cause) == (240.0, 840.0, "voltage")
+
+
+def test_sag_above_curve_does_not_trip():
+    c = Campus(quiet(), step_s=60.0, rng=np.random.default_rng(0))
+    out = run(c, 30, v=0.81)
+    assert all(o.online for o in out) and not c.trips
+    # short dips below the curve's voltage but shorter than its duration: no trip either
+    c2 = Campus(quiet(), step_s=60.0, rng=np.random.default_rng(0))
+    out2 = run(c2, 30, v=lambda k: 0.7 if k % 2 else 1.0)
+    assert all(o.online for o in out2) and not c2.trips
+
+
+def test_tap_changer_compensates_slow_sag_but_not_the_first_step():
+    """With a ±10 % OLTC, 0.79 pu held is seen as 0.79 for one step, then as 0.869."""
+    c = Campus(quiet(tap_range_pu=0.1, ride_through=[(0.8, 30.0)]), step_s=60.0,
+               rng=np.random.default_rng(0))
+    out = run(c, 10, v=0.79)
+    assert out[0].online is False  # the first reading is uncompensated (60 s > 30 s)
+    c2 = Campus(quiet(tap_range_pu=0.1, ride_through=[(0.8, 90.0)]), step_s=60.0,
+                rng=np.random.default_rng(0))
+    out2 = run(c2, 10, v=0.79)
+    assert all(o.online for o in out2) and not c2.trips
+
+
+def test_ramped_reconnection():
+    cfg = quiet(reconnect_ramp_s=300.0, reconnect_delay_s=600.0, idle_frac=0.2,
+                ride_through=[(0.8, 30.0)])
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+    out = run(c, 25, v=lambda k: 0.5 if k == 1 else 1.0)
+    assert [tr.t_s for tr in c.trips] == [60.0]
+    p = np.array([o.p_mw for o in out])
+    full = 0.2 * cfg.it_capacity_mw
+    # 0.5 pu during step 0 (60 s > 30 s below 0.8 pu): trip at 60 s, back at 660 s,
+    # linear over 300 s: step means (k + ½)/5 of the load for the 5 steps from 660 s
+    assert p[1:11] == pytest.approx([0.0] * 10)
+    np.testing.assert_allclose(p[11:16] / full, (np.arange(5) + 0.5) / 5, atol=1e-9)
+    assert p[16:] == pytest.approx([full] * 9)
+
+
+def test_disturbance_below_curve_trips_mid_step():
+    """A sub-step grid disturbance (from [shocks]) below the curve trips the campus at the
+    disturbance's own time: that step's mean holds the part before the trip."""
+    sh = ShockConfig(surge_rate_per_day=0, oscillation_rate_per_day=0,
+                     disturbance_rate_per_day=200.0, disturbance_v_pu=(0.3, 0.3),
+                     disturbance_duration_s=(0.2, 0.2), reconnect_at_once_prob=1.0)
+    cfg = quiet(ride_through=[(0.5, 0.1)], reconnect_delay_s=1e6)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(3), shocks=sh)
+    out = run(c, 60)
+    (trip,) = c.trips
+    assert trip.cause == "disturbance"
+    k = int(trip.t_s // 60)
+    full = cfg.idle_frac * cfg.it_capacity_mw
+    # within-step resolution is 1/8 of a swing period (here 1/8 s)
+    assert out[k].p_mw == pytest.approx(full * (trip.t_s - 60 * k) / 60, abs=full / 480)
+    assert not out[k].online and all(o.online for o in out[:k])
+
+
+def test_same_seed_same_run_different_seed_different_run():
+    cfg = CampusConfig(bus="18", capacity_mw=100.0)
+    sh = ShockConfig(surge_rate_per_day=24, oscillation_rate_per_day=24)
+
+    def trace(seed):
+        c = Campus(cfg, 300.0, np.random.default_rng(seed), shocks=sh)
+        return [(o.p_mw, o.p_min_mw, o.p_max_mw, o.online) for o in run(c, 48)]
+
+    assert trace(7) == trace(7)
+    assert trace(7) != trace(8)
+
+
+def test_default_campus_stays_within_plausible_bounds():
+    """A default 100 MW campus over a day: the draw stays between the idle floor and a
+    little above capacity (swings and noise), and jobs start and stop."""
+    cfg = CampusConfig(bus="1", capacity_mw=100.0)
+    c = Campus(cfg, 300.0, np.random.default_rng(1))
+    out = run(c, 288)
+    p = np.array([o.p_mw for o in out])
+    assert p.min() > cfg.idle_frac * 100.0
+    assert p.max() < 110.0
+    kinds = {e["kind"] for e in c.events}
+    assert {"job_start", "job_stop"} <= kinds
