@@ -256,3 +256,23 @@ def test_default_campus_stays_within_plausible_bounds():
     assert p.max() < 110.0
     kinds = {e["kind"] for e in c.events}
     assert {"job_start", "job_stop"} <= kinds
+
+
+def test_repeated_sags_within_the_curve_trip_the_campus():
+    """Three sags that each lie within the ride-through curve (0.85 pu for 0.1 s) but come
+    within 60 s move the campus to backup (the reclosing sequence of 10 July 2024); two do
+    not, nor do three spread over more than the window."""
+    cfg = quiet(ride_through=[(0.5, 0.02)], sag_count_trip=3, sag_count_v_pu=0.9,
+                sag_count_window_s=60.0)
+
+    def trips(times):
+        c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
+        for t in times:
+            c.schedule.run_until(t)
+            c.schedule.sag(t, 0.85, 0.1)
+        return [(tr.t_s, tr.cause) for tr in c.trips]
+
+    assert trips([10.0, 25.0, 40.0]) == [(40.0, "repeated_sags")]
+    assert trips([10.0, 25.0]) == []
+    assert trips([10.0, 50.0, 90.0]) == []
+    assert Campus(quiet(sag_count_trip=0), 60.0, np.random.default_rng(0)).schedule.sag(1.0, 0.85, 0.1) is None
