@@ -123,7 +123,7 @@ class ColumnNamer:
         self.rules = {**COLUMN_RULES, **(column_rules or {})}
         self._scalar: dict[tuple[str, str], str] = {}
         self._dict: dict[tuple[str, str], str] = {}
-        self._keyed: dict[tuple[str, str, Any], str] = {}
+        self._keyed: dict[tuple[str, str], dict[Any, str]] = {}
         self._warned: set[tuple[str, str]] = set()
 
     def _scalar_name(self, src: str, attr: str) -> str:
@@ -136,29 +136,30 @@ class ColumnNamer:
             self._scalar[(src, attr)] = name
         return name
 
-    def _dict_name(self, src: str, attr: str, key: Any) -> str:
-        name = self._keyed.get((src, attr, key))
-        if name is None:
-            tpl = self._dict.get((src, attr))
-            if tpl is None:
-                tpl = self.rules.get(attr, DEFAULT_DICT)
-                if "{key}" not in tpl:
-                    tpl = DEFAULT_DICT
-                tpl = tpl.replace("{prefix}", column_prefix(src, self.column_map).replace(
-                    "{", "{{").replace("}", "}}")).replace("{attr}", attr)
-                self._dict[(src, attr)] = tpl
-            name = tpl.format(key=key)
-            self._keyed[(src, attr, key)] = name
-        return name
+    def _key_names(self, src: str, attr: str) -> dict[Any, str]:
+        """The cache ``{key: column}`` of a dict-valued attribute (filled as keys appear)."""
+        names = self._keyed.get((src, attr))
+        if names is None:
+            tpl = self.rules.get(attr, DEFAULT_DICT)
+            if "{key}" not in tpl:
+                tpl = DEFAULT_DICT
+            prefix = column_prefix(src, self.column_map).replace("{", "{{").replace("}", "}}")
+            self._dict[(src, attr)] = tpl.replace("{prefix}", prefix).replace("{attr}", attr)
+            names = self._keyed[(src, attr)] = {}
+        return names
 
     def row(self, entity_inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """One row from the inputs of one sink entity."""
         row: dict[str, Any] = {}
         for attr, sources in entity_inputs.items():
             for src, value in sources.items():
-                if isinstance(value, Mapping):
+                if isinstance(value, dict):
+                    names = self._keyed.get((src, attr)) or self._key_names(src, attr)
                     for key, v in value.items():
-                        row[self._dict_name(src, attr, key)] = v
+                        col = names.get(key)
+                        if col is None:
+                            col = names[key] = self._dict[(src, attr)].format(key=key)
+                        row[col] = v
                 elif isinstance(value, (list, tuple, np.ndarray)):
                     if (src, attr) not in self._warned:
                         self._warned.add((src, attr))
@@ -167,7 +168,7 @@ class ColumnNamer:
                 elif value is None and "{key}" in self.rules.get(attr, ""):
                     continue  # a dict-valued attribute with nothing to say this step
                 else:
-                    row[self._scalar_name(src, attr)] = value
+                    row[self._scalar.get((src, attr)) or self._scalar_name(src, attr)] = value
         return row
 
 
@@ -202,6 +203,7 @@ class SegmentWriter:
         self.flush_every = int(flush_every)
         self.index_type = pa.int64() if index_kind == "int" else pa.float64()
         self.kinds: dict[str, str | None] = {}  # column → kind, in order of first appearance
+        self._typed: set[str] = set()  # columns whose kind is fixed
         self._times: list[Any] = []
         self._rows: list[dict[str, Any]] = []
         self._segments = 0
@@ -216,10 +218,13 @@ class SegmentWriter:
         self.parts.mkdir(parents=True)
 
     def append(self, time_s: float, row: dict[str, Any]) -> None:
-        kinds = self.kinds
-        for col, value in row.items():
-            if kinds.get(col) is None:
-                kinds[col] = _kind_of(value)
+        if not self._typed.issuperset(row):  # a new column, or one still without a type
+            kinds = self.kinds
+            for col, value in row.items():
+                if kinds.get(col) is None:
+                    kinds[col] = _kind_of(value)
+                    if kinds[col] is not None:
+                        self._typed.add(col)
         self._times.append(time_s)
         self._rows.append(row)
         if len(self._rows) >= self.flush_every:
@@ -261,12 +266,14 @@ class SegmentWriter:
         for col, kind in self.kinds.items():
             if kind is None:
                 self.kinds[col] = "float"  # type fixed now: all missing so far
+                self._typed.add(col)
         arrays = [self._array(c, k) for c, k in self.kinds.items()]  # type: ignore[arg-type]
         arrays.append(pa.array(self._times, type=self.index_type))
         table = pa.Table.from_arrays(arrays, schema=self.schema())
         seg = self.parts / f"part-{self._segments:06d}.parquet"
         tmp = seg.with_suffix(".tmp")
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, compression="none", write_statistics=False,
+                       use_dictionary=False)
         tmp.replace(seg)  # a segment is either absent or complete
         self._segments += 1
         self.rows_written += len(self._rows)
@@ -317,6 +324,8 @@ def _segments(path: Path) -> list[Path]:
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    if table.schema.equals(schema, check_metadata=False):
+        return table.replace_schema_metadata(schema.metadata)
     cols = []
     for f in schema:
         if f.name in table.column_names:
