@@ -1,0 +1,95 @@
+"""Validation of the ``[[campus]]`` and ``[shocks]`` sections: the shipped scenarios load,
+every bad field is a ScenarioError naming the file and the field, and the ``shocks`` command
+turns it into exit code 2 with one line and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.errors import ScenarioError
+from scenarios.config import SCENARIO_DIR, load_scenario, validate_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_CAMPUS = {"name": "dc", "bus": "18", "capacity_mw": 1.2}
+
+
+def test_shipped_scenarios_load():
+    default = load_scenario(SCENARIO_DIR / "ieee33_ai_shock.toml")
+    assert default.campus[0].bus == "18" and 1.0 <= default.campus[0].capacity_mw <= 1.5
+    assert default.shocks.disturbance_rate_per_day > 0
+    gw = load_scenario(SCENARIO_DIR / "ieee33_gw_shock.toml")
+    assert gw.feeder.scale == 330.0 and gw.campus[0].capacity_mw == 1000.0
+    # the GW file is the default with powers scaled: same shocks, same mechanism settings
+    assert gw.shocks == default.shocks
+    keep = {"name", "bus", "capacity_mw", "ride_through"}
+    assert ({k: v for k, v in gw.campus[0].model_dump().items() if k not in keep}
+            == {k: v for k, v in default.campus[0].model_dump().items() if k not in keep})
+
+
+@pytest.mark.parametrize(
+    ("campus", "shocks", "field", "needle"),
+    [
+        ({"capacity_mw": -5}, {}, "campus[0].capacity_mw", "greater than 0"),
+        ({"power_factor": 1.2}, {}, "campus[0].power_factor", "less than or equal to 1"),
+        ({"pue": 0.8}, {}, "campus[0].pue", "greater than or equal to 1"),
+        ({"job_size_frac": [0.5, 0.1]}, {}, "campus[0].job_size_frac", "low <= high"),
+        ({"job_hours": [0, 2]}, {}, "campus[0].job_hours[0]", "greater than 0"),
+        ({"job_hours": [3, 2]}, {}, "campus[0].job_hours", "0 < low <= high"),
+        ({"ride_through": []}, {}, "campus[0].ride_through", "at least one"),
+        ({"ride_through": [[1.5, 1.0]]}, {}, "campus[0].ride_through", "v_pu in (0, 1.2]"),
+        ({"ride_through": [[0.8, -1.0]]}, {}, "campus[0].ride_through", "max_duration_s >= 0"),
+        ({"swing_hz": 50.0}, {}, "campus[0].swing_hz", "less than or equal to 10"),
+        ({"idle_frac": 0.6, "inference_frac": 0.6}, {}, "campus[0]", "idle_frac + inference_frac"),
+        ({"checkpoint_s": 100.0, "checkpoint_interval_s": 60.0}, {}, "campus[0]", "checkpoint_s"),
+        ({"cooling": 3}, {}, "campus[0].cooling", "allowed: backup_residual_frac"),
+        ({}, {"surge_rate_per_day": -1}, "shocks.surge_rate_per_day", "greater than or equal to 0"),
+        ({}, {"disturbance_v_pu": [0.9, 0.3]}, "shocks.disturbance_v_pu", "low <= high"),
+        ({}, {"oscillation_hz": [0.0, 3.0]}, "shocks.oscillation_hz", "0.01 <= low"),
+        ({}, {"disturbance_sags": [0, 2]}, "shocks.disturbance_sags", "1 <= low"),
+        ({}, {"reconnect_at_once_prob": 2}, "shocks.reconnect_at_once_prob", "less than or equal to 1"),
+        ({}, {"trip_prob": 0.1}, "shocks.trip_prob", "allowed: disturbance_duration_s"),
+    ],
+)
+def test_bad_campus_and_shock_fields(campus, shocks, field, needle):
+    data = {"campus": [{**GOOD_CAMPUS, **campus}], "shocks": shocks}
+    with pytest.raises(ScenarioError) as info:
+        validate_scenario(data, "bad.toml")
+    err = info.value
+    assert err.source == "bad.toml"
+    assert err.field == field
+    assert needle in err.message
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "run_cosim.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_shocks_field_exits_2_with_one_line(tmp_path):
+    data = tomllib.loads((SCENARIO_DIR / "ieee33_ai_shock.toml").read_text())
+    text = (SCENARIO_DIR / "ieee33_ai_shock.toml").read_text()
+    assert "disturbance_v_pu = [0.3, 0.9]" in text and data["shocks"]["disturbance_v_pu"] == [0.3, 0.9]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("disturbance_v_pu = [0.3, 0.9]", "disturbance_v_pu = [0.9, 0.3]"))
+    proc = _cli("shocks", str(bad), "--samples", "2", "--out", str(tmp_path / "x.parquet"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert str(bad) in lines[0] and "shocks.disturbance_v_pu" in lines[0] and "low <= high" in lines[0]
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cli_shocks_writes_long_format_parquet(tmp_path):
+    out = tmp_path / "s.parquet"
+    proc = _cli("shocks", str(SCENARIO_DIR / "ieee33_ai_shock.toml"), "--samples", "2",
+                "--seed", "3", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_parquet(out)
+    assert {"sample", "time_s", "campus", "p_mw", "q_mvar", "online"} <= set(df.columns)
+    assert len(df) == 2 * 1440
