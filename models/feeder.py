@@ -55,6 +55,11 @@ class PowerFlowResult:
     ``line_loading_pct`` is the largest conductor current / ``normamps`` × 100.
     ``total_load_mw`` is the power delivered to all shunt elements (feeder loads and
     injections, net of generation): ``sub_p_mw − losses_mw``.
+
+    ``branch_*`` follow :attr:`FeederData.branches` (same names and order; lines,
+    transformers, regulators, switches): the power entering the branch at its ``from_bus``,
+    summed over the elements of a per-phase bank, and the largest loading of its elements.
+    Empty before the feeder description exists.
     """
 
     converged: bool
@@ -75,6 +80,10 @@ class PowerFlowResult:
     line_loading_pct: np.ndarray
     total_load_mw: float
     total_load_mvar: float
+    branch_names: tuple[str, ...] = ()
+    branch_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    branch_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    branch_loading_pct: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def bus_voltage(self, bus: str) -> float:
         """Mean phase voltage (pu) of ``bus``; NaN when the solve did not converge."""
@@ -177,8 +186,9 @@ class DSSFeeder:
         if scale != 1.0:
             _apply_scale(engine, scale)
         first = feeder.solve()
-        feeder.data, feeder.topology_report, from_terminal = _extract(engine, name, scale, first)
+        feeder.data, feeder.topology_report, from_terminal, members = _extract(engine, name, scale, first)
         feeder._from_terminal = from_terminal
+        feeder._branch_members = members
         feeder._energized_buses = frozenset(feeder.data.bus_names)
         feeder._maps_dirty = True
         feeder.base_case = feeder.solve() if first.converged else first
@@ -311,7 +321,12 @@ class DSSFeeder:
         powers = np.asarray(dss.PDElements.AllPowers(), dtype=float)
         p_line = np.bincount(self._line_group, weights=powers[self._line_pos], minlength=self._nline)
         q_line = np.bincount(self._line_group, weights=powers[self._line_pos + 1], minlength=self._nline)
-        pct = np.asarray(dss.PDElements.AllPctNorm(False), dtype=float)[self._line_pd_index]
+        pct_all = np.asarray(dss.PDElements.AllPctNorm(False), dtype=float)
+        pct = pct_all[self._line_pd_index]
+        p_br = np.bincount(self._branch_group, weights=powers[self._branch_pos], minlength=self._nbranch)
+        q_br = np.bincount(self._branch_group, weights=powers[self._branch_pos + 1], minlength=self._nbranch)
+        pct_br = np.zeros(self._nbranch)
+        np.maximum.at(pct_br, self._branch_pd_group, pct_all[self._branch_pd])
         sub_kw, sub_kvar = dss.Circuit.TotalPower()
         loss_w, loss_var = dss.Circuit.Losses()
         sub_p, sub_q = -sub_kw / 1e3, -sub_kvar / 1e3
@@ -332,6 +347,10 @@ class DSSFeeder:
             line_p_mw=p_line / 1e3,
             line_q_mvar=q_line / 1e3,
             line_loading_pct=pct,
+            branch_names=self._branch_names,
+            branch_p_mw=p_br / 1e3,
+            branch_q_mvar=q_br / 1e3,
+            branch_loading_pct=pct_br,
             total_load_mw=sub_p - loss_w / 1e6,
             total_load_mvar=sub_q - loss_var / 1e6,
         )
@@ -350,6 +369,10 @@ class DSSFeeder:
             line_p_mw=np.full(self._nline, nan),
             line_q_mvar=np.full(self._nline, nan),
             line_loading_pct=np.full(self._nline, nan),
+            branch_names=self._branch_names,
+            branch_p_mw=np.full(self._nbranch, nan),
+            branch_q_mvar=np.full(self._nbranch, nan),
+            branch_loading_pct=np.full(self._nbranch, nan),
             total_load_mw=nan, total_load_mvar=nan,
         )
 
@@ -386,29 +409,42 @@ class DSSFeeder:
         bus_ok = np.ones(self._nbus, dtype=bool) if energized is None else np.array(
             [b in energized for b in bus_names])
         self._node_valid = node_phase & bus_ok[node_bus]
-        # lines: positions of (P, Q) pairs of the from-end terminal in PDElements.AllPowers
-        names = dss.PDElements.AllNames()
+        # lines and radial branches: positions of the (P, Q) pairs of the from-end terminal
+        # in PDElements.AllPowers, and a group index to sum them per line / branch
+        names = [n.lower() for n in dss.PDElements.AllNames()]
+        pd_pos = {n: e for e, n in enumerate(names)}
         nterm = np.asarray(dss.PDElements.AllNumTerminals(), dtype=np.int64)
         ncond = np.asarray(dss.PDElements.AllNumConductors(), dtype=np.int64)
-        start = np.concatenate(([0], np.cumsum(nterm * ncond)[:-1]))
+        start = np.concatenate(([0], np.cumsum(nterm * ncond)[:-1])) if names else np.zeros(0, np.int64)
         from_term = getattr(self, "_from_terminal", {})
-        enabled = set(dss.Lines.AllNames()) if dss.Lines.Count() else set()
-        pos, group, line_names, pd_index = [], [], [], []
+        enabled = {f"line.{n.lower()}" for n in dss.Lines.AllNames()} if dss.Lines.Count() else set()
+
+        def gather(groups: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
+            pos: list[int] = []
+            grp: list[int] = []
+            for g, members in enumerate(groups):
+                for e, term in members:
+                    first = start[e] + term * ncond[e]
+                    pos.extend(2 * (first + c) for c in range(ncond[e]))
+                    grp.extend([g] * ncond[e])
+            return np.asarray(pos, dtype=np.int64), np.asarray(grp, dtype=np.int64)
+
+        line_names, line_groups = [], []
         for e, full in enumerate(names):
-            cls, _, short = full.partition(".")
-            if cls.lower() != "line" or short.lower() not in enabled:
-                continue
-            term = from_term.get(full.lower(), 0)
-            first = start[e] + term * ncond[e]
-            pos.extend(2 * (first + c) for c in range(ncond[e]))
-            group.extend([len(line_names)] * ncond[e])
-            line_names.append(short.lower())
-            pd_index.append(e)
-        self._line_pos = np.asarray(pos, dtype=np.int64)
-        self._line_group = np.asarray(group, dtype=np.int64)
+            if full.startswith("line.") and full in enabled:
+                line_names.append(full.partition(".")[2])
+                line_groups.append([(e, from_term.get(full, 0))])
+        self._line_pos, self._line_group = gather(line_groups)
         self._line_names = tuple(line_names)
-        self._line_pd_index = np.asarray(pd_index, dtype=np.int64)
+        self._line_pd_index = np.asarray([g[0][0] for g in line_groups], dtype=np.int64)
         self._nline = len(line_names)
+        members = getattr(self, "_branch_members", ())
+        branch_groups = [[(pd_pos[el], t) for el, t in m if el in pd_pos] for m in members]
+        self._branch_pos, self._branch_group = gather(branch_groups)
+        self._branch_pd = np.asarray([e for g in branch_groups for e, _ in g], dtype=np.int64)
+        self._branch_pd_group = np.asarray([k for k, g in enumerate(branch_groups) for _ in g], dtype=np.int64)
+        self._branch_names = tuple(br.name for br in self.data.branches) if members else ()
+        self._nbranch = len(self._branch_names)
         self._maps_dirty = False
 
 
@@ -624,7 +660,7 @@ class _Edge:
 
 def _extract(
     dss, name: str, scale: float, base: PowerFlowResult
-) -> tuple[FeederData, TopologyReport, dict[str, int]]:
+) -> tuple[FeederData, TopologyReport, dict[str, int], tuple[tuple[tuple[str, int], ...], ...]]:
     """Radial description of the compiled circuit (rules in docs/feeders.md)."""
     bus_names = list(dss.Circuit.AllBusNames())
     kv_ln: dict[str, float] = {}
@@ -709,6 +745,7 @@ def _extract(
     s_base = 1.0 * scale
     branches = []
     from_terminal: dict[str, int] = {}
+    branch_members: list[tuple[tuple[str, int], ...]] = []
     names_seen: dict[str, int] = {}
     for grp in groups:
         short = edges[grp["members"][0][0]].element.split(".", 1)[1].lower()
@@ -733,6 +770,7 @@ def _extract(
         for e, t_from, _ in members:
             if edges[e].element.lower().startswith("line."):
                 from_terminal.setdefault(edges[e].element.lower(), t_from)
+        branch_members.append(tuple((edges[e].element.lower(), t_from) for e, t_from, _ in members))
 
     loads: dict[str, list[float]] = {}
     i = dss.Loads.First()
@@ -770,7 +808,7 @@ def _extract(
         buses=tuple(Bus(name=b, base_kv_ll=kv_ln[b] * _SQRT3, phases=phases[b]) for b in order),
         branches=tuple(branches), loads=bus_loads, scale=scale, notes=tuple(notes),
     )
-    return data, report, from_terminal
+    return data, report, from_terminal, tuple(branch_members)
 
 
 def _phases_of(bus_spec: str, nphases: int) -> frozenset[int]:

@@ -18,7 +18,8 @@ power flow and caches the result; ``get_data`` only reads the cache.
   wins). Outputs: ``converged``, ``sub_p_mw``, ``sub_q_mvar`` (import, +), ``losses_mw``,
   ``losses_mvar``, ``total_load_mw``, ``v_min_pu``, ``v_min_bus``, ``v_max_pu``, and the
   dicts ``bus_v_pu`` (bus -> pu), ``line_loading_pct``, ``line_p_mw``, ``line_q_mvar``
-  (line -> value). ``load_scale`` and ``v_source_pu`` read back the values applied.
+  (OpenDSS line -> value) and ``branch_p_mw``, ``branch_q_mvar``, ``branch_loading_pct``
+  (``FeederData`` branch name -> value, for the controllers' network model). ``load_scale`` and ``v_source_pu`` read back the values applied.
 
 A step whose power flow does not converge publishes ``converged = False`` and NaN for every
 number; it never republishes an earlier step's results. Run it as its own process with
@@ -45,7 +46,8 @@ GRID_SCALARS = (
     "converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "losses_mvar", "total_load_mw",
     "v_min_pu", "v_min_bus", "v_max_pu",
 )
-GRID_DICTS = ("bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar")
+GRID_DICTS = ("bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar",
+              "branch_p_mw", "branch_q_mvar", "branch_loading_pct")
 GRID_INPUTS = ("v_source_pu", "load_scale")
 INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu")
 
@@ -174,6 +176,8 @@ def _grid_value(res: PowerFlowResult, attr: str, feeder: DSSFeeder | None) -> An
         return dict(zip(res.bus_names, res.bus_v_pu.tolist()))
     if attr in ("line_loading_pct", "line_p_mw", "line_q_mvar"):
         return dict(zip(res.line_names, getattr(res, attr).tolist()))
+    if attr in ("branch_p_mw", "branch_q_mvar", "branch_loading_pct"):
+        return dict(zip(res.branch_names, getattr(res, attr).tolist()))
     raise ValueError(f"Grid has no output {attr!r}")
 
 

@@ -232,3 +232,20 @@ def test_model_files_are_never_written_to(shared_dir, tmp_path):
     before = {p.name for p in folder.iterdir()}
     DSSFeeder.open(str(folder / "master_ckt24.dss"))
     assert {p.name for p in folder.iterdir()} == before
+
+
+def test_branch_flows_follow_feeder_data(shared_dir):
+    """branch_* arrays: one entry per FeederData branch; a per-phase regulator bank's flow
+    is the sum over its three units and equals the flow of the next line within its loss."""
+    feeder = DSSFeeder.open(str(shared_dir / "feeders" / "ieee13" / "IEEE13Nodeckt.dss"))
+    res = feeder.solve()
+    assert res.branch_names == tuple(br.name for br in feeder.data.branches)
+    p = dict(zip(res.branch_names, res.branch_p_mw))
+    reg = feeder.data.parent_branch["rg60"]
+    assert reg.kind == "regulator"
+    assert p[reg.name] == pytest.approx(p[feeder.data.parent_branch["632"].name], rel=1e-3)
+    assert p[feeder.data.parent_branch["650"].name] == pytest.approx(res.sub_p_mw, rel=1e-9)
+    ieee33 = DSSFeeder.open("ieee33").solve()
+    lines = dict(zip(ieee33.line_names, ieee33.line_p_mw))
+    for name, value in zip(ieee33.branch_names, ieee33.branch_p_mw):
+        assert value == pytest.approx(lines[name], rel=1e-12)
