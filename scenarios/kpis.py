@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 #: of the peak schedule (docs/kpis.md, "Restoration time").
 IMPORT_BAND_FRAC = 0.05
 
+#: A campus demand/draw gap below this (MW) is round-off, not unserved load.
+GAP_TOL_MW = 1e-6
+
 KPI_KEYS = (
     "unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
     "voltage_violation_bus_steps", "thermal_violation_line_steps", "v_min_pu", "v_max_pu",
@@ -79,7 +82,8 @@ def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> f
 
     ``P^dem`` is ``dc.<c>.p_demand_mw`` (what the campus would draw on the grid), ``P`` is
     ``dc.<c>.p_mw`` (what it drew); ``P^shed`` any recorded ``*.p_shed_mw`` column (shed
-    background load). Missing values contribute nothing.
+    background load). Missing values contribute nothing; a campus gap below
+    ``GAP_TOL_MW`` (round-off between equal values) counts as zero.
     """
     total = 0.0
     for c in campuses:
@@ -88,7 +92,8 @@ def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> f
             logger.warning("kpis: campus %s has no %s/%s column; its unserved energy is 0",
                            c, dem, got)
             continue
-        gap = np.clip(_f(ts, dem) - _f(ts, got), 0.0, None)
+        gap = _f(ts, dem) - _f(ts, got)
+        gap = np.where(gap > GAP_TOL_MW, gap, 0.0)  # NaN compares False: contributes 0
         total += float(np.nansum(gap))
     for col in ts.columns:
         if str(col).endswith(".p_shed_mw"):

@@ -79,6 +79,13 @@ def _f(ts: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(ts[col], errors="coerce").to_numpy(dtype=float)
 
 
+def _post(h: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Data for a step-post plot that also draws the last step: the value at ``h_i`` holds
+    until ``h_{i+1}``, so the last value is repeated at ``h_last + Δt``."""
+    dh = (h[1] - h[0]) if h.size > 1 else 1 / 60
+    return (np.append(h, h[-1] + dh), *(np.concatenate([y, y[..., -1:]], axis=-1) for y in ys))
+
+
 def _time_axis(ax: Any, hours: np.ndarray) -> None:
     span = float(hours[-1] - hours[0]) if hours.size > 1 else 1.0
     step = next((s for s in (0.25, 0.5, 1, 2, 3, 6, 12, 24) if span / s <= 12), 48)
@@ -135,7 +142,7 @@ def fig_substation(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Pa
     ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     ax1.plot(h, p, color="C0", lw=1.2, label="import P_sub")
     if "sub.p_sched_mw" in ts.columns:
-        ax1.step(h, _f(ts, "sub.p_sched_mw"), where="post", color="k", lw=1.2, ls="--",
+        ax1.step(*_post(h, _f(ts, "sub.p_sched_mw")), where="post", color="k", lw=1.2, ls="--",
                  label="schedule P_sched")
     dp = np.full_like(p, np.nan)
     dp[1:] = np.diff(p)
@@ -171,13 +178,13 @@ def fig_campus(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, 
     for ax, name in zip(axes, names):
         pre = f"dc.{name}"
         if f"{pre}.p_min_mw" in ts.columns and f"{pre}.p_max_mw" in ts.columns:
-            ax.fill_between(h, _f(ts, f"{pre}.p_min_mw"), _f(ts, f"{pre}.p_max_mw"),
+            ax.fill_between(*_post(h, _f(ts, f"{pre}.p_min_mw"), _f(ts, f"{pre}.p_max_mw")),
                             step="post", color="C0", alpha=0.25, lw=0,
                             label="min–max within step")
-        ax.step(h, _f(ts, f"{pre}.p_mw"), where="post", color="C0", lw=1.2,
+        ax.step(*_post(h, _f(ts, f"{pre}.p_mw")), where="post", color="C0", lw=1.2,
                 label="grid draw (step mean)")
         if f"{pre}.p_demand_mw" in ts.columns:
-            ax.step(h, _f(ts, f"{pre}.p_demand_mw"), where="post", color="k", lw=1.0,
+            ax.step(*_post(h, _f(ts, f"{pre}.p_demand_mw")), where="post", color="k", lw=1.0,
                     ls="--", label="demand")
         trips = 0
         if f"{pre}.online" in ts.columns:
@@ -217,9 +224,10 @@ def fig_fcm_dispatch(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[
     ax = fig.add_subplot()
     p = np.nan_to_num(np.vstack([_f(ts, f"fcm.{lb}.p_mw") for lb in labels]))
     colors = [f"C{i % 10}" for i in range(len(labels))]
-    ax.stackplot(h, np.clip(p, 0, None), colors=colors, labels=labels, step="post", alpha=0.85)
-    ax.stackplot(h, np.clip(p, None, 0), colors=colors, step="post", alpha=0.5)
-    ax.step(h, p.sum(axis=0), where="post", color="k", lw=0.7, alpha=0.8,
+    he, pe = _post(h, p)
+    ax.stackplot(he, np.clip(pe, 0, None), colors=colors, labels=labels, step="post", alpha=0.85)
+    ax.stackplot(he, np.clip(pe, None, 0), colors=colors, step="post", alpha=0.5)
+    ax.step(he, pe.sum(axis=0), where="post", color="k", lw=0.7, alpha=0.8,
             label="net FCM output")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("P [MW]  (+ injection / − consumption)")

@@ -43,8 +43,9 @@ the segments as they are.
 
 Columns that first appear after the first row are kept: they join the schema from the next
 segment on, and rows before their appearance read as missing (NaN) in the final file. The
-schema of a segment is the schema at its flush; the final file has the union, in order of
-first appearance, then ``time_s`` as the pandas index.
+schema of a segment is the schema at its flush; the final file has the union, ordered by
+group (``pf``, ``sub``, ``dc``, ``fcm``, ``ctrl``, ``pred``, ``bus``, ``line``, others) and
+naturally within a group (``bus.2`` before ``bus.10``), then ``time_s`` as the pandas index.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time as _time
 from collections.abc import Iterable, Mapping
@@ -347,6 +349,22 @@ def _union_schema(segs: Iterable[Path]) -> pa.Schema:
     return pa.schema([*(pa.field(n, t) for n, t in names.items()), pa.field(INDEX, index_type)])
 
 
+_GROUPS = ("pf.", "sub.", "dc.", "fcm.", "ctrl.", "pred.", "bus.", "line.")
+
+
+def _column_key(name: str) -> tuple:
+    """Final column order: the groups of docs/results.md, then natural order within a group
+    (``bus.2`` before ``bus.10``)."""
+    rank = next((i for i, g in enumerate(_GROUPS) if name.startswith(g)), len(_GROUPS))
+    return (rank, tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name)))
+
+
+def ordered(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its columns in the final order and ``time_s`` last."""
+    fields = sorted((f for f in schema if f.name != INDEX), key=lambda f: _column_key(f.name))
+    return pa.schema([*fields, schema.field(INDEX)])
+
+
 def consolidate(path: str | Path, schema: pa.Schema | None = None) -> Path:
     """Join the segments under ``<path>.parts/`` into ``path``, one row group per segment.
 
@@ -355,9 +373,8 @@ def consolidate(path: str | Path, schema: pa.Schema | None = None) -> Path:
     """
     path = Path(path)
     segs = _segments(path)
-    if schema is None:
-        schema = _union_schema(segs)
-    schema = pa.schema(list(schema)).with_metadata(_pandas_metadata(schema))
+    schema = ordered(_union_schema(segs) if schema is None else schema)
+    schema = schema.with_metadata(_pandas_metadata(schema))
     tmp = path.with_name(path.name + ".partial")
     with pq.ParquetWriter(tmp, schema) as writer:
         if not segs:
@@ -381,7 +398,7 @@ def read_timeseries(path: str | Path) -> pd.DataFrame:
         segs = _segments(path)
         if not segs:
             raise FileNotFoundError(f"{path}: no time series and no flushed segments")
-        schema = _union_schema(segs)
+        schema = ordered(_union_schema(segs))
         frame = pa.concat_tables([_conform(pq.read_table(s), schema) for s in segs]).to_pandas()
     if INDEX in frame.columns:
         frame = frame.set_index(INDEX)
