@@ -51,6 +51,8 @@ DAY_S = 86_400.0
 #: ``online`` is the connection state at the end of a step, taken just before its end
 #: (a reconnection exactly at the step's end belongs to the next step).
 ONLINE_EPS_S = 1e-6
+#: Upper bound on the sub-intervals :meth:`Campus.step` evaluates within one step.
+MAX_SUBSTEPS = 20_000
 _EPS = 1e-12
 
 
@@ -716,9 +718,9 @@ class Campus:
         sch.run_until(t_s + dt)
         self._t_next = t_s + dt
         # sub-grid: resolve ramps to ≤ 1 s and swings to ≤ 1/8 period
-        _, hz_all = sch.swing_at(np.array([t_s, t_s + dt]))
-        hz_max = max([cfg.swing_hz, *hz_all, *[e[3] for e in sch.episodes if e[1] > t_s and e[0] < t_s + dt]])
-        n = int(min(20_000, max(1, math.ceil(dt / min(1.0, 1.0 / (8 * hz_max))))))
+        hz_max = max([cfg.swing_hz] + [hz for t0, t1, _, hz in sch.episodes
+                                        if t1 > t_s and t0 < t_s + dt])
+        n = int(min(MAX_SUBSTEPS, max(1, math.ceil(dt / min(1.0, 1.0 / (8 * hz_max))))))
         edges = t_s + dt * np.arange(n + 1) / n
         mid = 0.5 * (edges[:-1] + edges[1:])
         h_dt = dt / n
