@@ -146,7 +146,7 @@ class DSSFeeder:
             raise ScenarioError(source, "scale", f"expected a number > 0, got {scale!r}") from None
         if not math.isfinite(scale) or scale <= 0:
             raise ScenarioError(source, "scale", f"must be a finite number > 0, got {scale}")
-        engine = opendssdirect.NewContext()
+        engine = _new_engine()
         engine.Basic.AllowChangeDir(False)
         if hasattr(engine.Basic, "AllowEditor"):
             engine.Basic.AllowEditor(False)
@@ -446,6 +446,17 @@ class DSSFeeder:
         self._branch_names = tuple(br.name for br in self.data.branches) if members else ()
         self._nbranch = len(self._branch_names)
         self._maps_dirty = False
+
+
+def _new_engine():
+    """A new, independent OpenDSS engine (``opendssdirect.NewContext()``) whose array getters
+    return NumPy arrays instead of Python lists (the whole-circuit result arrays are read
+    every step; lists cost more than the solve on small feeders)."""
+    ctx = opendssdirect.NewContext()
+    try:
+        return type(ctx)(ctx._api_util, prefer_lists=False)
+    except (AttributeError, TypeError):  # another opendssdirect layout: lists are fine too
+        return ctx
 
 
 # ---------------------------------------------------------------------- input checks

@@ -50,10 +50,11 @@ def test_feeder_json_scaled_and_from_a_file(tmp_path):
     assert out["buses"] == 2 and out["v_min_bus"] == "b"
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "rejected", "junk", "unknown", "scale0",
-                                  "scale_neg", "directory"])
-def test_bad_input_exits_2_with_one_line(case, tmp_path):
-    args = {
+def _bad_args(case: str, tmp_path: Path) -> list[str]:
+    (tmp_path / "empty.dss").write_text("! only a comment\n\n")
+    (tmp_path / "bad.dss").write_text("new circuit.x\nnew line.a bus1=1 bus2=2 colour=blue\n")
+    (tmp_path / "junk.dss").write_text("this is not opendss\n")
+    return {
         "missing": [str(tmp_path / "nope.dss")],
         "empty": [str(tmp_path / "empty.dss")],
         "rejected": [str(tmp_path / "bad.dss")],
@@ -63,16 +64,35 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path):
         "scale_neg": ["ieee33", "--scale=-2"],
         "directory": [str(tmp_path)],
     }[case]
-    (tmp_path / "empty.dss").write_text("! only a comment\n\n")
-    (tmp_path / "bad.dss").write_text("new circuit.x\nnew line.a bus1=1 bus2=2 colour=blue\n")
-    (tmp_path / "junk.dss").write_text("this is not opendss\n")
-    proc = _cli(*args, "--json")
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
+
+
+def _check_one_line(case: str, code: int, stdout: str, stderr: str) -> None:
+    assert code == 2, (stdout, stderr)
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr
     if case in ("missing", "unknown", "directory"):
         assert "allowed: ieee33, ieee69" in lines[0]
     if case in ("scale0", "scale_neg"):
         assert "--scale" in lines[0]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "rejected", "unknown", "scale0"])
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+    """The five cases of the issue, each through a real `python run_cosim.py` process."""
+    proc = _cli(*_bad_args(case, tmp_path), "--json")
+    _check_one_line(case, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("case", ["junk", "scale_neg", "directory", "missing", "rejected"])
+def test_bad_input_in_process(case, tmp_path, capsys):
+    """More cases through run_cosim.main in this process (same code path, no start-up cost)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import run_cosim
+    finally:
+        sys.path.remove(str(REPO))
+    code = run_cosim.main(["feeder", *_bad_args(case, tmp_path), "--json"])
+    out = capsys.readouterr()
+    _check_one_line(case, code, out.out, out.err)
