@@ -6,6 +6,7 @@ of the written file can be checked against the formula that produced it.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -159,6 +160,8 @@ def test_exception_mid_run_keeps_the_flushed_rows(tmp_path: Path) -> None:
     assert math.isnan(ts["pred.bus.2.v_pu"].iloc[0]) and ts["pred.bus.2.v_pu"].iloc[4] == 0.985
     consolidate(out)  # the recovery path gives a normal file
     assert pd.read_parquet(out).equals(ts)
+    del world  # left un-shut on purpose (a crash); let mosaik's warning fire here
+    gc.collect()
 
 
 def test_shutdown_after_a_failure_does_not_look_complete(tmp_path: Path) -> None:
