@@ -441,17 +441,19 @@ class Schedule:
 
     def _prefill(self) -> None:
         """Jobs already running at the start (no start ramp), filling ``initial_fill`` of
-        the pool; their remaining run time is uniform over a job duration."""
+        the pool. A job of duration D started ``u·D`` ago (u ~ U(0, 1)) and has ``(1 − u)·D``
+        left; its start ramp is over by the start, and its checkpoints keep their own phase."""
         target = self.cfg.initial_fill * self.cfg.pool_mw
         used = 0.0
         while used < target - _EPS:
             size = min(self._job_size(), target - used)
             if size <= _EPS:
                 break
-            remaining = self._r_jobs.uniform(0.0, 1.0) * self._job_duration()
+            u, duration = self._r_jobs.uniform(0.0, 1.0), self._job_duration()
+            remaining = (1.0 - u) * duration
             self.free_mw -= size
             used += size
-            t0 = self.start_s - 10 * self.cfg.job_ramp_s - 1.0
+            t0 = self.start_s - max(u * duration, self.cfg.job_ramp_s)
             self.jobs.append([size, t0, self.start_s + remaining, 0.0])
             self.env.process(self._release(size, remaining))
 
@@ -670,7 +672,8 @@ class Campus:
         self._lag_a, self._lag_c = lag_coefficients(self.step_s, config.cooling_tau_s)
         self._fac = None  # facility load state F (MW); initialised at the first step
         self._below = np.zeros(len(config.ride_through))  # time below each curve point (s)
-        self._tap = 1.0  # OLTC ratio in effect during the last step
+        self._tap: float | None = None  # OLTC ratio in effect during the last step (None: settled)
+        self._first = True
         self.last: CampusOutput | None = None
 
     @property
@@ -689,13 +692,22 @@ class Campus:
         set from the reading before, so the UPS input saw ``v_dc = τ·v``. The time below
         each curve point accumulates while ``v_dc < v_k``; when it exceeds ``d_k`` the
         campus trips at t.
+
+        Start-up: a run starts from a steady state. The reading handed to the first step is
+        not a measurement of this run (mosaik's initial value of the time-shifted
+        connection) and is ignored; the OLTC is taken as settled on the first measured
+        voltage (the campus drew that load before the run began).
         """
         cfg = self.config
-        if v_poi_pu is None or not np.isfinite(v_poi_pu):
+        if self._first:
+            self._first = False
             return
-        v_dc = self._tap * float(v_poi_pu)
-        if cfg.tap_range_pu > 0 and v_poi_pu > 0:
-            self._tap = float(np.clip(1.0 / v_poi_pu, 1 - cfg.tap_range_pu, 1 + cfg.tap_range_pu))
+        if v_poi_pu is None or not np.isfinite(v_poi_pu) or v_poi_pu <= 0:
+            return
+        v = float(v_poi_pu)
+        settled = float(np.clip(1.0 / v, 1 - cfg.tap_range_pu, 1 + cfg.tap_range_pu))
+        v_dc = (settled if self._tap is None else self._tap) * v
+        self._tap = settled
         if self.schedule.offline_at(t_s - 0.5 * self.step_s):
             self._below[:] = 0.0
             return
