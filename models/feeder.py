@@ -126,6 +126,10 @@ class DSSFeeder:
         self._injections: dict[str, tuple[float, float]] = {}
         self._maps_dirty = True
         self._needs_reinit = False
+        self._workdir: tempfile.TemporaryDirectory | None = None  # OpenDSS's private data path
+        self._from_terminal: dict[str, int] = {}  # line -> terminal (0/1) at its from_bus
+        self._branch_members: tuple[tuple[tuple[str, int], ...], ...] = ()
+        self._energized_buses: frozenset[str] | None = None
         self.data: FeederData
         self.topology_report: TopologyReport
         self.base_case: PowerFlowResult
@@ -405,7 +409,7 @@ class DSSFeeder:
         self._node_bus = node_bus
         self._node_phase = node_phase
         self._phase_count = np.maximum(np.bincount(node_bus, weights=node_phase, minlength=self._nbus), 1)
-        energized = getattr(self, "_energized_buses", None)
+        energized = self._energized_buses
         bus_ok = np.ones(self._nbus, dtype=bool) if energized is None else np.array(
             [b in energized for b in bus_names])
         self._node_valid = node_phase & bus_ok[node_bus]
@@ -416,7 +420,7 @@ class DSSFeeder:
         nterm = np.asarray(dss.PDElements.AllNumTerminals(), dtype=np.int64)
         ncond = np.asarray(dss.PDElements.AllNumConductors(), dtype=np.int64)
         start = np.concatenate(([0], np.cumsum(nterm * ncond)[:-1])) if names else np.zeros(0, np.int64)
-        from_term = getattr(self, "_from_terminal", {})
+        from_term = self._from_terminal
         enabled = {f"line.{n.lower()}" for n in dss.Lines.AllNames()} if dss.Lines.Count() else set()
 
         def gather(groups: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -438,11 +442,12 @@ class DSSFeeder:
         self._line_names = tuple(line_names)
         self._line_pd_index = np.asarray([g[0][0] for g in line_groups], dtype=np.int64)
         self._nline = len(line_names)
-        members = getattr(self, "_branch_members", ())
+        members = self._branch_members
         branch_groups = [[(pd_pos[el], t) for el, t in m if el in pd_pos] for m in members]
         self._branch_pos, self._branch_group = gather(branch_groups)
         self._branch_pd = np.asarray([e for g in branch_groups for e, _ in g], dtype=np.int64)
-        self._branch_pd_group = np.asarray([k for k, g in enumerate(branch_groups) for _ in g], dtype=np.int64)
+        self._branch_pd_group = np.asarray(
+            [k for k, g in enumerate(branch_groups) for _ in g], dtype=np.int64)
         self._branch_names = tuple(br.name for br in self.data.branches) if members else ()
         self._nbranch = len(self._branch_names)
         self._maps_dirty = False

@@ -19,7 +19,8 @@ power flow and caches the result; ``get_data`` only reads the cache.
   ``losses_mvar``, ``total_load_mw``, ``v_min_pu``, ``v_min_bus``, ``v_max_pu``, and the
   dicts ``bus_v_pu`` (bus -> pu), ``line_loading_pct``, ``line_p_mw``, ``line_q_mvar``
   (OpenDSS line -> value) and ``branch_p_mw``, ``branch_q_mvar``, ``branch_loading_pct``
-  (``FeederData`` branch name -> value, for the controllers' network model). ``load_scale`` and ``v_source_pu`` read back the values applied.
+  (``FeederData`` branch name -> value, for the controllers' network model).
+  ``load_scale`` and ``v_source_pu`` read back the values applied.
 
 A step whose power flow does not converge publishes ``converged = False`` and NaN for every
 number; it never republishes an earlier step's results. Run it as its own process with
