@@ -737,6 +737,8 @@ class Campus:
         mid = 0.5 * (edges[:-1] + edges[1:])
         h_dt = dt / n
         jobs = sch.job_arrays()
+        live = (jobs.stop_s + cfg.job_ramp_s >= t_s) & (jobs.start_s <= t_s + dt)
+        jobs = JobArrays(jobs.size_mw[live], jobs.start_s[live], jobs.stop_s[live])
         if len(jobs.size_mw):
             env = (ramp(mid[None, :], jobs.start_s[:, None], cfg.job_ramp_s)
                    - ramp(mid[None, :], jobs.stop_s[:, None], cfg.job_ramp_s))
