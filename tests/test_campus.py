@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.campus import Campus, CampusConfig, square_integral, swing_levels
 from models.shocks import ShockConfig
@@ -288,3 +290,33 @@ def test_repeated_sags_within_the_curve_trip_the_campus():
     assert trips([10.0, 25.0]) == []
     assert trips([10.0, 50.0, 90.0]) == []
     assert Campus(quiet(sag_count_trip=0), 60.0, np.random.default_rng(0)).schedule.sag(1.0, 0.85, 0.1) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.floats(0.01, 100.0), start=st.floats(0.0, 5000.0), length=st.floats(1.0, 20000.0),
+    ramp_s=st.floats(0.0, 900.0), step=st.sampled_from([1.0, 60.0, 300.0]),
+)
+def test_job_energy_is_size_times_duration(size, start, length, ramp_s, step):
+    """Law: whatever the ramp and the step, the step means of one job integrate to
+    size × (stop − start): the ramp-down gives back exactly what the ramp-up missed."""
+    from models.campus import JobArrays, training_step_means
+
+    cfg = quiet(job_ramp_s=ramp_s)
+    edges = np.arange(0.0, start + length + ramp_s + 2 * step, step)
+    jobs = JobArrays(np.array([size]), np.array([start]), np.array([start + length]))
+    energy = training_step_means(edges, jobs, cfg).sum() * step
+    assert energy == pytest.approx(size * length, rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=st.floats(0.0, 0.999), n=st.integers(1, 700), y0=st.floats(-5, 5), seed=st.integers(0, 99))
+def test_block_recurrence_equals_the_loop(a, n, y0, seed):
+    from models.campus import linear_recurrence
+
+    u = np.random.default_rng(seed).normal(size=n)
+    y, state = np.empty(n), y0
+    for k in range(n):
+        y[k] = state
+        state = a * state + u[k]
+    np.testing.assert_allclose(linear_recurrence(u, a, y0), y, rtol=1e-9, atol=1e-9)

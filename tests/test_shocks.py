@@ -135,3 +135,19 @@ def test_gw_scenario_peaks_near_one_gw():
     assert traj.shape == (10, 1, 1440)
     assert 900.0 <= traj.max() <= 1100.0
     assert 600.0 <= traj.mean() <= 950.0
+
+
+def test_several_campuses_are_independent_columns():
+    sc = validate_scenario(
+        {"campus": [{"name": "a", "bus": "18", "capacity_mw": 1.0},
+                    {"name": "b", "bus": "33", "capacity_mw": 5.0}],
+         "simulation": {"hours": 2.0}},
+        "two.toml",
+    )
+    df = generate_shocks(sc, samples=2, seed=4)
+    assert len(df) == 2 * 2 * 120
+    peak = df.groupby("campus", observed=True)["p_mw"].max()
+    assert peak["a"] <= 1.1 and 1.0 < peak["b"] <= 5.5
+    traj = sample_campus_trajectories(sc, samples=2, seed=4)
+    assert traj.shape == (2, 2, 120)
+    np.testing.assert_allclose(traj[:, 1, :], df[df["campus"] == "b"]["p_mw"].to_numpy().reshape(2, 120))
