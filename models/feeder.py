@@ -189,6 +189,7 @@ class DSSFeeder:
         feeder._workdir = workdir
         if scale != 1.0:
             _apply_scale(engine, scale)
+        _check_voltage_bases(engine, source)
         first = feeder.solve()
         feeder.data, feeder.topology_report, from_terminal, members = _extract(engine, name, scale, first)
         feeder._from_terminal = from_terminal
@@ -311,6 +312,8 @@ class DSSFeeder:
         if node_v.size != self._node_bus.size:  # topology changed behind our back
             self._build_maps()
             node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+        # a node without a voltage base has no per-unit value (OpenDSS would give volts)
+        node_v = np.where(self._node_has_base, node_v, math.nan)
         weights = np.where(self._node_phase, node_v, 0.0)
         bus_v = np.bincount(self._node_bus, weights=weights, minlength=self._nbus) / self._phase_count
         valid = self._node_valid
@@ -409,10 +412,15 @@ class DSSFeeder:
         self._node_bus = node_bus
         self._node_phase = node_phase
         self._phase_count = np.maximum(np.bincount(node_bus, weights=node_phase, minlength=self._nbus), 1)
+        has_base = np.empty(len(bus_names), dtype=bool)
+        for i in range(len(bus_names)):
+            dss.Circuit.SetActiveBusi(i)
+            has_base[i] = dss.Bus.kVBase() > 0
+        self._node_has_base = has_base[node_bus]
         energized = self._energized_buses
         bus_ok = np.ones(self._nbus, dtype=bool) if energized is None else np.array(
             [b in energized for b in bus_names])
-        self._node_valid = node_phase & bus_ok[node_bus]
+        self._node_valid = node_phase & bus_ok[node_bus] & self._node_has_base
         # lines and radial branches: positions of the (P, Q) pairs of the from-end terminal
         # in PDElements.AllPowers, and a group index to sum them per line / branch
         names = [n.lower() for n in dss.PDElements.AllNames()]
@@ -485,6 +493,13 @@ def _check_master_file(path: Path, source: str) -> None:
     if not content:
         raise ScenarioError(source, "", "the file is empty; expected OpenDSS commands "
                                         "starting with 'new circuit.<name>'")
+
+
+def _check_voltage_bases(dss, source: str) -> None:
+    """A model whose buses all lack a voltage base has no per-unit results: bad input."""
+    if not any(_bus_kv_bases(dss).values()):
+        raise ScenarioError(source, "", "no bus has a voltage base, so no per-unit voltage exists; "
+                                        "add 'set voltagebases=[...]' and 'calcvoltagebases'")
 
 
 # ---------------------------------------------------------------------- scaling
@@ -811,6 +826,11 @@ def _extract(
     if unreached:
         notes.append(f"disconnected: {len(unreached)} bus(es) have no closed path from source bus "
                      f"{source_bus!r}: {', '.join(unreached[:10])}{' ...' if len(unreached) > 10 else ''}")
+    no_base = [b for b in bus_names if kv_ln[b] <= 0]
+    if no_base:
+        notes.append(f"no voltage base: {len(no_base)} bus(es) have none, their per-unit voltages "
+                     f"are NaN; add 'set voltagebases=[...]' and 'calcvoltagebases' to the model: "
+                     f"{', '.join(no_base[:10])}{' ...' if len(no_base) > 10 else ''}")
     if not base.converged:
         notes.append("the base-case power flow did not converge")
     report = TopologyReport(

@@ -218,6 +218,16 @@ def test_bad_files_and_bus_names(tmp_path):
     nocircuit.write_text("set voltagebases=[12.47]\n")
     with pytest.raises(ScenarioError, match="OpenDSS rejected|no circuit"):
         DSSFeeder.open(str(nocircuit))
+    nobase = tmp_path / "nobase.dss"
+    nobase.write_text(TINY.format(extra="").replace("set voltagebases=[115, 12.47]\ncalcvoltagebases\n", ""))
+    with pytest.raises(ScenarioError, match="voltage base"):
+        DSSFeeder.open(str(nobase))
+    partial = tmp_path / "partial.dss"  # bus d only gets its base after calcvoltagebases
+    partial.write_text(TINY.format(extra="") + "new line.cd bus1=c bus2=d phases=3 r1=1 x1=1 length=1\n")
+    feeder = DSSFeeder.open(str(partial))
+    assert any("no voltage base" in n and "d" in n for n in feeder.data.notes)
+    res = feeder.solve()
+    assert math.isnan(res.bus_voltage("d")) and res.v_min_bus != "d" and 0.9 < res.v_min_pu < 1.0
     feeder = DSSFeeder.open("ieee33")
     with pytest.raises(ScenarioError, match="unknown bus '34'"):
         feeder.add_injection("x", "34")
