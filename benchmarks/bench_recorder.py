@@ -8,6 +8,7 @@ Measured in one run, on the same values:
   of ``world.run`` + shutdown minus the same World without the Recorder (what adding the
   Recorder costs: mosaik's data transfer, the source's ``get_data`` and the final join of
   the segments included), and the time spent in the Recorder's ``step()`` (``timing()``);
+* the same row building and segment writer driven from a plain loop (no mosaik);
 * baseline: a plain Python loop that builds the same row as a dict, appends it to a list,
   and writes one ``DataFrame.to_parquet`` at the end (not crash-safe).
 
@@ -31,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from sim.recorder import ColumnNamer  # noqa: E402
+from sim.recorder import ColumnNamer, SegmentWriter  # noqa: E402
 
 
 STEP_S = 60
@@ -104,6 +105,20 @@ def run_baseline(steps: int, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def run_writer_loop(steps: int, out: Path) -> tuple[float, float]:
+    """The Recorder's row building and segment writer in the baseline's plain loop (no
+    mosaik): time of the loop, and of the final join of the segments."""
+    namer = ColumnNamer({"Src-0.grid": "sub"})
+    writer = SegmentWriter(out, flush_every=60)
+    t0 = time.perf_counter()
+    for k in range(steps):
+        vals = values(k)
+        writer.append(k * STEP_S, namer.row({a: {"Src-0.grid": v} for a, v in vals.items()}))
+    t1 = time.perf_counter()
+    writer.close()
+    return t1 - t0, time.perf_counter() - t1
+
+
 def run_values_only(steps: int) -> float:
     """The cost of producing the values alone (subtracted from the baseline)."""
     t0 = time.perf_counter()
@@ -127,6 +142,9 @@ def main() -> None:
         every1 = run_world(steps, tmp / "e1.parquet", flush_every=1)[1]
         base = min(run_baseline(steps, tmp / f"base{i}.parquet") for i in range(repeats))
         gen = min(run_values_only(steps) for _ in range(repeats))
+        loops = [run_writer_loop(steps, tmp / f"loop{i}.parquet") for i in range(repeats)]
+        loop_s = min(a for a, _ in loops)
+        join_s = min(b for _, b in loops)
         check = pd.read_parquet(tmp / "ts0.parquet")
         ref = pd.read_parquet(tmp / "base0.parquet")
         same = check.shape == ref.shape and np.allclose(
@@ -139,6 +157,9 @@ def main() -> None:
     print(f"  Recorder step() time (flush 1)     : {every1 * us:8.1f} µs/step (one run)")
     print(f"  baseline list + one to_parquet     : {(base - gen) * us:8.1f} µs/step "
           f"(values generation {gen * us:.1f} µs/step excluded)")
+    print(f"  Recorder writer in the plain loop  : {(loop_s - gen) * us:8.1f} µs/step "
+          f"+ final join {join_s * 1e3:.1f} ms ({(loop_s - gen + join_s) * us:.1f} µs/step in all)")
+    print(f"  ratio writer loop (all) / baseline : {(loop_s - gen + join_s) / max(base - gen, 1e-12):8.2f}×")
     print(f"  ratio Recorder step() / baseline   : {rec_own / max(base - gen, 1e-12):8.2f}×")
     print(f"  ratio added in mosaik / baseline   : {(rec_wall - no_rec) / max(base - gen, 1e-12):8.2f}×")
     print(f"  same content as the baseline file  : {same}")

@@ -98,6 +98,9 @@ COLUMN_RULES: dict[str, str] = {
 DEFAULT_SCALAR = "{prefix}.{attr}"
 DEFAULT_DICT = "{prefix}.{attr}.{key}"
 INDEX = "time_s"
+#: The writer keeps flushed segments in memory up to this size for the final join (beyond
+#: it, the join reads the segment files back).
+KEEP_BYTES = 256 * 2**20
 PARTS_SUFFIX = ".parts"
 
 
@@ -206,6 +209,8 @@ class SegmentWriter:
         self.index_type = pa.int64() if index_kind == "int" else pa.float64()
         self.kinds: dict[str, str | None] = {}  # column → kind, in order of first appearance
         self._typed: set[str] = set()  # columns whose kind is fixed
+        self._tables: list[pa.Table] | None = []
+        self._kept_bytes = 0
         self._times: list[Any] = []
         self._rows: list[dict[str, Any]] = []
         self._segments = 0
@@ -277,6 +282,11 @@ class SegmentWriter:
         pq.write_table(table, tmp, compression="none", write_statistics=False,
                        use_dictionary=False)
         tmp.replace(seg)  # a segment is either absent or complete
+        if self._tables is not None:  # kept for the final join while they are small
+            self._tables.append(table)
+            self._kept_bytes += table.nbytes
+            if self._kept_bytes > KEEP_BYTES:
+                self._tables = None
         self._segments += 1
         self.rows_written += len(self._rows)
         self._rows, self._times = [], []
@@ -286,7 +296,8 @@ class SegmentWriter:
         if self.closed:
             return self.path
         self.flush()
-        consolidate(self.path, schema=self.schema() if self.kinds or self.rows_written else None)
+        consolidate(self.path, schema=self.schema() if self.kinds or self.rows_written else None,
+                    tables=self._tables)
         self.closed = True
         return self.path
 
@@ -328,13 +339,19 @@ def _segments(path: Path) -> list[Path]:
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     if table.schema.equals(schema, check_metadata=False):
         return table.replace_schema_metadata(schema.metadata)
+    have = dict(zip(table.column_names, table.columns))
     cols = []
     for f in schema:
-        if f.name in table.column_names:
-            cols.append(table.column(f.name).cast(f.type))
-        else:
+        col = have.get(f.name)
+        if col is None:
             cols.append(pa.nulls(table.num_rows, type=f.type))
+        else:
+            cols.append(col if col.type == f.type else col.cast(f.type))
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _read(seg: Path) -> pa.Table:
+    return pq.ParquetFile(seg).read(use_threads=False)
 
 
 def _union_schema(segs: Iterable[Path]) -> pa.Schema:
@@ -365,22 +382,27 @@ def ordered(schema: pa.Schema) -> pa.Schema:
     return pa.schema([*fields, schema.field(INDEX)])
 
 
-def consolidate(path: str | Path, schema: pa.Schema | None = None) -> Path:
+def consolidate(path: str | Path, schema: pa.Schema | None = None,
+                tables: list[pa.Table] | None = None) -> Path:
     """Join the segments under ``<path>.parts/`` into ``path``, one row group per segment.
 
     Also the recovery tool after a crash: it turns what an unfinished run flushed into a
     normal file. Columns missing from an earlier segment are written as missing.
+    ``tables``, when given, are the segments' contents already in memory, in order (the
+    writer keeps them to avoid reading the files back).
     """
     path = Path(path)
     segs = _segments(path)
+    if tables is not None and len(tables) != len(segs):
+        tables = None
     schema = ordered(_union_schema(segs) if schema is None else schema)
     schema = schema.with_metadata(_pandas_metadata(schema))
     tmp = path.with_name(path.name + ".partial")
     with pq.ParquetWriter(tmp, schema) as writer:
         if not segs:
             writer.write_table(schema.empty_table())
-        for seg in segs:
-            writer.write_table(_conform(pq.read_table(seg), schema))
+        for i, seg in enumerate(segs):
+            writer.write_table(_conform(tables[i] if tables is not None else _read(seg), schema))
     tmp.replace(path)
     shutil.rmtree(parts_dir(path), ignore_errors=True)
     return path
@@ -399,7 +421,7 @@ def read_timeseries(path: str | Path) -> pd.DataFrame:
         if not segs:
             raise FileNotFoundError(f"{path}: no time series and no flushed segments")
         schema = ordered(_union_schema(segs))
-        frame = pa.concat_tables([_conform(pq.read_table(s), schema) for s in segs]).to_pandas()
+        frame = pa.concat_tables([_conform(_read(s), schema) for s in segs]).to_pandas()
     if INDEX in frame.columns:
         frame = frame.set_index(INDEX)
     return frame
