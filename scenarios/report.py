@@ -144,15 +144,14 @@ def fig_substation(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Pa
     if "sub.p_sched_mw" in ts.columns:
         ax1.step(*_post(h, _f(ts, "sub.p_sched_mw")), where="post", color="k", lw=1.2, ls="--",
                  label="schedule P_sched")
-    dp = np.full_like(p, np.nan)
-    dp[1:] = np.diff(p)
-    ax2.bar(h, dp, width=(h[1] - h[0]) if h.size > 1 else 0.01, align="edge",
-            color=np.where(bad, "C3", "C0"), label="ΔP per step")
+    if h.size > 1:  # the change P_t − P_{t−1} drawn over [h_{t−1}, h_t], as the shading
+        ax2.bar(h[:-1], np.diff(p), width=h[1] - h[0], align="edge",
+                color=np.where(bad[1:], "C3", "C0"), label="ΔP per step")
     ax2.axhline(limit, color="C3", ls=":", lw=1.2, label=f"±R·Δt = ±{limit:.3g} MW")
     ax2.axhline(-limit, color="C3", ls=":", lw=1.2)
     for i, j in _spans(bad):
         for ax in (ax1, ax2):
-            ax.axvspan(h[max(i - 1, 0)], h[min(j, len(h) - 1)], color="C3", alpha=0.15, lw=0)
+            ax.axvspan(h[max(i - 1, 0)], h[j - 1], color="C3", alpha=0.15, lw=0)
     ax1.plot([], [], color="C3", alpha=0.3, lw=8, label="ramp limit broken")
     ax1.set_ylabel("P [MW]")
     ax1.set_title(f"Substation import against schedule (ramp limit "
@@ -338,15 +337,28 @@ def _flatten(kpis: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+_UNIT_SUFFIX = (("_mwh", "MWh"), ("_mw", "MW"), ("_mvar", "Mvar"), ("_pu", "pu"),
+                ("_pct", "%"), ("_s", "s"))
+
+
+def _label(key: str) -> tuple[str, str]:
+    """Label and unit of a KPI key; unknown keys get their unit from the name's suffix."""
+    if key in KPI_LABELS:
+        return KPI_LABELS[key]
+    unit = next((u for suf, u in _UNIT_SUFFIX if key.endswith(suf)), "")
+    text = key.replace("wall_", "wall time: ").replace("timer_", "timer: ")
+    return text, unit
+
+
 def kpi_table_html(kpis: dict[str, Any]) -> str:
     """The KPI table: label, value, unit, key (known KPIs first, in DESIGN.md order)."""
     rows = _flatten(kpis)
     order = {k: i for i, k in enumerate(KPI_LABELS)}
     rows.sort(key=lambda kv: order.get(kv[0], len(order)))
     body = "\n".join(
-        f"<tr><td>{html.escape(KPI_LABELS.get(k, (k, ''))[0])}</td>"
-        f"<td class=num>{_fmt(v)}</td><td>{html.escape(KPI_LABELS.get(k, ('', ''))[1])}</td>"
-        f"<td><code>{html.escape(k)}</code></td></tr>" for k, v in rows)
+        f"<tr><td>{html.escape(_label(k)[0])}</td><td class=num>{_fmt(v)}</td>"
+        f"<td>{html.escape(_label(k)[1])}</td><td><code>{html.escape(k)}</code></td></tr>"
+        for k, v in rows)
     return ("<table><thead><tr><th>KPI</th><th>value</th><th>unit</th><th>key in kpis.json"
             f"</th></tr></thead><tbody>\n{body}\n</tbody></table>")
 
