@@ -185,6 +185,8 @@ def fig_campus(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, 
         if f"{pre}.p_demand_mw" in ts.columns:
             ax.step(*_post(h, _f(ts, f"{pre}.p_demand_mw")), where="post", color="k", lw=1.0,
                     ls="--", label="demand")
+        cap = next(c.capacity_mw for c in scenario.campus if c.name == name)
+        ax.axhline(cap, color="0.5", ls=":", lw=1.2, label=f"capacity {cap:g} MW")
         trips = 0
         if f"{pre}.online" in ts.columns:
             on = ts[f"{pre}.online"].astype(object).where(ts[f"{pre}.online"].notna(), True)
