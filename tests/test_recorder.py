@@ -200,3 +200,21 @@ def test_killed_process_keeps_the_flushed_rows(tmp_path: Path) -> None:
     ts = read_timeseries(out)
     assert len(ts) == 8  # segments of 4 flushed at steps 3 and 7; step 8 was still buffered
     assert ts["sub.p_mw"].tolist() == pytest.approx([3.0 + 0.1 * k for k in range(8)])
+
+
+def test_segment_writer_types_and_missing_values(tmp_path: Path, caplog) -> None:
+    """Types are fixed from the first non-missing value; misfits become missing."""
+    from sim.recorder import SegmentWriter
+
+    out = tmp_path / "ts.parquet"
+    w = SegmentWriter(out, flush_every=2)
+    w.append(0, {"a": 1, "flag": True, "status": None})
+    w.append(60, {"a": "oops", "flag": None, "status": "optimal"})
+    w.append(120, {"a": np.float32(2.5), "flag": np.bool_(False), "late": 7})
+    w.close()
+    ts = pd.read_parquet(out)
+    assert ts["a"].tolist()[0] == 1.0 and math.isnan(ts["a"].iloc[1]) and ts["a"].iloc[2] == 2.5
+    assert ts["flag"].tolist() == [True, None, False]
+    assert ts["status"].tolist() == [None, "optimal", None]
+    assert math.isnan(ts["late"].iloc[0]) and ts["late"].iloc[2] == 7.0
+    assert "column a holds numbers" in caplog.text
