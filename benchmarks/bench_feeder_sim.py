@@ -7,7 +7,9 @@ For each feeder (built-in ieee33; IEEE 8500 from ../shared/feeders/ieee8500/Mast
 step one snapshot solve:
 
 1. baseline: one plain opendssdirect loop (set the load's kW/kvar, ``Solution.Solve()``,
-   read ``Circuit.AllBusMagPu()``);
+   read ``Circuit.AllBusMagPu()``); also the same loop reading every array DSSFeeder reads
+   (``PDElements.AllPowers``, ``AllPctNorm``, ``Circuit.Losses``, ``TotalPower``), which
+   separates OpenDSS's own cost of those results from our Python;
 2. ``DSSFeeder.solve()`` in a plain loop (our wrapper: whole-circuit result arrays);
 3. FeederSim in a real mosaik World: a source simulator drives one Injection, a collector
    requests what the recorder requests (Grid scalars, ``bus_v_pu``, ``line_loading_pct`` and
@@ -46,7 +48,7 @@ def profile(n: int, amplitude_mw: float) -> np.ndarray:
     return amplitude_mw * (0.5 + 0.3 * ((k // 5) % 2) + 0.2 * np.sin(k / 17.0))
 
 
-def bench_raw(source: str, extra: list[str], bus: str, p_mw: np.ndarray) -> float:
+def bench_raw(source: str, extra: list[str], bus: str, p_mw: np.ndarray, arrays: bool = False) -> float:
     dss = opendssdirect.NewContext()
     dss.Basic.AllowChangeDir(False)
     if source in ("ieee33",):
@@ -69,6 +71,11 @@ def bench_raw(source: str, extra: list[str], bus: str, p_mw: np.ndarray) -> floa
         dss.Loads.kvar(0.2 * p * 1e3)
         dss.Solution.Solve()
         dss.Circuit.AllBusMagPu()
+        if arrays:  # the same whole-circuit arrays DSSFeeder.solve reads
+            dss.PDElements.AllPowers()
+            dss.PDElements.AllPctNorm(False)
+            dss.Circuit.Losses()
+            dss.Circuit.TotalPower()
     return (time.perf_counter() - t0) / len(p_mw)
 
 
@@ -161,22 +168,25 @@ def main() -> None:
     cases = [("ieee33", "ieee33", [], "18", args.steps_33, 1.0)]
     master = SHARED / "feeders" / "ieee8500" / "Master.dss"
     if master.is_file():
-        cases.append(("ieee8500", str(master), ["set maxiterations=20"], "m1047513", args.steps_8500, 1.0))
+        cases.append(("ieee8500", str(master), ["set maxiterations=20"], "m1047513",
+                      args.steps_8500, 1.0))
     else:
         print(f"(IEEE 8500 skipped: {master} absent)")
     print(f"FeederSim per-step cost — {dt.date.today().isoformat()}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, "
           f"opendssdirect {opendssdirect.__version__}, mosaik {mosaik.__version__}")
     print(f"best of {args.repeat} runs; baseline = plain opendssdirect loop in the same run\n")
-    header = f"{'feeder':10s} {'steps':>6s} {'raw dss ms':>11s} {'DSSFeeder ms':>13s} {'FeederSim ms':>13s} {'wrapper/raw':>12s} {'mosaik/raw':>11s}"
+    header = (f"{'feeder':10s} {'steps':>6s} {'raw dss ms':>11s} {'raw+arrays ms':>14s} "
+              f"{'DSSFeeder ms':>13s} {'FeederSim ms':>13s} {'wrapper/raw':>12s} {'mosaik/raw':>11s}")
     print(header)
     print("-" * len(header))
     for name, source, extra, bus, steps, amp in cases:
         p = profile(steps, amp)
         raw = min(bench_raw(source, extra, bus, p) for _ in range(args.repeat))
+        raw_arr = min(bench_raw(source, extra, bus, p, arrays=True) for _ in range(args.repeat))
         wrap = min(bench_wrapper(source, extra, bus, p) for _ in range(args.repeat))
         mos = min(bench_mosaik(source, extra, bus, p) for _ in range(args.repeat))
-        print(f"{name:10s} {steps:6d} {raw * 1e3:11.3f} {wrap * 1e3:13.3f} {mos * 1e3:13.3f} "
+        print(f"{name:10s} {steps:6d} {raw * 1e3:11.3f} {raw_arr * 1e3:14.3f} {wrap * 1e3:13.3f} {mos * 1e3:13.3f} "
               f"{wrap / raw:12.2f} {mos / raw:11.2f}")
 
 
