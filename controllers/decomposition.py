@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: ``method="auto"`` uses the extensive form while N × (variables of one recourse block)
 #: stays at or below this many variables, Benders above it (docs/stage1.md §5).
-AUTO_EXTENSIVE_MAX_VARS = 60_000
+AUTO_EXTENSIVE_MAX_VARS = 10_000
 
 
 class Recourse(Protocol):
@@ -123,6 +123,9 @@ def relax_integers(blk: pyo.Block) -> int:
 def _highs(time_limit_s: float | None = None, mip_gap: float | None = None) -> Highs:
     solver = Highs()
     solver.config.load_solution = False
+    # HiGHS prints a warning to stdout for every zero coefficient pushed by a mutable
+    # parameter (the flat-start loss terms); library code must not print.
+    solver.highs_options["output_flag"] = False
     if time_limit_s is not None:
         solver.config.time_limit = max(float(time_limit_s), 0.1)
     if mip_gap is not None:
@@ -148,13 +151,21 @@ def recourse_size(problem: TwoStageProblem) -> int:
     return sum(1 for _ in m.scen.component_data_objects(pyo.Var, descend_into=True))
 
 
-def choose_method(problem: TwoStageProblem, method: str = "auto") -> str:
-    """``extensive`` or ``benders``: the given one, or for ``auto`` the extensive form while
+def choose_method(problem: TwoStageProblem, method: str = "auto", recourse: str = "lp") -> str:
+    """``extensive`` or ``benders``: the given one, or for ``auto`` the extensive form when
+    the recourse keeps its integers (``recourse="milp"``, which Benders cannot) or while
     N × (recourse variables) ≤ :data:`AUTO_EXTENSIVE_MAX_VARS`."""
+    if recourse not in ("lp", "milp"):
+        raise ValueError(f"recourse {recourse!r}; allowed: lp, milp")
+    if method == "benders" and recourse == "milp":
+        raise ValueError("Benders works on the LP relaxation of the recourse; use "
+                         "method extensive (or auto) for recourse milp")
     if method in ("extensive", "benders"):
         return method
     if method != "auto":
         raise ValueError(f"method {method!r}; allowed: auto, extensive, benders")
+    if recourse == "milp":
+        return "extensive"
     size = problem.n_scenarios * recourse_size(problem)
     chosen = "extensive" if size <= AUTO_EXTENSIVE_MAX_VARS else "benders"
     log.info("auto method: %d scenarios x recourse -> %d variables -> %s",
@@ -218,19 +229,21 @@ def solve_extensive(
     link_val = {k: float(pyo.value(v)) for k, v in link.items()}
     first_vals = _first_stage_values(m.first)
 
-    # Re-evaluate each recourse at the chosen first stage (see docstring).
+    # Re-evaluate each recourse at the chosen first stage (see docstring), warm-started
+    # from the joint solution, which stays feasible: an incumbent exists even on time-out.
     for v in m.first.component_data_objects(pyo.Var, descend_into=True):
         v.fix()
     m.obj.deactivate()
     m.risk.deactivate()
     m.eval_obj = pyo.Objective(expr=sum(m.Q[s] for s in range(n)))
-    remaining = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-    solver.config.time_limit = remaining
+    solver.config.time_limit = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+    solver.config.warmstart = True
     res2 = solver.solve(m)
-    if res2.best_feasible_objective is None:
-        raise SolveFailed(f"extensive form re-evaluation: no solution "
-                          f"({_status(res2.termination_condition)})")
-    res2.solution_loader.load_vars()
+    if res2.best_feasible_objective is not None:
+        res2.solution_loader.load_vars()
+    else:  # keep the joint solution's recourse values (feasible, possibly not minimal)
+        log.warning("extensive form re-evaluation ended with %s; reporting the joint "
+                    "solution's recourse values", res2.termination_condition.name)
     q_vals = np.array([float(pyo.value(m.Q[s])) for s in range(n)])
     risk = WorstCase(problem.p0, problem.risk, problem.distances).evaluate(w * q_vals)
     capex_val = float(pyo.value(m.capex))
@@ -242,6 +255,72 @@ def solve_extensive(
         recourse_costs=q_vals, risk=risk, solve_s=time.perf_counter() - t0,
         recourse_relaxed=relax_recourse,
     )
+
+
+class _IncrementalSolver:
+    """A persistent HiGHS (appsi) for one LP whose mutable parameters change between solves.
+
+    appsi's own update re-evaluates every coefficient and bound that contains a mutable
+    parameter on every solve (for the LinDistFlow recourse, thousands of loss coefficients
+    that never change). Here the first solve loads the model as usual; afterwards the
+    automatic update is switched off and only the coefficients/bounds of constraints that
+    contain a parameter whose value changed are pushed to HiGHS (appsi's per-constraint
+    update helpers). A changed parameter outside any constraint (objective, variable bound)
+    falls back to appsi's full update for that solve. The LP keeps its basis between
+    solves, so HiGHS warm-starts.
+    """
+
+    _FLAGS = ("check_for_new_or_removed_constraints", "check_for_new_or_removed_vars",
+              "check_for_new_or_removed_params", "check_for_new_objective",
+              "update_constraints", "update_vars", "update_params",
+              "update_named_expressions", "update_objective")
+
+    def __init__(self, model: pyo.Block):
+        self.model = model
+        self.solver = _highs()
+        self.params = [p for p in model.component_data_objects(pyo.Param, descend_into=True)
+                       if p.parent_component().mutable]
+        self.last: dict[int, float] | None = None
+        self.by_param: dict[int, list[Any]] | None = None
+
+    def _snapshot(self) -> dict[int, float]:
+        return {id(p): p.value for p in self.params}
+
+    def _index(self) -> None:
+        from pyomo.core.expr.visitor import identify_mutable_parameters
+
+        helpers = getattr(self.solver, "_mutable_helpers", None)
+        if helpers is None:  # another Pyomo version: keep appsi's full update
+            self.by_param = None
+            return
+        by_param: dict[int, list[Any]] = {}
+        for items in helpers.values():
+            for helper in items:
+                exprs = [getattr(helper, a) for a in ("expr", "lower_expr", "upper_expr")
+                         if hasattr(helper, a)]
+                found = {id(p) for e in exprs for p in identify_mutable_parameters(e)}
+                for pid in found:
+                    by_param.setdefault(pid, []).append(helper)
+        self.by_param = by_param
+        for flag in self._FLAGS:
+            setattr(self.solver.update_config, flag, False)
+
+    def solve(self) -> Any:
+        now = self._snapshot()
+        if self.last is not None and self.by_param is not None:
+            changed = [k for k, v in now.items() if self.last[k] != v]
+            if all(k in self.by_param for k in changed):
+                todo = {id(h): h for k in changed for h in self.by_param[k]}
+                for helper in todo.values():
+                    helper.update()
+            else:
+                self.solver.update()  # full update (flags off: do it explicitly)
+                self.solver.update_params()
+        res = self.solver.solve(self.model)
+        if self.last is None:
+            self._index()
+        self.last = now
+        return res
 
 
 class _Subproblems:
@@ -259,7 +338,7 @@ class _Subproblems:
         self.reusable = bool(getattr(rec, "reusable", False)) and hasattr(rec, "set_scenario")
         count = 1 if self.reusable else problem.n_scenarios
         self.models = [self._build(s, bounds) for s in range(count)]
-        self.solvers = [_highs() for _ in self.models]
+        self.solvers = [_IncrementalSolver(m) for m in self.models]
 
     def _build(self, s: int, bounds: dict[Hashable, tuple[float, float]]) -> pyo.ConcreteModel:
         m = pyo.ConcreteModel()
@@ -281,19 +360,19 @@ class _Subproblems:
         grad = np.zeros((n, len(self.keys)))
         for s in range(n):
             idx = 0 if self.reusable else s
-            m, solver = self.models[idx], self.solvers[idx]
+            m, inc = self.models[idx], self.solvers[idx]
             if self.reusable:
                 self.problem.recourse.set_scenario(m.rec, s)
             for k, key in enumerate(self.keys):
                 m.nhat[k] = float(nhat[key])
-            res = solver.solve(m)
+            res = inc.solve()
             tc = res.termination_condition
             if tc in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
                 raise RecourseInfeasible(f"recourse of scenario {s} is infeasible at n = {nhat}")
             if tc != TerminationCondition.optimal:
                 raise SolveFailed(f"recourse LP of scenario {s} ended with {tc.name}")
             q[s] = float(res.best_feasible_objective)
-            duals = solver.get_duals([m.fix_link[k] for k in m.K])
+            duals = inc.solver.get_duals([m.fix_link[k] for k in m.K])
             grad[s] = [float(duals[m.fix_link[k]]) for k in m.K]
         return q, grad
 
@@ -397,9 +476,15 @@ def solve_two_stage(
     *,
     time_limit_s: float = 300.0,
     mip_gap: float = 1e-4,
+    recourse: str = "lp",
 ) -> TwoStageSolution:
-    """Solve with the given method, or the one :func:`choose_method` picks for ``auto``."""
-    chosen = choose_method(problem, method)
+    """Solve with the given method, or the one :func:`choose_method` picks for ``auto``.
+
+    ``recourse="lp"`` (default) values every scenario by the LP relaxation of its
+    recourse in both methods, so they solve the same problem; ``"milp"`` keeps the
+    recourse integers (extensive form only)."""
+    chosen = choose_method(problem, method, recourse)
     if chosen == "extensive":
-        return solve_extensive(problem, time_limit_s=time_limit_s, mip_gap=mip_gap)
+        return solve_extensive(problem, time_limit_s=time_limit_s, mip_gap=mip_gap,
+                               relax_recourse=recourse == "lp")
     return solve_benders(problem, time_limit_s=time_limit_s, mip_gap=mip_gap)

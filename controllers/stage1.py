@@ -442,8 +442,12 @@ def site(scenario: Any, feeder: FeederData, trajectories: np.ndarray) -> SitingR
     """Solve Stage I for a validated scenario (no file I/O); method from ``siting.method``."""
     problem, candidates, spec = build_problem(scenario, feeder, trajectories)
     siting: SitingConfig = scenario.siting
+    if siting.method == "benders" and siting.recourse == "milp":
+        raise ScenarioError(scenario.path or "scenario", "siting.method",
+                            "benders works on the LP relaxation of the recourse; allowed with "
+                            "recourse = 'milp': extensive or auto")
     sol = solve_two_stage(problem, siting.method, time_limit_s=siting.time_limit_s,
-                          mip_gap=siting.mip_gap)
+                          mip_gap=siting.mip_gap, recourse=siting.recourse)
     log.info("stage I (%s, %s): objective %.6g, capex %.6g, gap %.2e, %.1f s",
              sol.method, sol.status, sol.objective, sol.first_stage_cost, sol.gap, sol.solve_s)
     return siting_result(
