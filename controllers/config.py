@@ -62,3 +62,6 @@ class SitingConfig(_Strict):
     # w: shock events of one siting horizon that the capex pays for (events/year × years);
     # Stage I minimises capex + R(w·Q). See docs/stage1.md.
     shock_events: PositiveFloat = 100.0
+    # How the recourse is valued: "lp" = LP relaxation of the Stage-II MILP (both methods,
+    # same problem); "milp" = keep its integers (extensive form only). docs/stage1.md §5.
+    recourse: Literal["lp", "milp"] = "lp"
