@@ -90,7 +90,7 @@ def _time_axis(ax: Any, hours: np.ndarray) -> None:
     span = float(hours[-1] - hours[0]) if hours.size > 1 else 1.0
     step = next((s for s in (0.25, 0.5, 1, 2, 3, 6, 12, 24) if span / s <= 12), 48)
     ax.xaxis.set_major_locator(ticker.MultipleLocator(step))
-    ax.set_xlim(hours[0], hours[-1] + (hours[1] - hours[0] if hours.size > 1 else 0.0))
+    ax.set_xlim(hours[0], hours[-1] + (hours[1] - hours[0] if hours.size > 1 else 1 / 60))
     ax.set_xlabel("simulated time [h]")
     ax.grid(True, alpha=0.3)
 

@@ -109,3 +109,11 @@ def test_manifest_git_state(tmp_path: Path) -> None:
     assert git_revision(tmp_path)["dirty"] is False
     (tmp_path / "a.txt").write_text("2")
     assert git_revision(tmp_path)["dirty"] is True
+
+
+def test_report_of_a_single_step(tmp_path: Path) -> None:
+    ts = synthetic_timeseries(hours=1.0).iloc[:1]
+    sc = scenario(True)
+    kpis = compute_kpis(ts, sc)
+    assert kpis["steps"] == 1 and kpis["ramp_violation_mwh"] == 0.0
+    check_report(tmp_path, write_report(tmp_path, ts, kpis, sc))
