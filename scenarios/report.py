@@ -287,7 +287,7 @@ def fig_voltage_heatmap(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tup
     mesh = ax.pcolormesh(edges_t, np.arange(len(names) + 1), v, cmap=cmap, norm=norm,
                          shading="flat", rasterized=True)
     viol = (v < lo) | (v > hi)
-    if viol.any():
+    if viol.any() and min(viol.shape) >= 2:  # contour needs a 2 × 2 grid at least
         ax.contour(h + (edges_t[1] - edges_t[0]) / 2, np.arange(len(names)) + 0.5,
                    viol.astype(float), levels=[0.5], colors="k", linewidths=0.8)
     every = max(1, len(names) // 25)
