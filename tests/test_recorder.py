@@ -218,3 +218,20 @@ def test_segment_writer_types_and_missing_values(tmp_path: Path, caplog) -> None
     assert ts["status"].tolist() == [None, "optimal", None]
     assert math.isnan(ts["late"].iloc[0]) and ts["late"].iloc[2] == 7.0
     assert "column a holds numbers" in caplog.text
+
+
+def test_recorder_as_a_separate_process(tmp_path: Path) -> None:
+    """main(): mosaik starts the Recorder as its own process and talks to it over TCP."""
+    out = tmp_path / "timeseries.parquet"
+    world = mosaik.World({
+        "Source": {"python": f"{__name__}:SourceSim"},
+        "Recorder": {"cmd": f"{sys.executable} -m sim.recorder %(addr)s", "cwd": str(ROOT)},
+    }, skip_greetings=True)
+    grid = world.start("Source").Grid()
+    rec = world.start("Recorder", path=str(out), step_s=STEP_S, flush_every=2,
+                      column_map={"Source-0.grid": "sub"}, until_s=4 * STEP_S).Sink()
+    world.connect(grid, rec, "p_mw", "bus_v_pu")
+    world.run(until=4 * STEP_S, print_progress=False)
+    ts = pd.read_parquet(out)
+    assert ts["sub.p_mw"].tolist() == pytest.approx([3.0 + 0.1 * k for k in range(4)])
+    assert ts["bus.2.v_pu"].tolist() == pytest.approx([0.99 - 0.001 * k for k in range(4)])
