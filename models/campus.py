@@ -136,6 +136,12 @@ class CampusConfig(BaseModel):
                 f"idle_frac + inference_frac must be <= 1 (the rest is the training pool), "
                 f"got {self.idle_frac} + {self.inference_frac}"
             )
+        pool = 1.0 - self.idle_frac - self.inference_frac
+        if self.job_rate_per_h > 0 and self.job_size_frac[1] > pool + 1e-9:
+            raise ValueError(
+                f"job_size_frac high ({self.job_size_frac[1]}) must fit the training pool, "
+                f"1 - idle_frac - inference_frac = {pool:.3g}"
+            )
         if self.checkpoint_interval_s > 0 and self.checkpoint_s > self.checkpoint_interval_s:
             raise ValueError(f"checkpoint_s ({self.checkpoint_s}) must be <= "
                              f"checkpoint_interval_s ({self.checkpoint_interval_s})")
@@ -380,8 +386,9 @@ def step_means(
 
 @dataclass
 class Trip:
-    """One ride-through trip: cause ``"voltage"`` (POI voltage below the curve) or
-    ``"disturbance"`` (a sub-step grid disturbance below the curve)."""
+    """One ride-through trip: cause ``"voltage"`` (POI voltage below the curve),
+    ``"disturbance"`` (a sub-step sag below the curve) or ``"repeated_sags"`` (the sag
+    counter fired)."""
 
     t_s: float
     reconnect_s: float
@@ -478,8 +485,12 @@ class Schedule:
 
     def submit(self, size_mw: float, duration_s: float) -> None:
         """Queue a training job of ``size_mw`` IT MW for ``duration_s`` now (operator action;
-        also how tests drive a single job)."""
-        self.env.process(self._job(float(size_mw), float(duration_s)))
+        also how tests drive a single job). A job larger than the pool is cut to the pool."""
+        size = min(float(size_mw), self.cfg.pool_mw)
+        if size < size_mw:
+            log.warning("campus %s: job of %.4g MW cut to the training pool, %.4g MW",
+                        self.cfg.name, size_mw, size)
+        self.env.process(self._job(size, float(duration_s)))
 
     def _job(self, size: float, duration: float):
         go = self.env.event()

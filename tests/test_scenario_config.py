@@ -47,6 +47,7 @@ def test_shipped_scenarios_load():
         ({"swing_hz": 50.0}, {}, "campus[0].swing_hz", "less than or equal to 10"),
         ({"idle_frac": 0.6, "inference_frac": 0.6}, {}, "campus[0]", "idle_frac + inference_frac"),
         ({"checkpoint_s": 100.0, "checkpoint_interval_s": 60.0}, {}, "campus[0]", "checkpoint_s"),
+        ({"job_size_frac": [0.1, 0.9]}, {}, "campus[0]", "must fit the training pool"),
         ({"cooling": 3}, {}, "campus[0].cooling", "allowed: backup_residual_frac"),
         ({}, {"surge_rate_per_day": -1}, "shocks.surge_rate_per_day", "greater than or equal to 0"),
         ({}, {"disturbance_v_pu": [0.9, 0.3]}, "shocks.disturbance_v_pu", "low <= high"),
