@@ -707,7 +707,8 @@ class Campus:
         Start-up: a run starts from a steady state. The reading handed to the first step is
         not a measurement of this run (mosaik's initial value of the time-shifted
         connection) and is ignored; the OLTC is taken as settled on the first measured
-        voltage (the campus drew that load before the run began).
+        voltage (the campus drew that load before the run began). A missing or NaN reading
+        (a diverged power flow) is no measurement: the counters and the tap hold.
         """
         cfg = self.config
         if self._first:
