@@ -320,3 +320,12 @@ def test_block_recurrence_equals_the_loop(a, n, y0, seed):
         y[k] = state
         state = a * state + u[k]
     np.testing.assert_allclose(linear_recurrence(u, a, y0), y, rtol=1e-9, atol=1e-9)
+
+
+def test_a_diverged_power_flow_is_no_measurement():
+    """A NaN reading neither counts as time below the curve nor resets it."""
+    c = Campus(quiet(), step_s=60.0, rng=np.random.default_rng(0))
+    volts = [1.0, 0.79, math.nan, 0.79, 1.0]
+    out = [c.step(60.0 * k, v) for k, v in enumerate(volts)]
+    assert [o.online for o in out] == [True, True, True, False, False]
+    assert c.trips[0].duration_s == 120.0
