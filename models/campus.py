@@ -173,18 +173,18 @@ def ramp(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarra
     """Linear ramp ``R(t) = clip((t - t0) / r, 0, 1)``; a unit step at ``t0`` when r = 0."""
     r = np.asarray(ramp_s, dtype=float)
     x = np.asarray(t, dtype=float) - t0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.where(r > 0, np.clip(x / np.where(r > 0, r, 1.0), 0.0, 1.0), (x >= 0) * 1.0)
     return out
 
 
 def ramp_integral(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarray:
-    """``∫_{-∞}^{t} R(τ) dτ`` = 0 (x ≤ 0), x²/(2r) (0 < x < r), x − r/2 (x ≥ r), x = t − t0."""
+    """``∫_{-∞}^{t} R(τ) dτ`` = 0 (x ≤ 0), x²/(2r) (0 < x < r), x − r/2 (x ≥ r), x = t − t0;
+    written as ``min(max(x, 0), r)²/(2r) + max(x − r, 0)`` (also right for r = 0)."""
     r = np.asarray(ramp_s, dtype=float)
     x = np.asarray(t, dtype=float) - t0
-    rr = np.where(r > 0, r, 1.0)
-    inside = np.where(r > 0, x * x / (2 * rr), x)
-    return np.where(x <= 0, 0.0, np.where(x < r, inside, x - r / 2))
+    xc = np.clip(x, 0.0, r)
+    return np.where(r > 0, xc * xc / (2 * np.where(r > 0, r, 1.0)), 0.0) + np.maximum(x - r, 0.0)
 
 
 def square_integral(t, period, duty, first, second, phase=0.0) -> np.ndarray:
