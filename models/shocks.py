@@ -78,9 +78,10 @@ _BOUNDS = {
 }
 
 
-def _rng(seed: int, sample: int, samples: int, campus: int, n_campus: int) -> np.random.Generator:
-    child = np.random.SeedSequence(seed).spawn(samples)[sample].spawn(n_campus)[campus]
-    return np.random.default_rng(child)
+def sample_rng(seed: int, sample: int, campus: int) -> np.random.Generator:
+    """The stream of ``sample`` of ``campus``: ``SeedSequence(seed).spawn(N)[sample]
+    .spawn(n_campus)[campus]``, built directly from its spawn key ``(sample, campus)``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sample, campus)))
 
 
 def _sample_one(scenario, c: int, rng: np.random.Generator, edges: np.ndarray):
@@ -116,7 +117,7 @@ def _run(scenario, samples: int, seed: int, step_s=None, hours=None):
     for s in range(samples):
         row = []
         for c in range(n_c):
-            row.append(_sample_one(scenario, c, _rng(seed, s, samples, c, n_c), edges))
+            row.append(_sample_one(scenario, c, sample_rng(seed, s, c), edges))
         results.append(row)
     return edges, results
 

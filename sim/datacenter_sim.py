@@ -55,8 +55,9 @@ META: Meta = {
 
 
 def campus_rng(seed: int, index: int) -> np.random.Generator:
-    """The random stream of campus ``index``: child ``index`` of ``SeedSequence(seed)``."""
-    return np.random.default_rng(np.random.SeedSequence(seed).spawn(index + 1)[index])
+    """The random stream of campus ``index``: child ``index`` of ``SeedSequence(seed)``
+    (``SeedSequence(seed).spawn(index + 1)[index]``, built from its spawn key)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
 class DataCenterSim(mosaik_api_v3.Simulator):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from models.campus import Campus
-from models.shocks import _rng, generate_shocks, sample_campus_trajectories, shock_events
+from models.shocks import generate_shocks, sample_rng, sample_campus_trajectories, shock_events
 from scenarios.config import SCENARIO_DIR, load_scenario, validate_scenario
 
 Z = 4.0  # bounds at 4 standard deviations: a correct generator fails about once in 16 000
@@ -120,7 +120,7 @@ def test_generator_agrees_with_the_stepped_simpy_campus():
     df = generate_shocks(sc, samples=samples, seed=seed)
     cap = sc.campus[0].capacity_mw
     for s in range(samples):
-        c = Campus(sc.campus[0], 60.0, _rng(seed, s, samples, 0, 1), 0.0, sc.shocks)
+        c = Campus(sc.campus[0], 60.0, sample_rng(seed, s, 0), 0.0, sc.shocks)
         out = [c.step(60.0 * k, None) for k in range(1440)]
         g = df[df["sample"] == s]
         p = np.array([o.p_mw for o in out])
