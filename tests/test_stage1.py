@@ -1,0 +1,235 @@
+"""Stage I (controllers/stage1.py): hand-solvable sitings, the feeder recourse on a two-bus
+feeder, input checks, siting.json round trip.
+
+Hand-solvable instance (one bus, one battery candidate, two scenarios): a module of 1 MW
+costs 100; scenario s leaves a shortfall of d_s MW for one hour, d = (2, 4), priced at
+150 $/MWh, so Q_s(n) = 150·(d_s − n)⁺. By hand:
+* SAA: the first two modules save 150 each, the next two 75 each (< 100): n = 2, value 350.
+* CVaR_0.5 only (β = 1): the worst half is scenario 2, every module saves 150: n = 4, 400.
+* l1, β = 0: p*_2 = 0.5 + θ/2; modules 3–4 save 150·p*_2: bought iff p*_2 > 2/3.
+  θ = 0.5 → p*_2 = 0.75, n = 4, value 400; θ = 0.2 → p*_2 = 0.6, n = 2, value 380.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from controllers.config import ObjectiveWeights, SitingConfig
+from controllers.decomposition import TwoStageProblem, solve_two_stage
+from controllers.network import NetworkParams
+from controllers.risk import RiskSpec, nominal_probabilities
+from controllers.stage1 import (
+    CampusSite,
+    Candidate,
+    FeederRecourse,
+    first_stage_builder,
+    load_siting,
+    make_candidates,
+    screen_thermal_limits,
+    site,
+    siting_result,
+    write_siting,
+)
+from models.errors import ScenarioError
+from models.fcm_catalog import DRType, StorageType
+from models.network import Branch, Bus, BusLoad, FeederData
+from scenarios.config import validate_scenario
+
+BATTERY = StorageType(p_mw_per_module=1.0, e_mwh_per_module=2.0, capex_per_module=100.0,
+                      max_modules=5)
+CAND = Candidate("bess", "2", BATTERY)
+
+
+class OneBusShortfall:
+    """Q_s(n) = 150·(d_s − p n)⁺ for the battery candidate (plain Pyomo)."""
+
+    def __init__(self, d):
+        self.d = list(d)
+        self.n_scenarios = len(self.d)
+
+    def build(self, blk, link, s):
+        blk.e = pyo.Var(domain=pyo.NonNegativeReals)
+        blk.cover = pyo.Constraint(expr=blk.e >= self.d[s] - CAND.p_mw_per_module * link[CAND.key])
+        return 150.0 * blk.e
+
+
+def hand_solve(spec: RiskSpec, budget: float = 1e9, min_mw: float = 0.0, method="extensive"):
+    problem = TwoStageProblem(
+        first_stage_builder([CAND], budget, True, min_mw), OneBusShortfall([2.0, 4.0]),
+        nominal_probabilities(2), spec,
+    )
+    sol = solve_two_stage(problem, method, mip_gap=1e-9)
+    return sol, siting_result(sol, [CAND], spec, budget, 1.0)
+
+
+@pytest.mark.parametrize("method", ["extensive", "benders"])
+@pytest.mark.parametrize(
+    "spec, modules, value",
+    [
+        (RiskSpec("none", 0.0, 0.9, 0.0), 2, 350.0),
+        (RiskSpec("none", 0.0, 0.5, 1.0), 4, 400.0),
+        (RiskSpec("l1", 0.5, 0.9, 0.0), 4, 400.0),
+        (RiskSpec("l1", 0.2, 0.9, 0.0), 2, 380.0),
+    ],
+)
+def test_one_bus_one_battery_by_hand(spec, modules, value, method):
+    sol, res = hand_solve(spec, method=method)
+    assert sol.link[CAND.key] == pytest.approx(modules, abs=1e-6)
+    assert res.objective == pytest.approx(value, rel=1e-7)
+    assert res.capex == pytest.approx(100.0 * modules)
+    assert res.placements[0].p_mw == pytest.approx(modules * 1.0)
+    assert res.placements[0].e_mwh == pytest.approx(modules * 2.0)
+    if spec.ambiguity == "l1" and modules < 4:  # at n = 4 both costs are 0: any p is worst
+        assert res.worst_case_probabilities[1] == pytest.approx(0.5 + spec.radius / 2)
+
+
+def test_budget_and_capacity_floor_by_hand():
+    # CVaR only, budget 300: three modules, 300 + 150·1 = 450.
+    _, res = hand_solve(RiskSpec("none", 0.0, 0.5, 1.0), budget=300.0)
+    assert res.objective == pytest.approx(450.0) and res.capex == pytest.approx(300.0)
+    # SAA with at least 3 MW installed: 300 + 0.5·150·1 = 375.
+    _, res = hand_solve(RiskSpec("none", 0.0, 0.9, 0.0), min_mw=3.0)
+    assert res.objective == pytest.approx(375.0)
+
+
+# --- the feeder recourse on a two-bus feeder ------------------------------------------------
+
+def two_bus(rating: float | None = None, load_mw: float = 0.0) -> FeederData:
+    return FeederData(
+        name="two_bus", source_bus="1", base_kv_ll=12.66, s_base_mva=1.0,
+        buses=(Bus("1", 12.66), Bus("2", 12.66)),
+        branches=(Branch("l1", "1", "2", 1.6, 1.6, 0.01, 0.01, rating_mva=rating),),
+        loads=(BusLoad("2", load_mw, 0.0),) if load_mw else (),
+    )
+
+
+DR = DRType(p_mw_per_module=0.5, energy_budget_mwh_per_module=1.0, payback_frac=0.0,
+            cost_per_mwh=200.0, capex_per_module=10.0, max_modules=2)
+XI = np.array([[[1.0, 1.0, 1.0, 1.0]], [[1.0, 1.0, 1.5, 1.5]]])  # MW, one-hour steps
+PARAMS = NetworkParams(dt_s=3600.0, v_min_pu=0.9, v_max_pu=1.1, ramp_limit_mw_per_min=None)
+WEIGHTS = ObjectiveWeights(imbalance_per_mwh=1000.0)
+
+
+def feeder_problem(budget: float) -> tuple[TwoStageProblem, list[Candidate]]:
+    cands = [Candidate("dr", "2", DR)]
+    rec = FeederRecourse(two_bus(), cands, XI, [CampusSite("2", 1.0)], PARAMS, WEIGHTS,
+                         schedule_mw=np.ones(4))
+    spec = RiskSpec("none", 0.0, 0.9, 0.0)
+    return TwoStageProblem(first_stage_builder(cands, budget), rec, nominal_probabilities(2),
+                           spec), cands
+
+
+@pytest.mark.parametrize("method", ["extensive", "benders"])
+def test_feeder_recourse_by_hand(method):
+    # No FCM: scenario 1 is 0.5 MW above schedule for two hours -> 1 MWh imbalance, 1000 $.
+    sol = solve_two_stage(feeder_problem(0.0)[0], method, mip_gap=1e-9)
+    assert sol.recourse_costs == pytest.approx([0.0, 1000.0], abs=1e-6)
+    assert sol.objective == pytest.approx(500.0, rel=1e-7)
+    # One DR module (0.5 MW, 1 MWh, capex 10) curtails the surge for 200 $/MWh × 1 MWh.
+    sol = solve_two_stage(feeder_problem(1000.0)[0], method, mip_gap=1e-9)
+    assert sol.link[("dr", "2")] == pytest.approx(1.0)
+    assert sol.recourse_costs == pytest.approx([0.0, 200.0], abs=1e-6)
+    assert sol.objective == pytest.approx(10.0 + 0.5 * 200.0, rel=1e-7)
+
+
+def test_thermal_screening_by_hand():
+    params = NetworkParams(thermal_sides=8)
+    # |S| ≤ 1.5 MW load + 0.5 MW FCM = 2.0 MVA: a 2 MVA octagon (1.85 inscribed) can bind,
+    # a 3 MVA one (2.77) cannot.
+    kept_feeder, kept = screen_thermal_limits(two_bus(2.0), {"2": 1.5}, {"2": 0.0}, {"2": 0.5}, params)
+    assert kept == 1 and kept_feeder.branches[0].rating_mva == 2.0
+    cut_feeder, kept = screen_thermal_limits(two_bus(3.0), {"2": 1.5}, {"2": 0.0}, {"2": 0.5}, params)
+    assert kept == 0 and cut_feeder.branches[0].rating_mva is None
+
+
+# --- input checks -----------------------------------------------------------------------------
+
+CATALOG = {"bess": BATTERY, "dr": DR}
+
+
+def test_candidates_check_kinds_buses_and_budget():
+    fd = two_bus()
+    ok = make_candidates(SitingConfig(candidate_buses=["2"], kinds=["bess", "dr"]), CATALOG, fd)
+    assert [c.key for c in ok] == [("bess", "2"), ("dr", "2")]
+    with pytest.raises(ScenarioError, match=r"siting.kinds\[0\].*allowed: bess, dr"):
+        make_candidates(SitingConfig(candidate_buses=["2"], kinds=["flywheel"]), CATALOG, fd)
+    with pytest.raises(ScenarioError, match=r"siting.candidate_buses\[0\].*'99'"):
+        make_candidates(SitingConfig(candidate_buses=["99"], kinds=["bess"]), CATALOG, fd)
+    with pytest.raises(ScenarioError, match="source"):
+        make_candidates(SitingConfig(candidate_buses=["1"], kinds=["bess"]), CATALOG, fd)
+    # 3 MW of batteries cost 300 at least: a budget of 250 cannot buy them.
+    with pytest.raises(ScenarioError, match=r"siting.budget.*at least 300"):
+        make_candidates(SitingConfig(candidate_buses=["2"], kinds=["bess"], budget=250.0,
+                                     min_capacity_mw=3.0), CATALOG, fd)
+    with pytest.raises(ScenarioError, match="min_capacity_mw"):
+        make_candidates(SitingConfig(candidate_buses=["2"], kinds=["dr"],
+                                     min_capacity_mw=5.0), CATALOG, fd)
+
+
+# --- site() end to end on the two-bus feeder, and the siting file ------------------------------
+
+def scenario_dict(**siting):
+    return {
+        "name": "two_bus_test",
+        "campus": [{"name": "c1", "bus": "2", "capacity_mw": 1.5, "power_factor": 1.0}],
+        "grid": {"v_min_pu": 0.9, "v_max_pu": 1.1},
+        "fcm": {"catalog": {"dr": DR.model_dump()}},
+        "siting": {"candidate_buses": ["2"], "kinds": ["dr"], "budget": 1000.0,
+                   "step_s": 3600.0, "horizon_hours": 4.0, "ambiguity": "l1", "radius": 0.2,
+                   "shock_events": 1.0, "mip_gap": 1e-6, **siting},
+    }
+
+
+def test_site_writes_and_loads_a_siting(tmp_path):
+    sc = validate_scenario(scenario_dict(), tmp_path / "s.toml")
+    res = site(sc, two_bus(), XI)
+    assert res.placements[0].kind == "dr" and res.placements[0].p_mw == pytest.approx(0.5)
+    path = write_siting(res, tmp_path / "out" / "siting.json")
+    data = json.loads(path.read_text())
+    for key in ("placements", "objective", "capex", "budget", "expected_cost", "cvar",
+                "worst_case_probabilities", "ambiguity", "radius", "alpha", "beta",
+                "scenarios", "solve_s", "mip_gap"):
+        assert key in data
+    assert data["feeder"] == {"source": "ieee33", "scale": 1.0, "buses": 2}
+    assert sum(data["worst_case_probabilities"]) == pytest.approx(1.0)
+    pls = load_siting(path, two_bus(), sc.fcm.catalog)
+    assert [(p.kind, p.bus, p.p_mw, p.e_mwh) for p in pls] == [("dr", "2", 0.5, 1.0)]
+
+
+def test_load_siting_refuses_bad_files(tmp_path):
+    fd = two_bus()
+    with pytest.raises(ScenarioError, match="not found"):
+        load_siting(tmp_path / "nope.json", fd, CATALOG)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ScenarioError, match="not valid JSON"):
+        load_siting(bad, fd, CATALOG)
+
+    def write(**kw):
+        doc = {"placements": [{"kind": "dr", "bus": "2", "p_mw": 0.5, "e_mwh": 1.0}],
+               "feeder": {"source": "two_bus", "scale": 1.0, "buses": 2}}
+        doc.update(kw)
+        bad.write_text(json.dumps(doc))
+        return bad
+
+    assert len(load_siting(write(), fd, CATALOG)) == 1
+    with pytest.raises(ScenarioError, match="feeder.scale"):
+        load_siting(write(feeder={"source": "two_bus", "scale": 330.0, "buses": 2}), fd, CATALOG)
+    with pytest.raises(ScenarioError, match="feeder.buses"):
+        load_siting(write(feeder={"source": "ieee33", "scale": 1.0, "buses": 33}), fd, CATALOG)
+    with pytest.raises(ScenarioError, match=r"placements\[0\].bus"):
+        load_siting(write(placements=[{"kind": "dr", "bus": "7", "p_mw": 0.5}]), fd, CATALOG)
+    with pytest.raises(ScenarioError, match=r"placements\[0\].kind"):
+        load_siting(write(placements=[{"kind": "gen", "bus": "2", "p_mw": 0.5}]), fd, CATALOG)
+    with pytest.raises(ScenarioError, match=r"placements\[0\]"):
+        load_siting(write(placements=[{"kind": "dr", "bus": "2", "p_mw": -1}]), fd, CATALOG)
+
+
+def test_benders_with_milp_recourse_is_bad_input(tmp_path):
+    sc = validate_scenario(scenario_dict(method="benders", recourse="milp"), tmp_path / "s.toml")
+    with pytest.raises(ScenarioError, match="siting.method"):
+        site(sc, two_bus(), XI)
