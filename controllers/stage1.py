@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -182,6 +182,52 @@ def first_stage_builder(
     return build
 
 
+def screen_thermal_limits(
+    feeder: FeederData,
+    load_p_max: Mapping[str, float],
+    load_q_max: Mapping[str, float],
+    fcm_p_max: Mapping[str, float],
+    params: NetworkParams,
+) -> tuple[FeederData, int]:
+    """Drop thermal limits that no recourse can reach (an exact model reduction).
+
+    On the lossless LinDistFlow of the siting recourse the flow of branch l (feeding the
+    subtree D_l) is bounded by
+
+        −Σ_{j∈D_l} G_j ≤ P_l ≤ Σ_{j∈D_l} (P^L_j + G_j),     |Q_l| ≤ Σ_{j∈D_l} |Q^L_j|
+
+    with P^L/Q^L the largest bus load over all scenarios and steps and G_j the largest FCM
+    power at bus j (injection, or consumption when charging or paying back). When
+    ``sqrt(P̂² + Q̂²) ≤ S̄_l·loading·cos(π/n)`` every side of the n-gon holds for every
+    feasible flow, so the branch's rating is removed. Returns the screened feeder and the
+    number of limits kept.
+    """
+    if params.thermal_sides < 3:
+        return feeder, 0
+    shrink = math.cos(math.pi / params.thermal_sides) * params.loading_frac
+    down_p: dict[str, float] = {}
+    down_q: dict[str, float] = {}
+    down_g: dict[str, float] = {}
+    for br in reversed(feeder.branches):
+        j = br.to_bus
+        kids = feeder.children[j]
+        down_p[j] = abs(load_p_max.get(j, 0.0)) + sum(down_p[c.to_bus] for c in kids)
+        down_q[j] = abs(load_q_max.get(j, 0.0)) + sum(down_q[c.to_bus] for c in kids)
+        down_g[j] = abs(fcm_p_max.get(j, 0.0)) + sum(down_g[c.to_bus] for c in kids)
+    branches = []
+    kept = 0
+    for br in feeder.branches:
+        if br.rating_mva is not None and br.rating_mva > 0:
+            j = br.to_bus
+            p_hat = down_p[j] + down_g[j]
+            if math.hypot(p_hat, down_q[j]) <= br.rating_mva * shrink * (1 - 1e-9):
+                br = replace(br, rating_mva=None)
+            else:
+                kept += 1
+        branches.append(br)
+    return replace(feeder, branches=tuple(branches)), kept
+
+
 @dataclass(frozen=True)
 class CampusSite:
     """Where a campus draws its power and at which power factor (Q = P·tan(acos pf))."""
@@ -229,6 +275,7 @@ class FeederRecourse:
         *,
         schedule_mw: np.ndarray | None = None,
         background_scale: float = 1.0,
+        screen_thermal: bool = True,
     ) -> None:
         xi = np.asarray(trajectories, dtype=float)
         if xi.ndim != 3 or xi.shape[1] != len(campuses):
@@ -246,6 +293,25 @@ class FeederRecourse:
             schedule_mw = sum(self.bg_p.values()) + xi.sum(axis=1).mean(axis=0)
         self.schedule = np.broadcast_to(np.asarray(schedule_mw, dtype=float), (self.steps,)).copy()
         self.p_sub_init = float(self.schedule[0])
+        if screen_thermal:
+            p_max = {j: max(v) for j, v in self._loads_max()[0].items()}
+            q_max = {j: max(v) for j, v in self._loads_max()[1].items()}
+            g_max: dict[str, float] = {}
+            for c in self.candidates:
+                g_max[c.bus] = g_max.get(c.bus, 0.0) + c.p_mw_per_module * c.max_modules
+            self.feeder, kept = screen_thermal_limits(feeder, p_max, q_max, g_max, params)
+            log.info("thermal screening: %d of %d rated branches can bind", kept,
+                     sum(1 for b in feeder.branches if b.rating_mva))
+
+    def _loads_max(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """Bus loads with every campus at its largest draw over all scenarios and steps."""
+        peak = np.abs(self.xi).max(axis=(0, 2))
+        p = {j: [self.bg_p.get(j, 0.0)] for j in self.feeder.bus_names}
+        q = {j: [abs(self.bg_q.get(j, 0.0))] for j in self.feeder.bus_names}
+        for c, site in enumerate(self.campuses):
+            p[site.bus] = [p[site.bus][0] + float(peak[c])]
+            q[site.bus] = [q[site.bus][0] + site.q_per_p * float(peak[c])]
+        return p, q
 
     def _loads(self, s: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         p = {j: [self.bg_p.get(j, 0.0)] * self.steps for j in self.feeder.bus_names}
