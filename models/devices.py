@@ -160,12 +160,13 @@ class DemandResponse:
 
     Curtailment ``d`` (an injection, ``p = d > 0``) is clipped to ``0 ≤ d ≤ D̄`` and to the
     event budget ``Σ_event d Δt_h ≤ B``. Each curtailed MWh adds ``φ`` MWh of deferred
-    energy that must be paid back as extra consumption (``p < 0``). When the setpoint is
-    ≤ 0 the device pays back at the rate the controller asks for (``−p_set``), but at least
-    at the rate that clears the debt by the end of the payback window ``W`` after the
-    curtailment ended::
+    energy (the debt) that must be paid back as extra consumption (``p < 0``) within the
+    payback window ``W`` after the curtailment ended (deadline ``t_due``). When the setpoint
+    is ≤ 0 the device pays back at the rate the controller asks for (``−p_set``); it pays
+    faster only when the deadline forces it, i.e. when the debt left after this step could
+    no longer be cleared at ``D̄`` in the time left::
 
-        payback = min(D̄, debt/Δt_h, max(−p_set, debt / max(Δt_h, (t_due − t)/3600)))
+        payback = min(D̄, debt/Δt_h, max(−p_set, (debt − D̄·max(0, t_due − t − Δt)/3600) / Δt_h))
 
     The event ends (its curtailed energy resets to 0) when the debt is cleared.
     Cost = ``c · d · Δt_h``.
@@ -203,9 +204,10 @@ class DemandResponse:
             self.since_curtail_s += dt_s
             p = 0.0
             if self.debt_mwh > _EPS:
-                left_h = max(dt_h, (self.window_s - self.since_curtail_s + dt_s) / 3600.0)
-                rate = max(-p_set, self.debt_mwh / left_h)
-                rate = min(rate, self.p_max, self.debt_mwh / dt_h)
+                # seconds from the end of this step to the deadline
+                left_s = max(self.window_s - self.since_curtail_s, 0.0)
+                forced = (self.debt_mwh - self.p_max * left_s / 3600.0) / dt_h
+                rate = min(max(-p_set, forced, 0.0), self.p_max, self.debt_mwh / dt_h)
                 self.debt_mwh -= rate * dt_h
                 p = -rate
             if self.debt_mwh <= 1e-9:

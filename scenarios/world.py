@@ -68,6 +68,7 @@ class WorldPlan:
     campus_expected_mw: dict[str, float]  # daily mean of the day-ahead estimate per campus
     background_nominal_mw: float
     initial_grid: dict[str, Any] = field(default_factory=dict)  # controller's reading at t = 0
+    campus_first_block_mw: dict[str, float] = field(default_factory=dict)  # ... of each campus
 
     @property
     def steps(self) -> int:
@@ -149,7 +150,23 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
         float(background_shape(0.0, sim.start_hour, grid.background_load_scale)), float(total[0])))
     return WorldPlan(scenario, feeder, tuple(placements), tuple(float(x) for x in schedule),
                      {k: float(np.mean(v)) for k, v in campus_expected.items()},
-                     feeder.total_load_mw, initial)
+                     feeder.total_load_mw, initial,
+                     {k: float(v[0]) for k, v in campus_expected.items()})
+
+
+def initial_fcm_reading(placement: Placement, tech: Any) -> dict[str, Any]:
+    """What the controller knows of an FCM before the first step: the device's initial state
+    (storage at ``soc_init``, generator off and free to start, DR with no event)."""
+    from models.devices import Generator, Storage, make_device
+
+    dev = make_device(placement, tech)
+    return {
+        "p_mw": 0.0, "q_mvar": 0.0,
+        "soc_mwh": dev.e_mwh if isinstance(dev, Storage) else 0.0,
+        "committed": False,
+        "time_in_state_s": 1e12 if isinstance(dev, Generator) else 0.0,
+        "debt_mwh": 0.0,
+    }
 
 
 def _initial_reading(res: Any) -> dict[str, Any]:
@@ -324,16 +341,15 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
                       ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),
                       ("time_in_state_s", "fcm_time_in_state_s"), ("debt_mwh", "fcm_debt_mwh"),
-                      time_shifted=True,
-                      initial_data={"p_mw": 0.0, "q_mvar": 0.0, "soc_mwh": 0.0, "committed": False,
-                                    "time_in_state_s": 1e12, "debt_mwh": 0.0})
+                      time_shifted=True, initial_data=initial_fcm_reading(pl, sc.fcm.catalog[pl.kind]))
     world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "line_p_mw",
                   "line_q_mvar", time_shifted=True,
                   initial_data=plan.initial_grid)
-    for ent in campuses.values():
+    for name, ent in campuses.items():  # before the first step: the day-ahead estimate
+        first = plan.campus_first_block_mw.get(name, 0.0)
         world.connect(ent, ctrl, ("p_mw", "campus_p_mw"), ("online", "campus_online"),
                       ("forecast_mw", "campus_forecast_mw"), time_shifted=True,
-                      initial_data={"p_mw": 0.0, "online": True, "forecast_mw": []})
+                      initial_data={"p_mw": first, "online": True, "forecast_mw": []})
     world.connect(background, ctrl, ("value", "load_scale"), time_shifted=True,
                   initial_data={"value": float(background_shape(0.0, start_hour, lam))})
 

@@ -119,8 +119,21 @@ def test_demand_response_budget_and_payback():
     last_curtail = int(np.nonzero(p_all > 0)[0].max())
     last_payback = int(np.nonzero(p_all < 0)[0].max())
     assert (last_payback - last_curtail) * dt <= 1800.0 + dt
+    # left alone, it pays back as late as the deadline allows: at D̄ over the last 15 min
+    pay = p_all[p_all < 0]
+    assert np.allclose(pay, -0.2) and len(pay) == 15
     assert rest[-1].soc_mwh == 0.0  # event over, budget restored
     assert sum(o.cost for o in out) == pytest.approx(200.0 * curtailed)
+
+
+def test_demand_response_pays_back_when_asked():
+    tech = DRType(payback_frac=0.5, payback_window_s=3600.0)
+    dev = DemandResponse(Placement(kind="dr", bus="18", p_mw=0.2, e_mwh=0.1), tech)
+    for _ in range(10):
+        dev.step(0.2, 60.0)  # 1/30 MWh curtailed, debt φ·that = 1/60 MWh
+    assert dev.debt_mwh == pytest.approx(0.2 * 10 / 60 * 0.5)
+    out = dev.step(-0.05, 60.0)  # the controller asks for early payback
+    assert out.p_mw == pytest.approx(-0.05) and out.debt_mwh == pytest.approx(1 / 60 - 0.05 / 60)
 
 
 def test_make_device_dispatches_on_technology():
