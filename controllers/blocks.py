@@ -33,7 +33,7 @@ from typing import Any
 
 import pyomo.environ as pyo
 
-from models.fcm_catalog import DRType, FCMType, GeneratorType, StorageType
+from models.fcm_catalog import DRType, FCMType, GeneratorType, Placement, StorageType
 
 
 def _is_number(x: Any) -> bool:
@@ -108,6 +108,18 @@ def spec_from_catalog(tech: FCMType) -> StorageSpec | GeneratorSpec | DRSpec:
     if isinstance(tech, DRType):
         return DRSpec.from_catalog(tech)
     raise TypeError(f"unknown FCM technology {type(tech).__name__}")
+
+
+def placement_sizes(placement: Placement, tech: FCMType) -> tuple[float, float]:
+    """``(P̄, Ē)`` of a placement: its ``p_mw`` and its ``e_mwh``, or, when ``e_mwh`` is 0,
+    modules × the catalog's energy per module (storage energy, DR event budget), as the
+    device models in :mod:`models.devices` do. Generators have ``Ē = 0``."""
+    p_cap = float(placement.p_mw)
+    if isinstance(tech, GeneratorType):
+        return p_cap, 0.0
+    if placement.e_mwh > 0:
+        return p_cap, float(placement.e_mwh)
+    return p_cap, p_cap / tech.p_mw_per_module * tech.e_mwh_per_module
 
 
 def add_storage(

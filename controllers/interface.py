@@ -25,6 +25,7 @@ class FCMState:
     soc_mwh: float = 0.0          # storage: stored energy; DR: energy curtailed this event
     committed: bool = False       # generator: on/off; storage and DR: always False
     time_in_state_s: float = 0.0  # generator: time since its last start or stop
+    debt_mwh: float = 0.0         # DR: deferred energy still to be paid back
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Measurement:
     campus_forecast_mw: dict[str, np.ndarray] = field(default_factory=dict)
     background_p_mw: float | None = None
     converged: bool = True
+    branch_p_mw: dict[str, float] = field(default_factory=dict)    # AC flows for linearising
+    branch_q_mvar: dict[str, float] = field(default_factory=dict)  # (branch name → MW/Mvar)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyomo.environ as pyo
 
 from models.network import FeederData
@@ -62,6 +63,8 @@ class NetworkParams:
     n of the line-limit polygon (0 disables thermal limits). ``loading_frac`` scales every
     branch rating (1.0 = 100 % of ``rating_mva``); branches without a rating are unlimited.
     ``allow_shedding`` adds the unserved-load variables ``s`` (bounded by the load).
+    ``screen_load_factor`` (``None``: off) drops the polygon of a branch that cannot reach its
+    limit: see :func:`thermal_screen`.
     """
 
     dt_s: float = 300.0
@@ -72,6 +75,7 @@ class NetworkParams:
     thermal_sides: int = 8
     loading_frac: float = 1.0
     allow_shedding: bool = True
+    screen_load_factor: float | None = None
 
     @property
     def dt_h(self) -> float:
@@ -145,6 +149,36 @@ def lossless_operating_point(
     return OperatingPoint(v_pu=dict(v_pu), p_mw=p, q_mvar=q)
 
 
+def thermal_screen(feeder: FeederData, params: NetworkParams,
+                   extra_mva: Mapping[str, float] | None = None) -> list[str]:
+    """Branches that keep their line-limit polygon.
+
+    Without screening (``params.screen_load_factor is None``) every rated branch. With it, a
+    branch is kept only if an upper bound of its apparent flow can exceed the polygon::
+
+        B_l = 1.1 · Σ_{j below l} (λ |S^L_j| + X_j)  >  S̄_l cos(π/n)
+
+    ``λ`` = ``screen_load_factor`` (largest multiple of the nominal loads expected), ``X_j``
+    = ``extra_mva[j]`` (campus capacity, FCM ratings at bus j), 1.1 a margin for losses.
+    A dropped branch cannot bind while the loads stay within these bounds (the caller
+    checks); dropping it removes ``n·|T|`` rows.
+    """
+    rated = [br for br in feeder.branches
+             if br.rating_mva is not None and br.rating_mva > 0 and params.thermal_sides >= 3]
+    if params.screen_load_factor is None:
+        return [br.name for br in rated]
+    extra = extra_mva or {}
+    load = feeder.load_by_bus
+    below: dict[str, float] = {}
+    for br in reversed(feeder.branches):
+        j = br.to_bus
+        own = params.screen_load_factor * (math.hypot(load[j].p_mw, load[j].q_mvar) if j in load else 0.0)
+        below[j] = own + abs(float(extra.get(j, 0.0))) + sum(below[c.to_bus] for c in feeder.children[j])
+    shrink = math.cos(math.pi / max(params.thermal_sides, 3))
+    return [br.name for br in rated
+            if 1.1 * below[br.to_bus] > br.rating_mva * params.loading_frac * shrink]
+
+
 def build_network(
     b: pyo.Block,
     feeder: FeederData,
@@ -153,6 +187,7 @@ def build_network(
     injections: Mapping[str, Sequence[Any]] | None = None,
     q_injections: Mapping[str, Sequence[Any]] | None = None,
     operating_point: OperatingPoint | None = None,
+    extra_mva: Mapping[str, float] | None = None,
 ) -> pyo.Block:
     """Add the LinDistFlow model (module docstring, docs/optimization.md §1) to block ``b``.
 
@@ -172,12 +207,15 @@ def build_network(
         is the FCM injection ``g_jt`` / ``h_jt`` at that bus (MW/Mvar, + = into the grid).
     operating_point:
         Linearisation point for the loss term; ``None`` = flat start (lossless LinDistFlow).
+    extra_mva:
+        bus → bound of the apparent power added to the nominal load there (campus, FCMs),
+        used only by the thermal screening (:func:`thermal_screen`).
 
     Components added (all indexed by bus/branch name and ``t``)
     ------------------------------------------------------------
     Mutable params ``p_load_mw[j,t]``, ``q_load_mvar[j,t]``, ``v_source_sq``, ``p_sub_prev_mw``,
-    ``cP[l]``, ``cQ[l]``, ``cV[l]``; vars ``P[l,t]``, ``Q[l,t]``, ``v[j,t]``, ``ell[l,t]``,
-    ``sv_lo/sv_hi[j,t]``, ``s_th[l,t]``, ``s_ramp[t]``, ``shed[j,t]``; expressions
+    ``cP[l]``, ``cQ[l]``, ``cV[l]``; vars ``P[l,t]``, ``Q[l,t]``, ``v[j,t]``,
+    ``sv_lo/sv_hi[j,t]``, ``s_th[l,t]``, ``s_ramp[t]``, ``shed[j,t]``; expressions ``ell[l,t]``,
     ``p_sub_mw[t]``, ``q_sub_mvar[t]``, ``losses_mw[t]``, ``voltage_slack_pu``,
     ``thermal_slack_mva``, ``ramp_violation_mwh``, ``unserved_mwh``, ``abnormal[t]`` (sum of
     all slacks at ``t``, for the restoration term).
@@ -200,10 +238,7 @@ def build_network(
     b.T = pyo.Set(initialize=list(time), ordered=True)
     b.N = pyo.Set(initialize=list(feeder.bus_names), ordered=True)
     b.L = pyo.Set(initialize=[br.name for br in feeder.branches], ordered=True)
-    rated = [
-        br.name for br in feeder.branches
-        if br.rating_mva is not None and br.rating_mva > 0 and params.thermal_sides >= 3
-    ]
+    rated = thermal_screen(feeder, params, extra_mva)
     b.LR = pyo.Set(initialize=rated, ordered=True)
     b.K = pyo.Set(initialize=list(range(params.thermal_sides if rated else 0)), ordered=True)
 
@@ -223,7 +258,6 @@ def build_network(
     b.P = pyo.Var(b.L, b.T)
     b.Q = pyo.Var(b.L, b.T)
     b.v = pyo.Var(b.N, b.T, bounds=(0.0, 4.0), initialize=1.0)
-    b.ell = pyo.Var(b.L, b.T, initialize=0.0)
     b.sv_lo = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
     b.sv_hi = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
     b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
@@ -231,6 +265,13 @@ def build_network(
     shed_buses = [j for j in feeder.bus_names if j in load] if params.allow_shedding else []
     b.NS = pyo.Set(initialize=shed_buses, ordered=True)
     b.shed = pyo.Var(b.NS, b.T, domain=pyo.NonNegativeReals)
+
+    # ℓ is an expression (no row of its own): its mutable coefficients enter the rows below
+    b.ell = pyo.Expression(
+        b.L, b.T,
+        rule=lambda b, l, t: b.cP[l] * b.P[l, t] + b.cQ[l] * b.Q[l, t]
+        + b.cV[l] * b.v[branch_of[l].from_bus, t],
+    )
 
     def g(j: str, t: int, table: Mapping[str, Sequence[Any]]) -> Any:
         return sum(item[t] for item in table.get(j, ()))
@@ -270,11 +311,6 @@ def build_network(
             + (br.r_pu ** 2 + br.x_pu ** 2) * b.ell[l, t]
         )
 
-    @b.Constraint(b.L, b.T)
-    def ell_lin(b, l, t):
-        br = branch_of[l]
-        return b.ell[l, t] == b.cP[l] * b.P[l, t] + b.cQ[l] * b.Q[l, t] + b.cV[l] * b.v[br.from_bus, t]
-
     @b.Constraint(b.T)
     def v_source(b, t):
         return b.v[src, t] == b.v_source_sq
@@ -282,16 +318,10 @@ def build_network(
     vmin2, vmax2 = params.v_min_pu ** 2, params.v_max_pu ** 2
 
     @b.Constraint(b.N, b.T)
-    def v_lo(b, j, t):
+    def v_limits(b, j, t):  # one ranged row: V_min² ≤ v + σ⁻ − σ⁺ ≤ V_max²
         if j == src:
             return pyo.Constraint.Skip
-        return b.v[j, t] + b.sv_lo[j, t] >= vmin2
-
-    @b.Constraint(b.N, b.T)
-    def v_hi(b, j, t):
-        if j == src:
-            return pyo.Constraint.Skip
-        return b.v[j, t] - b.sv_hi[j, t] <= vmax2
+        return pyo.inequality(vmin2, b.v[j, t] + b.sv_lo[j, t] - b.sv_hi[j, t], vmax2)
 
     n = max(params.thermal_sides, 3)
     shrink = math.cos(math.pi / n)
@@ -381,3 +411,303 @@ def predicted_voltages(b: pyo.Block, t: int | None = None) -> dict[str, float]:
     """|V| in pu (``sqrt(v)``) of each bus at step ``t`` (default: the first) of a solved block."""
     t = b.T.first() if t is None else t
     return {j: math.sqrt(max(pyo.value(b.v[j, t]), 0.0)) for j in b.N}
+
+
+# ---- compact (superposition) form ------------------------------------------------------------
+
+def linear_state(
+    feeder: FeederData,
+    p_load_mw: np.ndarray,
+    q_load_mvar: np.ndarray,
+    op: OperatingPoint | None = None,
+    v_source_sq: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluate the LinDistFlow equations of §1.1–1.2 for given net loads (no optimisation).
+
+    ``p_load_mw``/``q_load_mvar`` have shape ``(n_bus, n_steps)`` in ``feeder.bus_names``
+    order (+ = consumption, net of any injection). Returns ``(P, Q, v)`` with shapes
+    ``(n_branch, n_steps)``, ``(n_branch, n_steps)``, ``(n_bus, n_steps)``: the unique
+    solution of the linear system formed by the balance and voltage-drop equations with the
+    linearised loss term (one sparse factorisation, all steps as right-hand sides). This is
+    the same linear model the MILP uses, not an AC power flow.
+    """
+    p_load = np.atleast_2d(np.asarray(p_load_mw, dtype=float))
+    q_load = np.atleast_2d(np.asarray(q_load_mvar, dtype=float))
+    nb, nl = len(feeder.buses), len(feeder.branches)
+    bi = feeder.bus_index
+    li = {br.name: k for k, br in enumerate(feeder.branches)}
+    s_base = feeder.s_base_mva
+    coef = loss_coefficients(feeder, op)
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+
+    def put(r: int, c: int, v: float) -> None:
+        if v != 0.0:
+            rows.append(r)
+            cols.append(c)
+            vals.append(v)
+
+    n = 2 * nl + nb
+    iP, iQ, iV = 0, nl, 2 * nl
+    for k, br in enumerate(feeder.branches):
+        cp, cq, cv = coef[br.name]
+        i, j = bi[br.from_bus], bi[br.to_bus]
+        kids = [li[c.name] for c in feeder.children[br.to_bus]]
+        for row, z in ((iP + k, br.r_pu), (iQ + k, br.x_pu)):
+            put(row, row, 1.0)
+            for c in kids:
+                put(row, row - k + c, -1.0)
+            put(row, iP + k, -z * s_base * cp)
+            put(row, iQ + k, -z * s_base * cq)
+            put(row, iV + i, -z * s_base * cv)
+        row = iV + j  # voltage-drop row stored at the to-bus index
+        z2 = br.r_pu ** 2 + br.x_pu ** 2
+        put(row, iV + j, 1.0)
+        put(row, iV + i, -1.0 - z2 * cv)
+        put(row, iP + k, 2.0 * br.r_pu / s_base - z2 * cp)
+        put(row, iQ + k, 2.0 * br.x_pu / s_base - z2 * cq)
+    src = bi[feeder.source_bus]
+    put(iV + src, iV + src, 1.0)
+    rhs = np.zeros((n, p_load.shape[1]))
+    for k, br in enumerate(feeder.branches):
+        rhs[iP + k] = p_load[bi[br.to_bus]]
+        rhs[iQ + k] = q_load[bi[br.to_bus]]
+    rhs[iV + src] = v_source_sq
+    # summing the duplicate (row, col) entries of the diagonal terms
+    try:
+        from scipy.sparse import csc_matrix
+        from scipy.sparse.linalg import splu
+
+        a = csc_matrix((vals, (rows, cols)), shape=(n, n))
+        x = splu(a).solve(rhs)
+    except ImportError:  # pragma: no cover - scipy comes with pandas/pandapower stacks
+        a = np.zeros((n, n))
+        np.add.at(a, (rows, cols), vals)
+        x = np.linalg.solve(a, rhs)
+    return x[iP:iP + nl], x[iQ:iQ + nl], x[iV:]
+
+
+def path_sensitivities(feeder: FeederData, buses: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lossless LinDistFlow sensitivities to an injection at each of ``buses``.
+
+    Returns ``(Rv, Xv, below)``: ``Rv[j, b] = 2 Σ_{l ∈ path(j) ∩ path(b)} r_l / S_base`` and
+    ``Xv`` likewise with ``x_l`` (so ``Δv_j = Rv[j,b] g_b + Xv[j,b] h_b``), and
+    ``below[l, b] = 1`` when bus ``b`` is downstream of branch ``l`` (``ΔP_l = −g_b``).
+    """
+    bi = feeder.bus_index
+    path: dict[str, list[int]] = {feeder.source_bus: []}
+    for k, br in enumerate(feeder.branches):
+        path[br.to_bus] = path[br.from_bus] + [k]
+    r = np.array([br.r_pu for br in feeder.branches])
+    x = np.array([br.x_pu for br in feeder.branches])
+    nb, nl = len(feeder.buses), len(feeder.branches)
+    on_path = np.zeros((nb, nl))
+    for name, ks in path.items():
+        on_path[bi[name], ks] = 1.0
+    cols = [bi[b] for b in buses]
+    shared = on_path[:, None, :] * on_path[cols][None, :, :]  # (nb, nbus_inj, nl)
+    rv = 2.0 * (shared @ r) / feeder.s_base_mva
+    xv = 2.0 * (shared @ x) / feeder.s_base_mva
+    below = on_path[cols].T  # (nl, n_inj): branch l on the path to b  ⇔  b below l
+    return rv, xv, below
+
+
+class CompactNetwork:
+    """LinDistFlow in superposition form for the rolling controller (docs §1.5).
+
+    The branch-flow model of §1.1–1.2 is linear once the operating point is fixed, so its
+    state is an affine function of the FCM injections ``g_b`` (MW) and ``h_b`` (Mvar) at the
+    injection buses. The *base* (all loads, FCMs at zero) and the *sensitivities* are
+    are evaluated outside the MILP with :func:`linear_state` (one sparse factorisation)::
+
+        v_jt  = v^base_jt  + Σ_b (∂v_j/∂g_b g_bt + ∂v_j/∂h_b h_bt)
+        P_lt  = P^base_lt  + Σ_b (∂P_l/∂g_b g_bt + ∂P_l/∂h_b h_bt)      (likewise Q_lt)
+        P^sub_t = P^sub,base_t + Σ_b (∂P^sub/∂g_b g_bt + ∂P^sub/∂h_b h_bt)
+
+    With bases and sensitivities from the same operating point this is exactly the
+    branch-flow block's solution (superposition holds in a linear model). The MILP keeps only
+    the limit rows of §1.3, ``P``/``Q`` of the rated branches and ``P^sub`` as variables.
+    The sensitivities are computed once, at the ``operating_point`` given to the constructor
+    (``None``: flat start), and are constants of the model; :meth:`update` recomputes the
+    bases at each new operating point and writes them into mutable parameters, so a rolling
+    solve only changes right-hand sides. The price is that the loss sensitivity to the FCM
+    injections stays at the construction point (second order; measured in the benchmark).
+    Load shedding is not offered in this form.
+
+    The block gets the same named components as :func:`build_network` (``v``, ``P``/``Q``
+    for the rated branches, ``p_sub_mw``, ``q_sub_mvar``, ``losses_mw``, the slack terms,
+    ``abnormal``, ``p_load_mw``/``q_load_mvar``, ``p_sub_prev_mw``), with ``v``, ``P``, ``Q``
+    as expressions.
+    """
+
+    def __init__(self, b: pyo.Block, feeder: FeederData, time: Sequence[int], params: NetworkParams,
+                 injections: Mapping[str, Sequence[Any]] | None = None,
+                 q_injections: Mapping[str, Sequence[Any]] | None = None,
+                 extra_mva: Mapping[str, float] | None = None,
+                 operating_point: OperatingPoint | None = None) -> None:
+        self.b = b
+        self.feeder = feeder
+        self.params = params
+        injections = injections or {}
+        q_injections = q_injections or {}
+        for bus in list(injections) + list(q_injections):
+            if bus not in feeder.bus_index:
+                raise ValueError(f"injection at unknown bus {bus!r} of feeder {feeder.name}")
+        inj_buses = sorted(set(injections) | set(q_injections), key=feeder.bus_index.get)
+        self.inj_buses = inj_buses
+        src = feeder.source_bus
+        load = feeder.load_by_bus
+        names = list(feeder.bus_names)
+        dt_h = params.dt_h
+
+        b.T = pyo.Set(initialize=list(time), ordered=True)
+        b.N = pyo.Set(initialize=names, ordered=True)
+        b.L = pyo.Set(initialize=[br.name for br in feeder.branches], ordered=True)
+        b.B = pyo.Set(initialize=inj_buses, ordered=True)
+        rated = thermal_screen(feeder, params, extra_mva)
+        b.LR = pyo.Set(initialize=rated, ordered=True)
+        n_sides = max(params.thermal_sides, 3)
+        b.K = pyo.Set(initialize=list(range(n_sides if rated else 0)), ordered=True)
+
+        b.p_load_mw = pyo.Param(b.N, b.T, mutable=True,
+                                initialize=lambda _, j, t: load[j].p_mw if j in load else 0.0)
+        b.q_load_mvar = pyo.Param(b.N, b.T, mutable=True,
+                                  initialize=lambda _, j, t: load[j].q_mvar if j in load else 0.0)
+        b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
+        b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
+        b.p_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
+        b.q_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
+        b.p_sub_base = pyo.Param(b.T, mutable=True, initialize=0.0)
+        b.q_sub_base = pyo.Param(b.T, mutable=True, initialize=0.0)
+        has_q = set(q_injections)
+        sens = self._sensitivities(operating_point)
+        self.sens = sens
+
+        def g(bus: str, t: int) -> Any:
+            return sum(item[t] for item in injections.get(bus, ()))
+
+        def h(bus: str, t: int) -> Any:
+            return sum(item[t] for item in q_injections.get(bus, ()))
+
+        def lin(kind: str, row: int, t: int) -> Any:
+            dg, dh = sens[kind]
+            out = 0.0
+            for c, bus in enumerate(inj_buses):
+                if bus in injections and dg[row, c] != 0.0:
+                    out = out + float(dg[row, c]) * g(bus, t)
+                if bus in has_q and dh[row, c] != 0.0:
+                    out = out + float(dh[row, c]) * h(bus, t)
+            return out
+
+        bi = feeder.bus_index
+        li = {br.name: k for k, br in enumerate(feeder.branches)}
+        b.v = pyo.Expression(b.N, b.T, rule=lambda b, j, t: b.v_base[j, t] + lin("v", bi[j], t))
+        # the limit rows carry V_lim² − v^base as plain parameters (cheap to update)
+        b.v_lo_rhs = pyo.Param(b.N, b.T, mutable=True, initialize=params.v_min_pu ** 2 - 1.0)
+        b.v_hi_rhs = pyo.Param(b.N, b.T, mutable=True, initialize=params.v_max_pu ** 2 - 1.0)
+        b.P = pyo.Var(b.LR, b.T)
+        b.Q = pyo.Var(b.LR, b.T)
+        b.P_def = pyo.Constraint(b.LR, b.T, rule=lambda b, l, t: b.P[l, t] - lin("P", li[l], t) == b.p_base[l, t])
+        b.Q_def = pyo.Constraint(b.LR, b.T, rule=lambda b, l, t: b.Q[l, t] - lin("Q", li[l], t) == b.q_base[l, t])
+        b.p_sub = pyo.Var(b.T)
+        b.p_sub_def = pyo.Constraint(b.T, rule=lambda b, t: b.p_sub[t] - lin("sub", 0, t) == b.p_sub_base[t])
+        b.p_sub_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t])
+        b.q_sub_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q_sub_base[t] + lin("qsub", 0, t))
+        b.losses_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t] - sum(
+            b.p_load_mw[j, t] for j in b.N) + sum(g(bus, t) for bus in inj_buses))
+
+        b.sv_lo = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
+        b.sv_hi = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
+        b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
+        b.s_ramp = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+        @b.Constraint(b.N, b.T)
+        def v_limits(b, j, t):  # V_min² ≤ v_jt + σ⁻ − σ⁺ ≤ V_max², v^base moved to the bounds
+            if j == src:
+                return pyo.Constraint.Skip
+            return pyo.inequality(b.v_lo_rhs[j, t], lin("v", bi[j], t) + b.sv_lo[j, t] - b.sv_hi[j, t],
+                                  b.v_hi_rhs[j, t])
+
+        shrink = math.cos(math.pi / n_sides)
+        branch_of = {br.name: br for br in feeder.branches}
+
+        @b.Constraint(b.LR, b.K, b.T)
+        def thermal(b, l, k, t):
+            theta = 2.0 * math.pi * k / n_sides
+            s_max = branch_of[l].rating_mva * params.loading_frac
+            return (math.cos(theta) * b.P[l, t] + math.sin(theta) * b.Q[l, t]
+                    <= s_max * shrink + b.s_th[l, t])
+
+        if params.ramp_limit_mw_per_min is not None:
+            ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
+            first = b.T.first()
+
+            def prev(t: int) -> Any:
+                return b.p_sub_prev_mw if t == first else b.p_sub_mw[b.T.prev(t)]
+
+            b.ramp_up = pyo.Constraint(b.T, rule=lambda b, t: b.p_sub_mw[t] - prev(t) <= ramp + b.s_ramp[t])
+            b.ramp_down = pyo.Constraint(b.T, rule=lambda b, t: prev(t) - b.p_sub_mw[t] <= ramp + b.s_ramp[t])
+        else:
+            for t in b.T:
+                b.s_ramp[t].fix(0.0)
+
+        b.voltage_slack_pu = pyo.Expression(
+            expr=sum(b.sv_lo[j, t] / (2 * params.v_min_pu) + b.sv_hi[j, t] / (2 * params.v_max_pu)
+                     for j in b.N for t in b.T if j != src))
+        b.thermal_slack_mva = pyo.Expression(expr=sum(b.s_th[l, t] for l in b.LR for t in b.T))
+        b.ramp_violation_mwh = pyo.Expression(expr=sum(b.s_ramp[t] * dt_h for t in b.T))
+        b.unserved_mwh = pyo.Expression(expr=0.0)
+        b.abnormal = pyo.Expression(b.T, rule=lambda b, t: (
+            sum(b.sv_lo[j, t] + b.sv_hi[j, t] for j in b.N if j != src)
+            + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]))
+        self.update(None)
+
+    def _sensitivities(self, op: OperatingPoint | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """∂(v, P, Q, P^sub, Q^sub)/∂(g_b, h_b) at ``op`` by unit injections in the linear model."""
+        f = self.feeder
+        bi = f.bus_index
+        nb, n_b = len(f.buses), len(self.inj_buses)
+        p = np.zeros((nb, 1 + 2 * n_b))
+        q = np.zeros((nb, 1 + 2 * n_b))
+        for k, bus in enumerate(self.inj_buses):
+            p[bi[bus], 1 + k] = -1.0          # +1 MW injected = −1 MW of load
+            q[bi[bus], 1 + n_b + k] = -1.0
+        P, Q, v = linear_state(f, p, q, op, 1.0)
+        sub_p, sub_q = self._sub(P, Q, p, q)
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for kind, arr in (("v", v), ("P", P), ("Q", Q), ("sub", sub_p[None, :]), ("qsub", sub_q[None, :])):
+            d = arr - arr[:, :1]
+            out[kind] = (d[:, 1:1 + n_b], d[:, 1 + n_b:])
+        return out
+
+    def _sub(self, P: np.ndarray, Q: np.ndarray, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = self.feeder
+        li = {br.name: k for k, br in enumerate(f.branches)}
+        first = [li[c.name] for c in f.children[f.source_bus]]
+        src = f.bus_index[f.source_bus]
+        return P[first].sum(axis=0) + p[src], Q[first].sum(axis=0) + q[src]
+
+    def update(self, op: OperatingPoint | None, v_source_sq: float = 1.0) -> None:
+        """Recompute the bases (FCMs at zero) from the block's load parameters, the source
+        voltage and the operating point ``op`` (``None``: flat start); write them into the
+        mutable parameters. Sensitivities stay those of construction."""
+        b, f = self.b, self.feeder
+        steps = list(b.T)
+        names = list(f.bus_names)
+        p = np.array([[b.p_load_mw[j, t].value for t in steps] for j in names])
+        q = np.array([[b.q_load_mvar[j, t].value for t in steps] for j in names])
+        P, Q, v = linear_state(f, p, q, op, v_source_sq)
+        p_sub, q_sub = self._sub(P, Q, p, q)
+        li = {br.name: k for k, br in enumerate(f.branches)}
+        vmin2, vmax2 = self.params.v_min_pu ** 2, self.params.v_max_pu ** 2
+        b.p_sub_base.store_values({t: float(p_sub[k]) for k, t in enumerate(steps)}, check=False)
+        b.q_sub_base.store_values({t: float(q_sub[k]) for k, t in enumerate(steps)}, check=False)
+        vb = {(j, t): float(v[a, k]) for a, j in enumerate(names) for k, t in enumerate(steps)}
+        b.v_base.store_values(vb, check=False)
+        b.v_lo_rhs.store_values({key: vmin2 - x for key, x in vb.items()}, check=False)
+        b.v_hi_rhs.store_values({key: vmax2 - x for key, x in vb.items()}, check=False)
+        rated = list(b.LR)
+        b.p_base.store_values({(l, t): float(P[li[l], k]) for l in rated for k, t in enumerate(steps)},
+                              check=False)
+        b.q_base.store_values({(l, t): float(Q[li[l], k]) for l in rated for k, t in enumerate(steps)},
+                              check=False)

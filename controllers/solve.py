@@ -106,10 +106,19 @@ def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOu
 
     solver.config.load_solution = False
     solver.config.warmstart = bool(warmstart)
-    if time_limit_s is not None:
-        solver.config.time_limit = time_limit_s
+    limit = time_limit_s if time_limit_s is not None else getattr(solver, "_dcshock_limit", None)
+    if limit is None:
+        limit = solver.config.time_limit
+    solver._dcshock_limit = limit
     if mip_gap is not None:
         solver.config.mip_gap = mip_gap
+    if limit is not None:
+        # HiGHS compares its time_limit with the run time accumulated over the whole life of
+        # its Highs object (highspy 1.16: getRunTime() keeps growing across run() calls), so a
+        # persistent instance would time out at once after a few solves. Offset the limit.
+        highs = getattr(solver, "_solver_model", None)
+        spent = highs.getRunTime() if highs is not None and getattr(solver, "_model", None) is model else 0.0
+        solver.config.time_limit = spent + limit
     res = solver.solve(model)
     dt = time.perf_counter() - t0
     tc = res.termination_condition

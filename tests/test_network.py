@@ -215,3 +215,31 @@ def test_ieee33_from_csv_matches_pandapower_case33bw_independently():
     assert solve(m).status is SolveStatus.OPTIMAL
     v = predicted_voltages(m.net)
     assert max(abs(v[b] - v_ac[b]) for b in feeder.bus_names) < 1e-6
+
+
+def test_compact_form_equals_the_branch_form_on_ieee33(ac33):
+    """Superposition form vs branch-flow form: one case through both variants."""
+    from controllers.network import CompactNetwork
+
+    feeder, v_ac, p_ac, q_ac = ac33
+    for op in (None, OperatingPoint(v_ac, p_ac, q_ac)):
+        out = {}
+        for form in ("branch", "compact"):
+            m = pyo.ConcreteModel()
+            m.g = pyo.Var(range(2), bounds=(0.0, 0.5))
+            m.net = pyo.Block()
+            params = NetworkParams(v_min_pu=0.93, ramp_limit_mw_per_min=0.1, allow_shedding=False)
+            if form == "branch":
+                build_network(m.net, feeder, range(2), params, injections={"18": [m.g]},
+                              operating_point=op)
+            else:
+                CompactNetwork(m.net, feeder, range(2), params, injections={"18": [m.g]},
+                               operating_point=op).update(op)
+            m.net.p_sub_prev_mw = 3.9
+            m.obj = pyo.Objective(expr=1e3 * m.net.voltage_slack_pu + 1e2 * m.net.ramp_violation_mwh
+                                  + 0.1 * sum(m.g[t] for t in range(2)))
+            assert solve(m).status is SolveStatus.OPTIMAL
+            out[form] = (pyo.value(m.obj), predicted_voltages(m.net), pyo.value(m.net.p_sub_mw[0]))
+        assert out["compact"][0] == pytest.approx(out["branch"][0], rel=1e-7)
+        assert out["compact"][1] == pytest.approx(out["branch"][1], abs=1e-9)
+        assert out["compact"][2] == pytest.approx(out["branch"][2], abs=1e-7)
