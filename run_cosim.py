@@ -115,10 +115,14 @@ def cmd_feeder(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        def num(key: str, fmt: str) -> str:
+            value = summary.get(key)
+            return "n/a" if value is None else format(value, fmt)
+
         print(
-            f"{args.source}: {summary['buses']} buses, load {summary['total_load_kw']:.1f} kW, "
-            f"losses {summary['losses_kw']:.2f} kW, Vmin {summary['v_min_pu']:.4f} pu at bus "
-            f"{summary['v_min_bus']}, converged={summary['converged']}"
+            f"{args.source}: {summary['buses']} buses, load {num('total_load_kw', '.1f')} kW, "
+            f"losses {num('losses_kw', '.2f')} kW, Vmin {num('v_min_pu', '.4f')} pu at bus "
+            f"{summary.get('v_min_bus')}, converged={summary['converged']}"
         )
     return EXIT_OK
 
