@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Co-simulation benchmarks (prints measured figures; no assertions).
+
+    python benchmarks/bench_cosim.py overhead [--hours H]     # mosaik World vs plain OpenDSS loop
+    python benchmarks/bench_cosim.py split [--hours H]        # default run with mpc, wall time split
+    python benchmarks/bench_cosim.py compare [--hours H]      # none / rule / mpc KPI table
+    python benchmarks/bench_cosim.py all
+
+``overhead``: the whole default World (FeederSim, DataCenterSim, FCMSim, ControllerSim with
+controller ``none``, Recorder) per step, against the same number of OpenDSS snapshot solves
+of the same feeder with the same injections driven from a plain Python loop in the same
+process (the baseline), and the ratio.
+
+``split``: the default scenario with the MPC; wall time split into power flow (FeederSim's
+step), MILP (the controller's solves), recording (the Recorder's step), other adapters
+(campus, FCMs, controller bookkeeping) and mosaik (the rest), from the timers of the adapters.
+
+``compare``: the acceptance table of issue 5, the KPIs of the three controllers on the
+default scenario with the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.feeder import DSSFeeder  # noqa: E402
+from models.schedule import background_shape  # noqa: E402
+from scenarios.config import DEFAULT_SCENARIO, load_scenario  # noqa: E402
+from scenarios.runner import run_scenario  # noqa: E402
+
+KPI_ROWS = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
+            "voltage_violation_bus_steps", "v_min_pu", "restoration_time_s",
+            "fcm_operating_cost", "controller_solves", "controller_fallbacks",
+            "controller_solve_s_median", "wall_s")
+
+
+def header() -> None:
+    print(f"# {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+
+
+def scenario(hours: float, kind: str):
+    sc = load_scenario(DEFAULT_SCENARIO)
+    return sc.with_overrides(simulation={"hours": hours}, controller={"kind": kind})
+
+
+def plain_loop(hours: float) -> tuple[float, int]:
+    """The baseline: one DSSFeeder, the World's injections and load shape, a Python loop."""
+    sc = scenario(hours, "none")
+    feeder = DSSFeeder.open(sc.feeder_source(), sc.feeder.scale, sc.feeder.extra_commands)
+    buses = sorted({c.bus for c in sc.campus} | {p.bus for p in sc.fcm.placements})
+    for b in buses:
+        feeder.add_injection(f"inj_{b}", b)
+    steps, dt = sc.simulation.steps, sc.simulation.step_s
+    t0 = time.perf_counter()
+    for k in range(steps):
+        feeder.set_load_scale(float(background_shape(k * dt, sc.simulation.start_hour,
+                                                     sc.grid.background_load_scale)))
+        for i, b in enumerate(buses):
+            feeder.set_injection(f"inj_{b}", 0.8 + 0.01 * ((k + i) % 7), 0.16)
+        res = feeder.solve()
+        _ = (res.bus_voltages(), res.sub_p_mw)
+    return time.perf_counter() - t0, steps
+
+
+def overhead(hours: float) -> None:
+    base_s, steps = plain_loop(hours)
+    with tempfile.TemporaryDirectory() as tmp:
+        kpis = run_scenario(scenario(hours, "none"), Path(tmp) / "run", progress=False)
+    run_s = kpis["wall_run_s"]
+    print(f"\n## co-simulation cost per step, controller none, {steps} steps of 60 s")
+    print(f"plain OpenDSS loop : {base_s:8.3f} s  = {1e3 * base_s / steps:7.3f} ms/step")
+    print(f"mosaik World       : {run_s:8.3f} s  = {1e3 * run_s / steps:7.3f} ms/step "
+          f"(world.run only; setup + KPIs + report add {kpis['wall_s'] - run_s:.2f} s)")
+    print(f"ratio World / loop : {run_s / base_s:8.2f} x")
+    _split(kpis)
+
+
+def _split(kpis: dict) -> None:
+    run_s = kpis["wall_run_s"]
+    print("wall time split of world.run:")
+    for key in ("wall_powerflow_s", "wall_milp_s", "wall_recording_s", "wall_models_s",
+                "wall_controller_other_s", "wall_mosaik_s"):
+        v = kpis.get(key, float("nan"))
+        print(f"  {key[5:-2]:<18} {v:9.3f} s  {100 * v / run_s:5.1f} %")
+
+
+def split(hours: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        kpis = run_scenario(scenario(hours, "mpc"), Path(tmp) / "run", progress=False)
+    print(f"\n## default scenario with mpc, {kpis['steps']} steps, total wall {kpis['wall_s']:.1f} s, "
+          f"{kpis['controller_solves']} solves (median {kpis['controller_solve_s_median']:.3f} s, "
+          f"max {kpis['controller_solve_s_max']:.3f} s), {kpis['controller_fallbacks']} fallbacks")
+    _split(kpis)
+    print(f"AC validation: {json.dumps(kpis.get('ac_validation'))}")
+
+
+def compare(hours: float) -> None:
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("none", "rule", "mpc"):
+            rows[kind] = run_scenario(scenario(hours, kind), Path(tmp) / kind, progress=False)
+    print(f"\n## controllers on the default scenario ({hours:g} h, seed {load_scenario(DEFAULT_SCENARIO).seed})")
+    print(f"| {'KPI':<28} | {'none':>10} | {'rule':>10} | {'mpc':>10} |")
+    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 12}|")
+    for key in KPI_ROWS:
+        vals = [rows[k].get(key, float("nan")) for k in ("none", "rule", "mpc")]
+        print(f"| {key:<28} | " + " | ".join(f"{v:10.4g}" if isinstance(v, (int, float)) and v is not None
+                                              else f"{str(v):>10}" for v in vals) + " |")
+    ac = rows["mpc"].get("ac_validation") or {}
+    print(f"mpc AC validation: max |ΔV| = {ac.get('max_abs_v_error_pu')} pu, "
+          f"mean {ac.get('mean_abs_v_error_pu')} pu")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["overhead", "split", "compare", "all"])
+    ap.add_argument("--hours", type=float, default=24.0)
+    args = ap.parse_args()
+    header()
+    if args.what in ("overhead", "all"):
+        overhead(args.hours)
+    if args.what in ("split", "all"):
+        split(args.hours)
+    if args.what in ("compare", "all"):
+        compare(args.hours)
+
+
+if __name__ == "__main__":
+    main()
