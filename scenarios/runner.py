@@ -109,7 +109,8 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
 def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
             wall_s: float) -> dict[str, Any]:
     from scenarios.kpis import compute_kpis, write_kpis
-    from scenarios.report import write_manifest, write_report
+    from scenarios.manifest import write_manifest
+    from scenarios.report import write_report
     from sim.recorder import read_timeseries
 
     ts = read_timeseries(tmp / "timeseries.parquet")
@@ -117,7 +118,7 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     kpis = compute_kpis(ts, plan.scenario, extra)
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
-    write_manifest(tmp, plan.scenario, extra={
+    write_manifest(tmp, plan.scenario, plan.scenario.seed, extra={
         "siting_file": None if siting_file is None else str(siting_file),
         "placements": [p.model_dump(mode="json") for p in plan.placements],
         "schedule_mw": list(plan.schedule_mw),
