@@ -6,9 +6,15 @@ Dispatch`` and act on every call (ControllerSim calls them every co-simulation s
 ``rule`` is transparent on purpose, so every setpoint can be traced to one line below:
 
 1. **Ramp smoothing.** ``U = P^sub + Σ p_fcm`` is the import the feeder would draw without
-   FCMs (from the last measurement). A target follows it at the upstream ramp limit,
-   ``T_k = clip(U_k, T_{k−1} − RΔt, T_{k−1} + RΔt)``, and the FCMs supply the gap
-   ``G = U − T`` (+ = inject).
+   FCMs (from the last measurement). A target follows it at the upstream ramp limit and
+   never sits more than one ramp allowance from the measured import ``P^sub``::
+
+       T_k = clip(clip(U_k, T_{k−1} − RΔt, T_{k−1} + RΔt), P^sub_k − RΔt, P^sub_k + RΔt)
+
+   and the FCMs supply the gap ``G = U − T`` (+ = inject). The outer clip matters after a
+   jump the controller could not see coming (measurements arrive one step late): the
+   import is then walked back and released at no more than ``RΔt`` per step instead of
+   being pulled back to the old trajectory in one go.
 2. **Allocation.** ``G > 0``: storage discharges first, shared in proportion to what each
    can deliver this step, ``min(P̄, (E − E_min) η_d / Δt_h)``; the rest goes to the
    generators (a generator set below its minimum output runs at the minimum, as the device
@@ -96,7 +102,8 @@ class RuleController:
         ramp = p.ramp_limit_mw_per_min * p.step_s / 60.0
         if self.target_mw is None:
             self.target_mw = uncontrolled
-        self.target_mw = min(max(uncontrolled, self.target_mw - ramp), self.target_mw + ramp)
+        target = min(max(uncontrolled, self.target_mw - ramp), self.target_mw + ramp)
+        self.target_mw = min(max(target, measurement.sub_p_mw - ramp), measurement.sub_p_mw + ramp)
         gap = uncontrolled - self.target_mw
 
         storages = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], StorageType)]
