@@ -182,7 +182,7 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
     total, held), plus each campus's forecast at its POI (``q = p tan φ``); the schedule
     padded or cut to the horizon; the operating point for ``linearize_at="ac"`` (measured
     branch flows if given, else downstream sums of the present loads net of the measured
-    FCM output, with the measured voltages)."""
+    FCM output, with the measured voltages, or |V| = 1 when none are usable)."""
     H = params.horizon_steps
     load = feeder.load_by_bus
     nominal_total = sum(ld.p_mw for ld in feeder.loads)
@@ -199,9 +199,12 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
     v_src = measurement.bus_v_pu.get(feeder.source_bus)
     v_src_sq = float(v_src) ** 2 if v_src and math.isfinite(v_src) else 1.0
     op = None
-    if params.linearize_at == "ac" and measurement.converged and measurement.bus_v_pu:
-        v = {k: float(x) for k, x in measurement.bus_v_pu.items() if math.isfinite(x) and x > 0}
-        if measurement.branch_p_mw:
+    if params.linearize_at == "ac":
+        # no usable voltages (first step, diverged flow): |V| = 1 with the load flows
+        ok = measurement.converged and measurement.bus_v_pu
+        v = {k: float(x) for k, x in measurement.bus_v_pu.items()
+             if math.isfinite(x) and x > 0} if ok else {}
+        if ok and measurement.branch_p_mw:
             op = OperatingPoint(v, dict(measurement.branch_p_mw), dict(measurement.branch_q_mvar))
         else:
             p_now = {j: float(arr[0]) for j, arr in p_load.items()}
