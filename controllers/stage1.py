@@ -249,13 +249,13 @@ class FeederRecourse:
 
         Q_s = W_imb Σ_t (m⁺_t + m⁻_t) Δt_h + W_ramp ramp_violation_mwh + W_uns unserved_mwh
               + W_v voltage_slack_pu + W_th thermal_slack_mva
-              + W_op Σ_k op_cost_k + W_imb Σ_k e^short_k
+              + W_op Σ_k op_cost_k + W_soc Σ_k e^short_k
         P^sub_t − P^sched_t = m⁺_t − m⁻_t,   m± ≥ 0
 
     with the network terms of :func:`controllers.network.build_network`, the FCM blocks of
     :mod:`controllers.blocks` (sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``, big-M
-    ``p_k M_k``) and the storage end target ``E_T ≥ E_0`` (shortfall ``e^short`` priced as
-    imbalance). The restoration count of Stage II is left out (it needs a binary per step,
+    ``p_k M_k``) and the storage end target ``E_T ≥ E_0`` (shortfall ``e^short`` priced by
+    ``soc_shortfall_per_mwh``, as in Stage II). The restoration count of Stage II is left out (it needs a binary per step,
     which the LP relaxation of Benders would reduce to another slack penalty).
 
     ``reusable``: Benders builds one block and moves it between scenarios with
@@ -364,7 +364,8 @@ class FeederRecourse:
         blk.op_cost = pyo.Expression(expr=sum(blk.fcm[i].op_cost for i in blk.fcm))
         blk.target_shortfall_mwh = pyo.Expression(expr=sum(b.e_short for b in storage))
         blk.cost = pyo.Expression(
-            expr=w.imbalance_per_mwh * (blk.imbalance_mwh + blk.target_shortfall_mwh)
+            expr=w.imbalance_per_mwh * blk.imbalance_mwh
+            + getattr(w, "soc_shortfall_per_mwh", w.imbalance_per_mwh) * blk.target_shortfall_mwh
             + w.ramp_violation_per_mwh * blk.net.ramp_violation_mwh
             + w.unserved_per_mwh * blk.net.unserved_mwh
             + w.voltage_slack_per_pu_step * blk.net.voltage_slack_pu
@@ -483,7 +484,7 @@ def build_problem(
     grid = scenario.grid
     params = NetworkParams(
         dt_s=float(siting.step_s), v_min_pu=grid.v_min_pu, v_max_pu=grid.v_max_pu,
-        ramp_limit_mw_per_min=grid.ramp_limit_mw_per_min * feeder.scale,
+        ramp_limit_mw_per_min=grid.ramp_limit_mw_per_min,
         loading_frac=grid.max_loading_pct / 100.0,
     )
     recourse = FeederRecourse(
@@ -492,7 +493,7 @@ def build_problem(
     )
     spec = RiskSpec(siting.ambiguity, siting.radius, siting.alpha, siting.beta)
     n = recourse.n_scenarios
-    capacity = sum(c.capacity_mw for c in scenario.campus) * feeder.scale
+    capacity = sum(c.capacity_mw for c in scenario.campus)
     distances = ground_distances(trajectories, "l1", scale_mw=capacity) \
         if spec.ambiguity == "wasserstein" else None
     problem = TwoStageProblem(
