@@ -192,10 +192,11 @@ def solve_extensive(
 ) -> TwoStageSolution:
     """Extensive form: min c(y) + R(w·Q) with all N recourse blocks in one model.
 
-    After the solve the first stage is fixed and every recourse is minimised on its own
-    (objective Σ_s Q_s, separable once y is fixed): in the joint model a scenario whose
-    risk weight is zero (below the VaR, β = 1) need not sit at its own minimum, and the
-    reported Q_s, E, CVaR and p* must be those of the true recourse values.
+    After the solve every recourse is re-solved on its own at the chosen first stage (one
+    scenario at a time, as in Benders): in the joint model a scenario whose risk weight is
+    zero (below the VaR, β = 1) need not sit at its own minimum, and the reported Q_s, E,
+    CVaR and p* must be those of the true recourse values. The objective is unchanged (R is
+    monotone); should a re-solve fail, the joint model's values are reported.
     """
     t0 = time.perf_counter()
     n = problem.n_scenarios
@@ -229,22 +230,16 @@ def solve_extensive(
     link_val = {k: float(pyo.value(v)) for k, v in link.items()}
     first_vals = _first_stage_values(m.first)
 
-    # Re-evaluate each recourse at the chosen first stage (see docstring), warm-started
-    # from the joint solution, which stays feasible: an incumbent exists even on time-out.
-    for v in m.first.component_data_objects(pyo.Var, descend_into=True):
-        v.fix()
-    m.obj.deactivate()
-    m.risk.deactivate()
-    m.eval_obj = pyo.Objective(expr=sum(m.Q[s] for s in range(n)))
-    solver.config.time_limit = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-    solver.config.warmstart = True
-    res2 = solver.solve(m)
-    if res2.best_feasible_objective is not None:
-        res2.solution_loader.load_vars()
-    else:  # keep the joint solution's recourse values (feasible, possibly not minimal)
-        log.warning("extensive form re-evaluation ended with %s; reporting the joint "
-                    "solution's recourse values", res2.termination_condition.name)
-    q_vals = np.array([float(pyo.value(m.Q[s])) for s in range(n)])
+    # Re-evaluate each recourse at the chosen first stage (see docstring), one scenario at
+    # a time with the Benders subproblem machinery (warm-started, parameters only).
+    bounds = {k: v.bounds for k, v in link.items()}
+    try:
+        subs = _Subproblems(problem, list(link), bounds, relax=relax_recourse)
+        q_vals, _ = subs.solve(link_val, duals=False)
+    except (SolveFailed, RecourseInfeasible) as exc:  # keep the joint solution's values
+        log.warning("extensive form re-evaluation failed (%s); reporting the joint "
+                    "solution's recourse values", exc)
+        q_vals = np.array([float(pyo.value(m.Q[s])) for s in range(n)])
     risk = WorstCase(problem.p0, problem.risk, problem.distances).evaluate(w * q_vals)
     capex_val = float(pyo.value(m.capex))
     objective = capex_val + risk.value
@@ -331,9 +326,10 @@ class _Subproblems:
     """
 
     def __init__(self, problem: TwoStageProblem, keys: list[Hashable],
-                 bounds: dict[Hashable, tuple[float, float]]):
+                 bounds: dict[Hashable, tuple[float, float]], relax: bool = True):
         self.problem = problem
         self.keys = keys
+        self.relax = relax
         rec = problem.recourse
         self.reusable = bool(getattr(rec, "reusable", False)) and hasattr(rec, "set_scenario")
         count = 1 if self.reusable else problem.n_scenarios
@@ -349,12 +345,14 @@ class _Subproblems:
         m.rec = pyo.Block()
         link = {key: m.n[k] for k, key in enumerate(self.keys)}
         m.Q = pyo.Expression(expr=self.problem.recourse.build(m.rec, link, s))
-        relax_integers(m.rec)
+        if self.relax:
+            relax_integers(m.rec)
         m.obj = pyo.Objective(expr=m.Q)
         return m
 
-    def solve(self, nhat: dict[Hashable, float]) -> tuple[np.ndarray, np.ndarray]:
-        """Q_s(n̂) and the subgradients π_s (rows) for every scenario."""
+    def solve(self, nhat: dict[Hashable, float],
+              duals: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Q_s(n̂) and (LP only, ``duals``) the subgradients π_s (rows) for every scenario."""
         n = self.problem.n_scenarios
         q = np.zeros(n)
         grad = np.zeros((n, len(self.keys)))
@@ -372,8 +370,9 @@ class _Subproblems:
             if tc != TerminationCondition.optimal:
                 raise SolveFailed(f"recourse LP of scenario {s} ended with {tc.name}")
             q[s] = float(res.best_feasible_objective)
-            duals = inc.solver.get_duals([m.fix_link[k] for k in m.K])
-            grad[s] = [float(duals[m.fix_link[k]]) for k in m.K]
+            if duals and self.relax:
+                pi = inc.solver.get_duals([m.fix_link[k] for k in m.K])
+                grad[s] = [float(pi[m.fix_link[k]]) for k in m.K]
         return q, grad
 
 
