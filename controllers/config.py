@@ -63,5 +63,5 @@ class SitingConfig(_Strict):
     # Stage I minimises capex + R(w·Q). See docs/stage1.md.
     shock_events: PositiveFloat = 100.0
     # How the recourse is valued: "lp" = LP relaxation of the Stage-II MILP (both methods,
-    # same problem); "milp" = keep its integers (extensive form only). docs/stage1.md §5.
+    # same problem); "milp" = keep its integers (extensive form only). docs/stage1.md §4.
     recourse: Literal["lp", "milp"] = "lp"

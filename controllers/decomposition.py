@@ -1,6 +1,6 @@
 """Solving the two-stage risk-averse (DRO-CVaR) problem: extensive form and Benders.
 
-The problem (docs/stage1.md §2) is
+The problem (docs/stage1.md §1) is
 
     min_y  c(y) + R( w·Q_1(y), …, w·Q_N(y) ),     Q_s(y) = min { f_s(z) : (y, z) ∈ Z_s }
 

@@ -13,7 +13,7 @@ with ``P`` an ambiguity set around ``p⁰``:
   ground metric ``d`` of :func:`ground_distances`; **the ball contains only distributions
   supported on the N samples**, not the continuous ball of the general theory)
 
-Joint reformulation (derivation in docs/stage1.md §3). With Rockafellar–Uryasev,
+Joint reformulation (derivation in docs/stage1.md §2). With Rockafellar–Uryasev,
 ``CVaR_α^p(Q) = min_η η + (1/(1−α)) Σ_s p_s (Q_s − η)⁺`` and, since Σ p_s = 1,
 
     R(Q) = max_{p∈P} min_η Σ_s p_s h_s(η),   h_s(η) = (1−β)Q_s + βη + (β/(1−α))(Q_s − η)⁺.
