@@ -179,3 +179,46 @@ def test_ieee33_plan_voltages_match_opendss_with_the_dispatch_applied(ieee33):
     v_ac = ac.bus_voltages()
     err = max(abs(res.predicted_v_pu[b] - v_ac[b]) for b in fd.data.bus_names)
     assert err < 0.005
+
+
+# ---- controllers.solve: the typed outcome ---------------------------------------------------
+
+def test_solve_outcome_statuses():
+    from controllers.solve import make_solver, solve
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(bounds=(0, 1))
+    m.c = pyo.Constraint(expr=m.x >= 2)
+    m.o = pyo.Objective(expr=m.x)
+    assert solve(m).status is SolveStatus.INFEASIBLE
+    m.c.deactivate()
+    out = solve(m)
+    assert out.status is SolveStatus.OPTIMAL and out.ok and out.objective == pytest.approx(0.0)
+    m.n = pyo.Constraint(expr=m.x * m.x >= 0.5)  # nonlinear: APPSI-HiGHS refuses it
+    out = solve(m, make_solver())
+    assert out.status is SolveStatus.ERROR and not out.ok and out.message
+
+
+def test_persistent_solver_time_limit_is_per_solve_not_cumulative():
+    """highspy compares its time limit with the run time of the Highs object's whole life;
+    solve() hands HiGHS the time already spent plus the per-solve limit."""
+    from controllers.solve import make_solver, solve
+
+    m = pyo.ConcreteModel()
+    m.I = pyo.RangeSet(0, 199)
+    m.rhs = pyo.Param(mutable=True, initialize=1.0)
+    m.x = pyo.Var(m.I, bounds=(0, 10))
+    m.c = pyo.Constraint(m.I, rule=lambda m, i: m.x[i] + (m.x[i - 1] if i else 0) >= m.rhs)
+    m.o = pyo.Objective(expr=sum((1 + i % 7) * m.x[i] for i in m.I))
+    limit = 5.0
+    solver = make_solver(time_limit_s=limit)
+    assert solve(m, solver).status is SolveStatus.OPTIMAL
+    for k in range(3):
+        spent = solver._solver_model.getRunTime()
+        assert spent > 0.0  # HiGHS keeps counting across runs ...
+        m.rhs = 2.0 + k
+        out = solve(m, solver)
+        assert out.status is SolveStatus.OPTIMAL
+        # ... so the limit handed to it is the time spent plus the per-solve limit
+        assert solver.config.time_limit == pytest.approx(spent + limit)
+        assert out.objective == pytest.approx(pyo.value(m.o))
