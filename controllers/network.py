@@ -26,7 +26,7 @@ lossless LinDistFlow of Baran & Wu.
 
 Limits, all soft (penalised slack ≥ 0):
 
-* voltage: ``V_min² − σ⁻_jt ≤ v_jt ≤ V_max² + σ⁺_jt``;
+* voltage, one ranged row per bus and step: ``V_min² ≤ v_jt + σ⁻_jt − σ⁺_jt ≤ V_max²``;
 * thermal, an ``n``-sided polygon inscribed in ``P² + Q² ≤ S̄²``:
   ``cos θ_k P_lt + sin θ_k Q_lt ≤ S̄_l cos(π/n) + τ_lt`` for ``θ_k = 2πk/n``;
 * substation ramp: ``|P^sub_t − P^sub_{t−1}| ≤ R Δt + ρ_t`` with ``P^sub_{−1}`` the
@@ -36,6 +36,10 @@ The block exposes the named objective terms as Pyomo ``Expression`` components s
 can print each value: ``voltage_slack_pu`` (pu·steps of |V| beyond the limit, σ/(2V_lim)),
 ``thermal_slack_mva`` (MVA·steps), ``ramp_violation_mwh`` (Σ ρ_t Δt_h) and ``unserved_mwh``
 (Σ s Δt_h). The caller weights them.
+
+Two forms build the same model: :func:`build_network` (branch flows as variables; Stage I)
+and :class:`CompactNetwork` (superposition around a base state evaluated by
+:func:`linear_state`; no flow variables, several times faster in the rolling Stage II).
 """
 
 from __future__ import annotations
