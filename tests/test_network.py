@@ -1,8 +1,8 @@
 """LinDistFlow network block: hand-solvable instances and ieee33 against AC power flow.
 
-Hand-checkable fixtures are built in code (two buses, one line). The ieee33 comparison
-uses OpenDSS through :mod:`models.feeder` when it is available and the independent
-pandapower Newton-Raphson (``case33bw``) otherwise, both at Baran & Wu base load.
+Hand-checkable fixtures are built in code (two buses, one line). The ieee33 comparisons
+use OpenDSS through :mod:`models.feeder`, and, independently, pandapower's Newton-Raphson
+on ``case33bw`` with a FeederData built from the shared Baran & Wu tables.
 """
 
 from __future__ import annotations
@@ -127,30 +127,14 @@ def test_shedding_is_unserved_energy_and_bounded_by_the_load():
 # ---- ieee33 against AC power flow -----------------------------------------------------------
 
 def _ac_reference():
-    """(FeederData, bus |V| dict, branch P dict, branch Q dict) of the AC base case."""
-    try:
-        from models.feeder import DSSFeeder  # the OpenDSS loader, when it has landed
-    except ImportError:
-        DSSFeeder = None
-    if DSSFeeder is not None:
-        fd = DSSFeeder.open("ieee33")
-        res = fd.solve()
-        assert res.converged
-        op = operating_point_from_power_flow(res)
-        return fd.data, dict(op.v_pu), dict(op.p_mw), dict(op.q_mvar)
-    import pandapower as pp
-    import pandapower.networks as pn
+    """(FeederData, bus |V| dict, branch P dict, branch Q dict) of the OpenDSS base case."""
+    from models.feeder import DSSFeeder
 
-    if not SHARED.exists():
-        pytest.skip("needs /work/shared/data for the ieee33 tables")
-    net = pn.case33bw()
-    pp.runpp(net, tolerance_mva=1e-10)
-    feeder = ieee33_from_csv()
-    v = {str(i + 1): float(vm) for i, vm in enumerate(net.res_bus.vm_pu)}
-    # case33bw line i (0-based) is Baran & Wu branch i+1 for the 32 in-service branches
-    p = {f"L{i + 1}": float(net.res_line.p_from_mw[i]) for i in range(32)}
-    q = {f"L{i + 1}": float(net.res_line.q_from_mvar[i]) for i in range(32)}
-    return feeder, v, p, q
+    fd = DSSFeeder.open("ieee33")
+    res = fd.solve()
+    assert res.converged
+    op = operating_point_from_power_flow(res)
+    return fd.data, dict(op.v_pu), dict(op.p_mw), dict(op.q_mvar)
 
 
 @pytest.fixture(scope="module")
