@@ -90,6 +90,16 @@ def test_benders_equals_extensive_form(amb, theta):
         assert sol.first_stage_cost + sol.risk.value == pytest.approx(sol.objective, rel=1e-9)
 
 
+def test_benders_bounds_bracket_the_optimum_at_every_iteration():
+    problem = toy_problem("wasserstein", 0.2)
+    opt = solve_extensive(problem, mip_gap=1e-8, relax_recourse=True).objective
+    for it in (1, 2, 3):
+        sol = solve_benders(problem, mip_gap=1e-9, max_iterations=it)
+        assert sol.iterations == it
+        assert sol.bound <= opt * (1 + 1e-7) and sol.objective >= opt * (1 - 1e-7)
+        assert sol.gap == pytest.approx((sol.objective - sol.bound) / sol.objective)
+
+
 def test_integer_recourse_costs_at_least_its_relaxation():
     problem = toy_problem("l1", 0.3, n=4)
     lp = solve_extensive(problem, mip_gap=1e-8, relax_recourse=True)
