@@ -84,6 +84,13 @@ class RiskEvaluation:
     cvar: float
 
 
+def _quiet_highs() -> Highs:
+    """appsi HiGHS that does not print (HiGHS writes warnings straight to stdout)."""
+    solver = Highs()
+    solver.highs_options["output_flag"] = False
+    return solver
+
+
 def nominal_probabilities(n: int) -> np.ndarray:
     """Uniform nominal law p⁰_s = 1/N of N Monte-Carlo samples."""
     if n < 1:
@@ -255,7 +262,7 @@ class WorstCase:
             expr=sum(((1 - b) * m.p[s] + b * m.q[s]) * m.Q[s] for s in m.S), sense=pyo.maximize
         )
         self.model = m
-        self.solver = Highs()
+        self.solver = _quiet_highs()
 
     def evaluate(self, values: Sequence[float]) -> RiskEvaluation:
         """R(Q), a worst-case law p*, E_{p*}[Q] and CVaR_α^{p*}(Q) (by :func:`cvar`)."""
@@ -296,7 +303,7 @@ def dual_risk_value(
     m.risk = pyo.Block()
     value = add_risk_block(m.risk, [float(v) for v in values], p0, spec, distances)
     m.obj = pyo.Objective(expr=value)
-    res = Highs().solve(m)
+    res = _quiet_highs().solve(m)
     if res.termination_condition != TerminationCondition.optimal:
         raise RuntimeError(f"dual risk LP ended with {res.termination_condition}")
     return float(pyo.value(m.obj))
