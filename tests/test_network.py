@@ -11,6 +11,7 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pyomo.environ as pyo
 import pytest
 
@@ -227,3 +228,35 @@ def test_compact_form_equals_the_branch_form_on_ieee33(ac33):
         assert out["compact"][0] == pytest.approx(out["branch"][0], rel=1e-7)
         assert out["compact"][1] == pytest.approx(out["branch"][1], abs=1e-9)
         assert out["compact"][2] == pytest.approx(out["branch"][2], abs=1e-7)
+
+
+def test_linear_state_bounds_and_tracks_opendss_over_load_levels():
+    """Property over load levels λ: the lossless LinDistFlow voltage is never below the AC
+    voltage (it drops the losses; Baran & Wu), and linearised at the AC point of the same λ
+    it reproduces OpenDSS."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from controllers.network import linear_state
+    from models.feeder import DSSFeeder
+
+    fd = DSSFeeder.open("ieee33")
+    feeder = fd.data
+    names = list(feeder.bus_names)
+    p0 = np.array([[feeder.load_by_bus[j].p_mw if j in feeder.load_by_bus else 0.0] for j in names])
+    q0 = np.array([[feeder.load_by_bus[j].q_mvar if j in feeder.load_by_bus else 0.0] for j in names])
+
+    @settings(max_examples=15, deadline=None, derandomize=True)
+    @given(st.floats(min_value=0.1, max_value=1.6))
+    def check(lam: float) -> None:
+        fd.set_load_scale(lam)
+        ac = fd.solve()
+        assert ac.converged
+        v_ac = np.array([ac.bus_voltage(j) for j in names])
+        _, _, v_flat = linear_state(feeder, lam * p0, lam * q0)
+        # OpenDSS stops iterating at a 1e-4 pu mismatch: its voltages carry ~1e-5 pu of that
+        assert np.all(np.sqrt(v_flat[:, 0]) >= v_ac - 1e-4)
+        _, _, v_lin = linear_state(feeder, lam * p0, lam * q0, operating_point_from_power_flow(ac))
+        assert np.max(np.abs(np.sqrt(v_lin[:, 0]) - v_ac)) < 1e-4
+
+    check()
