@@ -534,7 +534,8 @@ class RollingMPC:
             self.model.set_state(measurement, forecast)
             outcome = solve(self.model.m, self.solver,
                             warmstart=self.params.warmstart and self._loaded)
-            self._after_first_solve()
+            if outcome.status is not SolveStatus.ERROR:  # the instance is loaded in HiGHS
+                self._after_first_solve()
         except Exception as exc:  # never raise into the co-simulation
             logger.exception("Stage-II update/solve failed at t=%.0f s", measurement.time_s)
             outcome = SolveOutcome(SolveStatus.ERROR, message=str(exc))
