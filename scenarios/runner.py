@@ -114,7 +114,8 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     from sim.recorder import read_timeseries
 
     ts = read_timeseries(tmp / "timeseries.parquet")
-    extra = {**extra, "wall_s": wall_s}
+    extra = {**extra, "wall_s": wall_s,
+             "ac_validation_network": network_model_validation(ts, plan)}
     kpis = compute_kpis(ts, plan.scenario, extra)
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
@@ -127,6 +128,75 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     })
     write_report(tmp, ts, kpis, plan.scenario)
     return kpis
+
+
+def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
+    """LinDistFlow against OpenDSS at the operating points the run visited.
+
+    For every converged step t the MILP's network model (:func:`controllers.network.
+    linear_state`, linearised at the AC operating point OpenDSS reported for step t − 1, as
+    the MPC does with ``linearize_at = "ac"``; ``flat_*``: lossless, at the flat start) is evaluated with the net injections OpenDSS
+    was given in step t (background ``s_t·p^nom``, campus and FCM ``p, q``)::
+
+        e_{b,t} = | sqrt(v^LDF_{b,t}) − |V|^OpenDSS_{b,t} |
+
+    Unlike ``ac_validation`` (the MILP's prediction, which also carries the forecast error
+    and the plant's clipping) this isolates the network model. Returns max and mean of e.
+    """
+    import math
+
+    import numpy as np
+
+    from controllers.network import OperatingPoint, linear_state
+
+    fd = plan.feeder
+    sc = plan.scenario
+    names = fd.bus_names
+    bus_cols = [f"bus.{b}.v_pu" for b in names]
+    if "sub.load_scale" not in ts.columns or not all(c in ts.columns for c in bus_cols):
+        return {"max_abs_v_error_pu": math.nan, "mean_abs_v_error_pu": math.nan, "steps": 0}
+    v_meas = ts[bus_cols].to_numpy(float)
+    ok = np.isfinite(v_meas).all(axis=1)
+    p_nom = np.array([fd.load_by_bus[b].p_mw if b in fd.load_by_bus else 0.0 for b in names])
+    q_nom = np.array([fd.load_by_bus[b].q_mvar if b in fd.load_by_bus else 0.0 for b in names])
+    scale = ts["sub.load_scale"].to_numpy(float)
+    p = np.outer(p_nom, scale)
+    q = np.outer(q_nom, scale)
+    idx = fd.bus_index
+    for c in sc.campus:
+        p[idx[c.bus.lower()]] += ts[f"dc.{c.name}.p_mw"].to_numpy(float)
+        q[idx[c.bus.lower()]] += ts[f"dc.{c.name}.q_mvar"].to_numpy(float)
+    for pl in plan.placements:
+        p[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.p_mw"].to_numpy(float)
+        q[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.q_mvar"].to_numpy(float)
+    lines = [br.name for br in fd.branches]
+    has_q = all(f"line.{n}.q_mvar" in ts.columns for n in lines)
+    errs: list[np.ndarray] = []
+    flat: list[np.ndarray] = []
+    for t in range(len(ts)):
+        if not ok[t]:
+            continue
+        if t == 0:
+            g = plan.initial_grid
+            op = OperatingPoint(g.get("bus_v_pu", {}), g.get("line_p_mw", {}), g.get("line_q_mvar", {}))
+        elif ok[t - 1] and has_q:
+            row = ts.iloc[t - 1]
+            op = OperatingPoint(dict(zip(names, v_meas[t - 1])),
+                                {n: float(row[f"line.{n}.p_mw"]) for n in lines},
+                                {n: float(row[f"line.{n}.q_mvar"]) for n in lines})
+        else:
+            op = None
+        v_src = v_meas[t, idx[fd.source_bus]]
+        _, _, v = linear_state(fd, p[:, t:t + 1], q[:, t:t + 1], op, v_source_sq=float(v_src) ** 2)
+        errs.append(np.abs(np.sqrt(np.maximum(v[:, 0], 0.0)) - v_meas[t]))
+        _, _, v0 = linear_state(fd, p[:, t:t + 1], q[:, t:t + 1], None, v_source_sq=float(v_src) ** 2)
+        flat.append(np.abs(np.sqrt(np.maximum(v0[:, 0], 0.0)) - v_meas[t]))
+    if not errs:
+        return {"max_abs_v_error_pu": math.nan, "mean_abs_v_error_pu": math.nan, "steps": 0}
+    e, f = np.concatenate(errs), np.concatenate(flat)
+    return {"max_abs_v_error_pu": float(e.max()), "mean_abs_v_error_pu": float(e.mean()),
+            "steps": len(errs), "linearize_at": "previous step's OpenDSS operating point",
+            "flat_max_abs_v_error_pu": float(f.max()), "flat_mean_abs_v_error_pu": float(f.mean())}
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

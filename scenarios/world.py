@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Grid outputs recorded and measured (FeederSim contract).
 GRID_OUTPUTS = ("converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "v_min_pu", "v_max_pu",
-                "bus_v_pu", "line_loading_pct", "line_p_mw")
+                "bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar")
 CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
 FCM_OUTPUTS = ("p_set_mw", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
 CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
