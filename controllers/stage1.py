@@ -434,8 +434,8 @@ def placements_from(candidates: Sequence[Candidate], modules: Mapping[Hashable, 
     for c in candidates:
         n = float(modules.get(c.key, 0.0))
         if n > tol:
-            out.append(Placement(kind=c.kind, bus=c.bus, p_mw=n * c.p_mw_per_module,
-                                 e_mwh=n * c.e_mwh_per_module))
+            out.append(Placement(kind=c.kind, bus=c.bus, p_mw=round(n * c.p_mw_per_module, 9),
+                                 e_mwh=round(n * c.e_mwh_per_module, 9)))
     return out
 
 
