@@ -96,6 +96,20 @@ def test_budget_and_capacity_floor_by_hand():
     assert res.objective == pytest.approx(375.0)
 
 
+@pytest.mark.parametrize("method", ["extensive", "benders"])
+def test_continuous_sizing_by_hand(method):
+    # d = (2.5, 4), SAA: modules save 150 each up to 2.5 MW, then 75 (< 100): n = 2.5,
+    # value 250 + 0.5·150·1.5 = 362.5. Integer sizing would stop at 2 or 3 (value 375).
+    spec = RiskSpec("none", 0.0, 0.9, 0.0)
+    for integer, n_star, value in ((False, 2.5, 362.5), (True, None, 375.0)):
+        problem = TwoStageProblem(first_stage_builder([CAND], 1e9, integer),
+                                  OneBusShortfall([2.5, 4.0]), nominal_probabilities(2), spec)
+        sol = solve_two_stage(problem, method, mip_gap=1e-9)
+        assert sol.objective == pytest.approx(value, rel=1e-7)
+        if n_star is not None:
+            assert sol.link[CAND.key] == pytest.approx(n_star, abs=1e-7)
+
+
 # --- the feeder recourse on a two-bus feeder ------------------------------------------------
 
 def two_bus(rating: float | None = None, load_mw: float = 0.0) -> FeederData:
