@@ -63,6 +63,9 @@ class GridConfig(_Strict):
     max_loading_pct: PositiveFloat = 100.0
     schedule_interval_s: int = Field(3600, ge=60)
     background_load_scale: PositiveFloat = 1.0
+    #: substation bus voltage held by its tap changer (pu of the source's base); 1.0 = the
+    #: feeder file's own source voltage
+    v_source_pu: float = Field(1.0, ge=0.9, le=1.1)
 
 
 class FCMConfig(_Strict):

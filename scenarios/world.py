@@ -104,6 +104,7 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
     dss_feeder = DSSFeeder.open(scenario.feeder_source(), scenario.feeder.scale,
                                 scenario.feeder.extra_commands)
     feeder = dss_feeder.data
+    dss_feeder.set_source_voltage(scenario.grid.v_source_pu)
     allowed = _allowed_buses(feeder)
     for i, c in enumerate(scenario.campus):
         if not feeder.has_bus(c.bus):
@@ -311,6 +312,9 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     start_hour, lam = sc.simulation.start_hour, sc.grid.background_load_scale
     background = sims["input"].Function(function=lambda t: float(background_shape(t, start_hour, lam)))
     world.connect(background, grid, ("value", "load_scale"))
+    if sc.grid.v_source_pu != 1.0:
+        source_v = sims["input"].Constant(constant=float(sc.grid.v_source_pu))
+        world.connect(source_v, grid, ("value", "v_source_pu"))
 
     sims["dc"] = world.start("DataCenterSim", sim_id="DC", step_s=step, seed=sc.seed,
                              scenario=sc.model_dump(mode="json"))
