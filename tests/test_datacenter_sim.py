@@ -14,6 +14,7 @@ import pytest
 from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, Time
 
 from models.campus import Campus, CampusConfig, ride_through_violated
+from _mosaik_helpers import RECEIVED
 from sim.datacenter_sim import META, OUTPUTS, DataCenterSim, campus_rng
 
 STEP_S = 60
@@ -21,7 +22,6 @@ STEPS = 20
 SAG_STEPS = (3, 4)  # the source voltage dips during steps 3 and 4
 CAMPUS = CampusConfig(name="ai", bus="18", capacity_mw=1.2, reconnect_delay_s=600.0,
                       reconnect_ramp_s=0.0)
-RECEIVED: dict[int, dict[str, Any]] = {}
 
 
 class SourceSim(mosaik_api_v3.Simulator):
@@ -52,35 +52,13 @@ class SourceSim(mosaik_api_v3.Simulator):
         return {"src": {"v_pu": self.dip if self.k in SAG_STEPS else 1.0}}
 
 
-class CollectorSim(mosaik_api_v3.Simulator):
-    """Stores everything it receives in ``RECEIVED[time]``."""
-
-    META: Meta = {
-        "api_version": "3.0", "type": "time-based",
-        "models": {"Sink": {"public": True, "params": [], "any_inputs": True, "attrs": []}},
-    }
-
-    def __init__(self) -> None:
-        super().__init__(self.META)
-
-    def init(self, sid, time_resolution=1.0, **_):
-        return self.meta
-
-    def create(self, num, model) -> list[CreateResult]:
-        return [{"eid": "sink", "type": model}]
-
-    def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
-        RECEIVED[time] = {attr: next(iter(src.values())) for attr, src in inputs.get("sink", {}).items()}
-        return time + STEP_S
-
-
 def _run_world(dip: float) -> list[dict[str, Any]]:
     RECEIVED.clear()
     world = mosaik.World({
         "FeederSim": {"python": "sim.feeder_sim:FeederSim"},
         "DataCenterSim": {"python": "sim.datacenter_sim:DataCenterSim"},
         "Source": {"python": f"{__name__}:SourceSim"},
-        "Collector": {"python": f"{__name__}:CollectorSim"},
+        "Collector": {"python": "_mosaik_helpers:CollectorSim"},
     }, time_resolution=1.0, skip_greetings=True, configure_logging=False)
     feeder = world.start("FeederSim", source="ieee33", step_s=STEP_S)
     grid = feeder.Grid()
@@ -88,7 +66,7 @@ def _run_world(dip: float) -> list[dict[str, Any]]:
     dc = world.start("DataCenterSim", step_s=STEP_S, seed=7)
     campus = dc.Campus(config=CAMPUS.model_dump(mode="json"))
     src = world.start("Source").Source(dip=dip)
-    sink = world.start("Collector").Sink()
+    sink = world.start("Collector", step_s=STEP_S).Sink()
     world.connect(src, grid, ("v_pu", "v_source_pu"))
     world.connect(campus, poi, "p_mw", "q_mvar")
     world.connect(poi, campus, ("v_pu", "v_poi_pu"), time_shifted=True, initial_data={"v_pu": 1.0})

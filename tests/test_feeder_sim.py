@@ -12,6 +12,7 @@ import pytest
 from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, Time
 
 from models.feeder import DSSFeeder
+from _mosaik_helpers import RECEIVED
 from sim.feeder_sim import GRID_DICTS, GRID_INPUTS, GRID_SCALARS, META, FeederSim
 
 STEP_S = 60
@@ -19,7 +20,6 @@ STEP_S = 60
 CAMPUS_MW = [0.4, 1.0, 0.0, 0.7]
 FCM_MW = [0.0, 0.3, -0.2, 0.5]
 LOAD_SCALE = [1.0, 0.8, 1.1, 0.6]
-RECEIVED: dict[int, dict[str, Any]] = {}
 
 
 class ProfileSim(mosaik_api_v3.Simulator):
@@ -52,34 +52,12 @@ class ProfileSim(mosaik_api_v3.Simulator):
         return {eid: {a: self.profiles[eid][a][self.k] for a in attrs} for eid, attrs in outputs.items()}
 
 
-class CollectorSim(mosaik_api_v3.Simulator):
-    """Stores everything it receives in ``RECEIVED[time]``."""
-
-    META: Meta = {
-        "api_version": "3.0", "type": "time-based",
-        "models": {"Sink": {"public": True, "params": [], "any_inputs": True, "attrs": []}},
-    }
-
-    def __init__(self) -> None:
-        super().__init__(self.META)
-
-    def init(self, sid, time_resolution=1.0, **_):
-        return self.meta
-
-    def create(self, num, model) -> list[CreateResult]:
-        return [{"eid": "sink", "type": model}]
-
-    def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
-        RECEIVED[time] = {attr: next(iter(src.values())) for attr, src in inputs.get("sink", {}).items()}
-        return time + STEP_S
-
-
 def _run_world() -> dict[int, dict[str, Any]]:
     RECEIVED.clear()
     world = mosaik.World({
         "FeederSim": {"python": "sim.feeder_sim:FeederSim"},
         "Profile": {"python": f"{__name__}:ProfileSim"},
-        "Collector": {"python": f"{__name__}:CollectorSim"},
+        "Collector": {"python": "_mosaik_helpers:CollectorSim"},
     }, time_resolution=1.0, skip_greetings=True, configure_logging=False)
     feeder = world.start("FeederSim", source="ieee33", step_s=STEP_S)
     grid = feeder.Grid()
@@ -89,7 +67,7 @@ def _run_world() -> dict[int, dict[str, Any]]:
     campus = prof.Profile(p_mw=CAMPUS_MW, q_mvar=[0.2 * p for p in CAMPUS_MW], value=LOAD_SCALE)
     # the FCM is a second source at bus 18 (summed with the campus) and the only one at 33
     fcm = prof.Profile(p_mw=[-p for p in FCM_MW], q_mvar=[0.0] * 4, value=[0.0] * 4)
-    sink = world.start("Collector").Sink()
+    sink = world.start("Collector", step_s=STEP_S).Sink()
     world.connect(campus, poi, "p_mw", "q_mvar")
     world.connect(fcm, poi, "p_mw")
     world.connect(fcm, fcm_bus, "p_mw", "q_mvar")
@@ -194,11 +172,11 @@ def test_feeder_sim_runs_as_a_separate_process():
     repo = Path(__file__).resolve().parents[1]
     world = mosaik.World({
         "FeederSim": {"cmd": f"{sys.executable} -m sim.feeder_sim %(addr)s", "cwd": str(repo)},
-        "Collector": {"python": f"{__name__}:CollectorSim"},
+        "Collector": {"python": "_mosaik_helpers:CollectorSim"},
     }, time_resolution=1.0, skip_greetings=True, configure_logging=False)
     feeder = world.start("FeederSim", source="ieee69", step_s=STEP_S)
     grid = feeder.Grid()
-    sink = world.start("Collector").Sink()
+    sink = world.start("Collector", step_s=STEP_S).Sink()
     world.connect(grid, sink, "converged", "sub_p_mw", "v_min_bus")
     world.run(until=2 * STEP_S)
     ref = DSSFeeder.open("ieee69").solve()
