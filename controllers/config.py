@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat
+
+from models.schema import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ObjectiveWeights(_Strict):
+class ObjectiveWeights(StrictModel):
     """Weights of the Stage-II objective terms (DESIGN.md §3), in $ per unit of the term."""
 
     imbalance_per_mwh: NonNegativeFloat = 1_000.0
@@ -25,7 +23,7 @@ class ObjectiveWeights(_Strict):
     soc_shortfall_per_mwh: NonNegativeFloat = 200.0  # storage below its end-of-horizon target
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(StrictModel):
     """``[controller]``: which controller runs in the loop and how the MPC is set up."""
 
     kind: Literal["none", "rule", "mpc"] = "mpc"
@@ -40,7 +38,7 @@ class ControllerConfig(_Strict):
     weights: ObjectiveWeights = ObjectiveWeights()
 
 
-class SitingConfig(_Strict):
+class SitingConfig(StrictModel):
     """``[siting]``: Stage-I DRO-CVaR placement and sizing."""
 
     scenarios: int = Field(20, ge=1)

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator,
-                      model_validator)
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
+
+from models.schema import StrictModel
 
 if TYPE_CHECKING:
     from models.shocks import ShockConfig
@@ -56,14 +57,13 @@ MAX_SUBSTEPS = 20_000
 _EPS = 1e-12
 
 
-class CampusConfig(BaseModel):
+class CampusConfig(StrictModel):
     """``[[campus]]``: one AI data-center campus at a point of interconnection (POI).
 
     All ``*_frac`` sizes of IT load are fractions of the IT capacity
     ``capacity_mw / pue``. Defaults and the public facts behind them: docs/campus.md.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "campus1"
     bus: str

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, NonNegativeFloat
+from pydantic import Field, PositiveFloat, NonNegativeFloat
+
+from models.schema import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class StorageType(_Strict):
+class StorageType(StrictModel):
     """Battery (BESS) or long-duration storage (LDES) module."""
 
     technology: Literal["storage"] = "storage"
@@ -46,7 +45,7 @@ class StorageType(_Strict):
     max_modules: int = Field(8, ge=1)
 
 
-class GeneratorType(_Strict):
+class GeneratorType(StrictModel):
     """Fast-ramping generator module (e.g. reciprocating engine, aeroderivative turbine)."""
 
     technology: Literal["generator"] = "generator"
@@ -65,7 +64,7 @@ class GeneratorType(_Strict):
         return 0.0
 
 
-class DRType(_Strict):
+class DRType(StrictModel):
     """Demand-response module: a curtailable block of load with an energy budget and payback."""
 
     technology: Literal["dr"] = "dr"
@@ -98,7 +97,7 @@ def default_catalog() -> dict[str, FCMType]:
     }
 
 
-class Placement(_Strict):
+class Placement(StrictModel):
     """One installed FCM: catalog kind, bus, rated power and energy (``siting.json`` rows)."""
 
     kind: str

@@ -22,21 +22,22 @@ import math
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeFloat, ValidationInfo, field_validator
+
+from models.schema import StrictModel
 
 from models.campus import DAY_S, ONLINE_EPS_S, Schedule, connection, linear_recurrence, step_means, swing_levels
 
 log = logging.getLogger(__name__)
 
 
-class ShockConfig(BaseModel):
+class ShockConfig(StrictModel):
     """``[shocks]``: probabilities and sizes of surges, trips, reconnections, oscillations.
 
     Rates are of a Poisson process per campus, in events per day; ``[low, high]`` pairs are
     uniform ranges. Defaults and their sources: docs/campus.md.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     surge_rate_per_day: NonNegativeFloat = 2.0
     surge_size_frac: tuple[float, float] = (0.2, 0.5)

@@ -16,7 +16,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import BaseModel, Field, PositiveFloat, ValidationError, model_validator
+
+from models.schema import StrictModel
 
 from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
@@ -28,11 +30,8 @@ SCENARIO_DIR = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = SCENARIO_DIR / "ieee33_ai_shock.toml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class FeederConfig(_Strict):
+class FeederConfig(StrictModel):
     """``[feeder]``: a built-in feeder name (``ieee33``, ``ieee69``) or a path to an OpenDSS
     master file (relative paths are taken from the scenario file's folder), and the
     per-unit-preserving scale factor K (loads × K, base voltage × √K)."""
@@ -42,7 +41,7 @@ class FeederConfig(_Strict):
     extra_commands: list[str] = Field(default_factory=list)
 
 
-class SimulationConfig(_Strict):
+class SimulationConfig(StrictModel):
     """``[simulation]``: horizon and co-simulation step Δt."""
 
     hours: PositiveFloat = 24.0
@@ -54,7 +53,7 @@ class SimulationConfig(_Strict):
         return int(round(self.hours * 3600 / self.step_s))
 
 
-class GridConfig(_Strict):
+class GridConfig(StrictModel):
     """``[grid]``: operating limits the KPIs and controllers judge the feeder by."""
 
     v_min_pu: float = Field(0.95, gt=0.5, lt=1.0)
@@ -68,7 +67,7 @@ class GridConfig(_Strict):
     v_source_pu: float = Field(1.0, ge=0.9, le=1.1)
 
 
-class FCMConfig(_Strict):
+class FCMConfig(StrictModel):
     """``[fcm]``: the module catalog and, optionally, fixed placements."""
 
     catalog: dict[str, FCMType] = Field(default_factory=default_catalog)
@@ -85,7 +84,7 @@ class FCMConfig(_Strict):
         return self
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """A whole scenario file."""
 
     name: str = "scenario"
