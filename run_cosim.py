@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--realtime", type=_positive(float),
                      help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--hil", action="store_true",
+                     help="run the controller as a separate process reached over TCP (HIL mode)")
 
     site = sub.add_parser("site", help="Stage-I DRO-CVaR siting and sizing of FCMs")
     site.add_argument("scenario", type=Path)
@@ -178,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / scenario.name
     kpis = run_scenario(
         scenario, out, siting_file=args.siting, realtime=args.realtime,
-        progress=not args.no_progress,
+        progress=not args.no_progress, hil=args.hil,
     )
     keys = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
             "voltage_violation_bus_steps", "v_min_pu", "pf_nonconverged_steps", "wall_s")
