@@ -359,7 +359,6 @@ def step_means(
     ``P_k = (IT_k + F̄_k)·(ρ + (1 − ρ)·κ̄_k)`` with ρ = ``backup_residual_frac``.
     Used by the shock generator and by :meth:`Campus.forecast`.
     """
-    n = len(edges) - 1
     step = float(edges[1] - edges[0])
     mid = 0.5 * (edges[:-1] + edges[1:])
     it_cap = cfg.it_capacity_mw
