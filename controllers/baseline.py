@@ -3,28 +3,41 @@
 Both have the :class:`controllers.interface.Controller` interface ``step(measurement) ->
 Dispatch`` and act on every call (ControllerSim calls them every co-simulation step).
 
-``rule`` is transparent on purpose, so every setpoint can be traced to one line below:
+``rule`` is transparent on purpose, so every setpoint can be traced to one line below.
+Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in force,
+``RΔt`` the upstream ramp allowance per call, ``a = ramp_use_frac``, ``b = deadband_mw``.
 
-1. **Ramp smoothing.** ``U = P^sub + Σ p_fcm`` is the import the feeder would draw without
-   FCMs (from the last measurement). A target follows it at the upstream ramp limit and
-   never sits more than one ramp allowance from the measured import ``P^sub``::
+1. **Target import.** ``U = P^sub + Σ p_fcm`` is the import the feeder would draw without
+   FCMs (last measurement). The target keeps the import within the dead band of the
+   schedule, moving at most ``a·RΔt`` from the measured import per step::
 
-       T_k = clip(clip(U_k, T_{k−1} − RΔt, T_{k−1} + RΔt), P^sub_k − RΔt, P^sub_k + RΔt)
+       T = clip(clip(U, S − b, S + b), P^sub − a·RΔt, P^sub + a·RΔt)
 
-   and the FCMs supply the gap ``G = U − T`` (+ = inject). The outer clip matters after a
-   jump the controller could not see coming (measurements arrive one step late): the
-   import is then walked back and released at no more than ``RΔt`` per step instead of
-   being pulled back to the old trajectory in one go.
-2. **Allocation.** ``G > 0``: storage discharges first, shared in proportion to what each
-   can deliver this step, ``min(P̄, (E − E_min) η_d / Δt_h)``; the rest goes to the
-   generators (a generator set below its minimum output runs at the minimum, as the device
-   does). ``G < 0``: storage charges, in proportion to ``min(P̄, (E_max − E)/(η_c Δt_h))``.
-3. **Restoring.** When calm (``|G|`` below the dead band) storage moves its stored energy
-   towards the end target ``soc_init·Ē`` at no more than ``restore_frac·P̄`` and no more than
-   a share of the ramp allowance, so restoring never causes a ramp violation by itself.
-4. **DR.** A DR module curtails fully (``D̄``; the device enforces its budget) while the
-   voltage at its bus is below ``v_min_pu``, and stops once it is back above
-   ``v_min_pu + dr_release_pu`` (hysteresis); the device then pays the energy back.
+   The FCMs supply ``G = U − T`` (+ = inject). So the FCMs counter (a) a change of the
+   import beyond the ramp allowance and (b) a deviation from the schedule beyond the dead
+   band, and nothing else. ``a < 1`` leaves ``(1 − a)·RΔt`` for the change the controller
+   cannot see coming (measurements arrive one step late).
+2. **SoC drift.** Storage drifts towards ``soc_init·Ē`` at no more than ``restore_frac·P̄``,
+   and only inside the allowances: the drift power ``r`` (+ = charging) moves the target
+   to ``T' = clip(T + r, [S − b, S + b] ∩ [P^sub − a·RΔt, P^sub + a·RΔt])`` when ``T``
+   lies in that set (otherwise no drift), so restoring never by itself pushes the import
+   out of the dead band or beyond the ramp allowance. Storage never charges for the drift
+   while its bus is below ``v_min_pu``.
+3. **Allocation.** DR's own output ``p̂_DR`` (curtailment or payback, rule 4) is part of
+   the FCM total: storage and generation supply ``G' = U − T' − p̂_DR``. The generators
+   follow the positive part of ``G'`` (a start when it exceeds their minimum output; a
+   running unit asked for less runs at its minimum, as the device does); storage supplies
+   the rest, ``G' − ĝ`` with ``ĝ`` the generation expected this step (setpoint within the
+   generator's ramp from its measured output), shared in proportion to what each store can
+   deliver this step within its energy bounds. While its bus is below ``v_min_pu`` a store
+   charges only what holding the ramp needs, ``max(0, P^sub − a·RΔt − U)`` (charging there
+   would deepen the sag): the import may then stay below the schedule.
+4. **DR.** A DR module curtails fully (``D̄``; the device enforces its budget) only in a
+   sag, when its bus voltage is below ``v_sag_pu`` (lower than the operating limit
+   ``v_min_pu``), and stops once the voltage is back above ``v_min_pu + dr_release_pu``
+   (the wide band keeps its own voltage lift from switching it off again).
+   Payback is deferred while the voltage is below ``v_min_pu + dr_release_pu`` (the device
+   still forces it at its deadline) and runs at ``D̄`` once the voltage has recovered.
 
 A measurement from a diverged power flow (``converged=False``) carries no usable numbers;
 the rule controller then sets every FCM to 0 for that step (status ``rule:no-measurement``).
@@ -60,21 +73,32 @@ class IdleController:
 @dataclass(frozen=True)
 class RuleParams:
     """``step_s``: seconds between calls (the co-simulation step, or the MPC re-solve period
-    when used as its fallback); ``ramp_limit_mw_per_min``: upstream limit R."""
+    when used as its fallback); ``ramp_limit_mw_per_min``: upstream limit R;
+    ``deadband_mw``: b, the tolerated deviation from the schedule; ``ramp_use_frac``: a,
+    the share of RΔt the controller's own correction may use; ``v_sag_pu``: DR sheds below
+    it (``None``: ``v_min_pu − 0.03``); the rest as in the module docstring."""
 
     step_s: float
     ramp_limit_mw_per_min: float
     v_min_pu: float = 0.95
     dr_release_pu: float = 0.01
     restore_frac: float = 0.1
-    deadband_mw: float = 1e-3
+    deadband_mw: float = 0.05
+    ramp_use_frac: float = 0.25
+    v_sag_pu: float | None = None
+
+    @property
+    def sag_pu(self) -> float:
+        return self.v_min_pu - 0.03 if self.v_sag_pu is None else self.v_sag_pu
 
 
 class RuleController:
-    """``rule``: ramp smoothing by storage then generation, SoC restoring, DR on low voltage.
+    """``rule``: schedule and ramp holding by generation and storage, SoC drift inside the
+    allowances, DR in sags only with deferred payback.
 
-    See the module docstring for the four rules. The only state is the ramp target ``T``
-    and which DR modules are curtailing.
+    See the module docstring for the four rules. The only state is which DR modules are
+    curtailing and how long ago each one's curtailment ended (to foresee the payback its
+    device forces at the end of the payback window).
     """
 
     def __init__(self, feeder: FeederData, placements: Sequence[Placement],
@@ -83,63 +107,127 @@ class RuleController:
         self.placements = list(placements)
         self.catalog = dict(catalog)
         self.sizes = {pl.label: placement_sizes(pl, catalog[pl.kind]) for pl in placements}
-        self.target_mw: float | None = None
         self.dr_active: set[str] = set()
+        self.dr_since_s: dict[str, float] = {}
         for pl in placements:
             if not feeder.has_bus(pl.bus):
                 raise ScenarioError("fcm", f"placements[{pl.label}].bus",
                                     f"unknown bus {pl.bus!r} of feeder {feeder.name}")
+        self.storages = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], StorageType)]
+        self.gens = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], GeneratorType)]
+        self.drs = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], DRType)]
 
     def step(self, measurement: Measurement) -> Dispatch:
         p = self.params
+        m = measurement
         out = {pl.label: 0.0 for pl in self.placements}
-        if not measurement.converged or not math.isfinite(measurement.sub_p_mw):
+        if not m.converged or not math.isfinite(m.sub_p_mw):
             return Dispatch(p_mw=out, status="rule:no-measurement")
         dt_h = p.step_s / 3600.0
-        fcm_now = sum(measurement.fcm[pl.label].p_mw for pl in self.placements
-                      if pl.label in measurement.fcm)
-        uncontrolled = measurement.sub_p_mw + fcm_now
-        ramp = p.ramp_limit_mw_per_min * p.step_s / 60.0
-        if self.target_mw is None:
-            self.target_mw = uncontrolled
-        target = min(max(uncontrolled, self.target_mw - ramp), self.target_mw + ramp)
-        self.target_mw = min(max(target, measurement.sub_p_mw - ramp), measurement.sub_p_mw + ramp)
-        gap = uncontrolled - self.target_mw
-
-        storages = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], StorageType)]
-        gens = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], GeneratorType)]
-        headroom = {pl.label: self._storage_room(pl, measurement, dt_h) for pl in storages}
-        if gap > p.deadband_mw:
-            can = {k: v[0] for k, v in headroom.items()}
-            used = self._share(gap, can, out)
-            rest = gap - used
-            for pl in gens:
-                if rest <= p.deadband_mw:
-                    break
-                p_cap = self.sizes[pl.label][0]
-                out[pl.label] = min(rest, p_cap)
-                rest -= out[pl.label]
-        elif gap < -p.deadband_mw:
-            can = {k: v[1] for k, v in headroom.items()}
-            used = self._share(-gap, can, out)
-            for k in can:
-                out[k] = -out[k]
-        else:
-            share = ramp / (2.0 * max(len(storages), 1))
-            for pl in storages:
-                out[pl.label] = self._restore(pl, measurement, dt_h, share, headroom[pl.label])
-
-        for pl in self.placements:
-            if not isinstance(self.catalog[pl.kind], DRType):
-                continue
-            v = measurement.bus_v_pu.get(pl.bus)
-            if v is not None and math.isfinite(v):
-                if v < p.v_min_pu:
-                    self.dr_active.add(pl.label)
-                elif v > p.v_min_pu + p.dr_release_pu:
-                    self.dr_active.discard(pl.label)
-            out[pl.label] = self.sizes[pl.label][0] if pl.label in self.dr_active else 0.0
+        fcm_now = sum(m.fcm[pl.label].p_mw for pl in self.placements if pl.label in m.fcm)
+        uncontrolled = m.sub_p_mw + fcm_now
+        sched = float(m.p_sched_mw[0]) if len(m.p_sched_mw) and math.isfinite(m.p_sched_mw[0]) \
+            else m.sub_p_mw
+        move = p.ramp_use_frac * p.ramp_limit_mw_per_min * p.step_s / 60.0
+        lo = max(sched - p.deadband_mw, m.sub_p_mw - move)
+        hi = min(sched + p.deadband_mw, m.sub_p_mw + move)
+        # rule 1: within the dead band of the schedule, at most a·RΔt from the import
+        target = min(max(min(max(uncontrolled, sched - p.deadband_mw), sched + p.deadband_mw),
+                         m.sub_p_mw - move), m.sub_p_mw + move)
+        # rule 2: SoC drift, only when the target already lies inside both allowances
+        if self.storages and lo <= target + 1e-12 and target <= hi + 1e-12:
+            drift = sum(self._drift(pl, m, dt_h) for pl in self.storages)
+            target = min(max(target + drift, lo), hi)
+        # rule 4 first: DR's own output is part of the FCM total
+        dr_out = {pl.label: self._dr(pl, m, dt_h) for pl in self.drs}
+        out.update({k: v[0] for k, v in dr_out.items()})
+        dr_total = sum(v[1] for v in dr_out.values())
+        need = uncontrolled - target - dr_total
+        # rule 3: generation follows the positive part, storage the rest
+        gen_expected = 0.0
+        rest = need
+        for pl in self.gens:
+            tech = self.catalog[pl.kind]
+            p_cap = self.sizes[pl.label][0]
+            st = m.fcm.get(pl.label)
+            on = bool(st.committed) if st is not None else False
+            p_min = tech.p_min_frac * p_cap
+            want = min(max(rest, 0.0), p_cap)
+            if want > p_min or (on and want > 0.0):
+                out[pl.label] = want
+                g = self._gen_expected(pl, st, want, p_min, p_cap)
+            else:
+                out[pl.label] = 0.0
+                g = self._gen_expected(pl, st, 0.0, p_min, p_cap)
+            gen_expected += g
+            rest -= g
+        store_need = need - gen_expected
+        room = {pl.label: self._storage_room(pl, m, dt_h) for pl in self.storages}
+        if store_need > 0:
+            self._share(store_need, {k: v[0] for k, v in room.items()}, out)
+        elif store_need < 0:
+            # at a bus below v_min storage charges only what holding the ramp needs (rule 1a)
+            ramp_need = max(0.0, (m.sub_p_mw - move) - (uncontrolled - dr_total - gen_expected))
+            can = {pl.label: room[pl.label][1] if self._bus_ok(pl, m)
+                   else min(room[pl.label][1], ramp_need) for pl in self.storages}
+            taken: dict[str, float] = {}
+            self._share(-store_need, can, taken)
+            for k, v in taken.items():
+                out[k] = -v
         return Dispatch(p_mw=out, status="rule")
+
+    def _bus_ok(self, pl: Placement, m: Measurement) -> bool:
+        """Is the bus voltage at or above ``v_min_pu`` (unknown counts as yes)?"""
+        v = m.bus_v_pu.get(pl.bus)
+        return v is None or not math.isfinite(v) or v >= self.params.v_min_pu
+
+    def _gen_expected(self, pl: Placement, st: Any, p_set: float, p_min: float, p_cap: float) -> float:
+        """What the generator will deliver this step for ``p_set`` (models.devices.Generator
+        without its min up/down bookkeeping: a committed unit stays within its ramp and at or
+        above its minimum; an uncommitted one reaches at most ``max(P_min, RΔt)``)."""
+        tech = self.catalog[pl.kind]
+        r = tech.ramp_mw_per_min * self.params.step_s / 60.0
+        if st is None or not st.committed:
+            if p_set <= 0.0:
+                return 0.0
+            return min(max(p_set, p_min), max(p_min, min(r, p_cap)))
+        prev = float(st.p_mw)
+        if p_set <= 0.0 and st.time_in_state_s >= tech.min_up_s:
+            return 0.0
+        return min(max(p_set, max(p_min, prev - r)), min(p_cap, prev + r))
+
+    def _dr(self, pl: Placement, m: Measurement, dt_h: float) -> tuple[float, float]:
+        """(setpoint, expected output) of a DR module: curtail in a sag, pay back once the
+        voltage has recovered (rule 4)."""
+        p = self.params
+        d_cap, budget = self.sizes[pl.label]
+        st = m.fcm.get(pl.label)
+        debt = float(st.debt_mwh) if st is not None else 0.0
+        used = float(st.soc_mwh) if st is not None else 0.0
+        v = m.bus_v_pu.get(pl.bus)
+        if v is not None and math.isfinite(v):
+            if v < p.sag_pu:
+                self.dr_active.add(pl.label)
+            elif v > p.v_min_pu + p.dr_release_pu:
+                self.dr_active.discard(pl.label)
+        # time since its curtailment ended, counted from the measured output
+        self.dr_since_s[pl.label] = 0.0 if st is not None and st.p_mw > 1e-9 \
+            else self.dr_since_s.get(pl.label, 0.0) + p.step_s
+        left = max(budget - used, 0.0) / dt_h if budget > 0 else d_cap
+        if pl.label in self.dr_active and left > 1e-9:
+            return d_cap, min(d_cap, left)
+        recovered = v is None or not math.isfinite(v) or v > p.v_min_pu + p.dr_release_pu
+        if debt > 1e-9 and recovered:
+            return -d_cap, -min(d_cap, debt / dt_h)
+        # deferred; the device still pays at its deadline (models.devices.DemandResponse):
+        # the controller knows the window W and when the curtailment ended
+        if debt <= 1e-9:
+            return 0.0, 0.0
+        tech = self.catalog[pl.kind]
+        since = self.dr_since_s.get(pl.label, 0.0)
+        left_s = max(tech.payback_window_s - since - p.step_s, 0.0)
+        forced = (debt - d_cap * left_s / 3600.0) / dt_h
+        return 0.0, -min(max(forced, 0.0), d_cap, debt / dt_h)
 
     def _storage_room(self, pl: Placement, m: Measurement, dt_h: float) -> tuple[float, float]:
         """(discharge, charge) power this step can deliver within the energy bounds."""
@@ -161,17 +249,18 @@ class RuleController:
             out[k] = take * c / total
         return take
 
-    def _restore(self, pl: Placement, m: Measurement, dt_h: float, ramp_share: float,
-                 room: tuple[float, float]) -> float:
+    def _drift(self, pl: Placement, m: Measurement, dt_h: float) -> float:
+        """Rule 2: the storage's drift power towards ``soc_init·Ē`` (+ = charging), at most
+        ``restore_frac·P̄``; no charging while its bus is below ``v_min_pu``."""
         tech = self.catalog[pl.kind]
         p_cap, e_cap = self.sizes[pl.label]
         e = m.fcm[pl.label].soc_mwh if pl.label in m.fcm else tech.soc_init * e_cap
-        limit = min(self.params.restore_frac * p_cap, ramp_share)
+        limit = self.params.restore_frac * p_cap
         gap_mwh = tech.soc_init * e_cap - e
-        if gap_mwh > 1e-6:  # charge towards the target
-            return -min(limit, room[1], gap_mwh / (tech.eta_charge * dt_h))
-        if gap_mwh < -1e-6:  # discharge towards it
-            return min(limit, room[0], -gap_mwh * tech.eta_discharge / dt_h)
+        if gap_mwh > 1e-6 and self._bus_ok(pl, m):
+            return min(limit, gap_mwh / (tech.eta_charge * dt_h))
+        if gap_mwh < -1e-6:
+            return -min(limit, -gap_mwh * tech.eta_discharge / dt_h)
         return 0.0
 
 

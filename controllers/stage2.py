@@ -108,6 +108,13 @@ class MPCParams:
     ``network_form``: ``"compact"`` (:class:`controllers.network.CompactNetwork`, the same
     model in superposition form, no flow variables; the default, it is several times faster)
     or ``"branch"`` (:func:`controllers.network.build_network`, needed for shedding).
+    ``apply_step_s``: the time within which the plant reaches the first setpoints (the
+    co-simulation step Δt_sim); the change from the measured import to the first horizon
+    step is then held to ``R·Δt_sim`` (soft, first-step ramp row), not ``R·Δt`` of a whole
+    horizon step. ``None`` (or ≥ ``horizon_step_s``): no extra row.
+    ``first_step_ramp_frac``: a, the share of ``R·Δt_sim`` the planned first step may use;
+    the rest is left for the campus change the controller cannot see (it measures one step
+    late and holds its setpoints between re-solves), as the rule controller does.
     """
 
     horizon_steps: int = 24
@@ -128,6 +135,8 @@ class MPCParams:
     allow_shedding: bool = False
     screen_load_factor: float | None = 1.5
     network_form: str = "compact"
+    apply_step_s: float | None = None
+    first_step_ramp_frac: float = 0.5
 
     @property
     def dt_h(self) -> float:
@@ -146,6 +155,7 @@ class MPCParams:
             campuses=tuple(CampusSite(cp.name, str(cp.bus), _tan_phi(cp.power_factor),
                                       float(cp.capacity_mw)) for cp in scenario.campus),
             resolve_period_s=float(c.resolve_every_steps * scenario.simulation.step_s),
+            apply_step_s=float(scenario.simulation.step_s),
         )
 
 
@@ -316,9 +326,10 @@ class Stage2Model:
         )
         storages = [pl.label for pl in self.placements
                     if isinstance(self.catalog[pl.kind], StorageType)]
+        ramp_first = self._first_step_ramp(m)
         values = {
             "imbalance_mwh": sum((m.imb_pos[t] + m.imb_neg[t]) * dt_h for t in m.T),
-            "ramp_violation_mwh": m.net.ramp_violation_mwh,
+            "ramp_violation_mwh": m.net.ramp_violation_mwh + ramp_first,
             "unserved_mwh": m.net.unserved_mwh,
             "restoration_steps": sum(m.z[t] for t in m.T),
             "voltage_slack_pu": m.net.voltage_slack_pu,
@@ -333,6 +344,30 @@ class Stage2Model:
         )
         m.obj = pyo.Objective(expr=sum(m.weight[k] * m.term[k] for k in m.TERMS))
         return m
+
+    def _first_step_ramp(self, m: pyo.ConcreteModel) -> Any:
+        """First-step ramp row: the plant applies the first setpoints at once, so the import
+        moves from the measured ``P^sub_{−1}`` to ``P^sub_0`` within one co-simulation step
+        Δt_sim, not over a horizon step::
+
+            |P^sub_0 − P^sub_{−1}| ≤ a·R·Δt_sim/60 + ρ⁰,   ρ⁰ ≥ 0
+
+        ``ρ⁰`` is held for one co-simulation step, so it adds ``ρ⁰·Δt_sim/3600`` MWh to the
+        ramp-violation term (the KPI's definition of the excess). Returns that expression
+        (0 when ``apply_step_s`` is unset or not shorter than the horizon step).
+        """
+        p = self.params
+        if (p.apply_step_s is None or p.ramp_limit_mw_per_min is None
+                or p.apply_step_s >= p.horizon_step_s):
+            return 0.0
+        allow = p.first_step_ramp_frac * p.ramp_limit_mw_per_min * p.apply_step_s / 60.0
+        m.s_ramp_first = pyo.Var(domain=pyo.NonNegativeReals)
+        net = m.net
+        m.ramp_first_up = pyo.Constraint(
+            expr=net.p_sub_mw[0] - net.p_sub_prev_mw <= allow + m.s_ramp_first)
+        m.ramp_first_down = pyo.Constraint(
+            expr=net.p_sub_prev_mw - net.p_sub_mw[0] <= allow + m.s_ramp_first)
+        return m.s_ramp_first * (p.apply_step_s / 3600.0)
 
     def _add_fcm(self, b: pyo.Block, pl: Placement, T: list[int], dt_h: float) -> None:
         tech = self.catalog[pl.kind]

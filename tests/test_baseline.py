@@ -27,19 +27,24 @@ CATALOG = {
 PLACEMENTS = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=1.0),
               Placement(kind="gen", bus="2", p_mw=1.0),
               Placement(kind="dr", bus="2", p_mw=0.2)]
-# 60 s steps, 0.2 MW/min: the import may move 0.2 MW per step
-PARAMS = RuleParams(step_s=60.0, ramp_limit_mw_per_min=0.2, v_min_pu=0.95)
+# 60 s steps, 0.2 MW/min: RΔt = 0.2 MW; the controller's own move a·RΔt = 0.1 MW;
+# dead band 0.05 MW around the schedule; DR sheds below 0.92 pu (v_min − 0.03)
+PARAMS = RuleParams(step_s=60.0, ramp_limit_mw_per_min=0.2, v_min_pu=0.95, deadband_mw=0.05,
+                    ramp_use_frac=0.5)
 
 
 def _meas(sub: float, soc: float = 0.5, fcm_p: dict | None = None, v2: float = 1.0,
-          converged: bool = True) -> Measurement:
+          converged: bool = True, sched: float | None = None, gen_on: bool = False,
+          debt: float = 0.0) -> Measurement:
     fcm_p = fcm_p or {}
     return Measurement(
         time_s=0.0, sub_p_mw=sub, sub_q_mvar=0.0, bus_v_pu={"1": 1.0, "2": v2}, campus_p_mw={},
-        campus_online={}, p_sched_mw=np.zeros(1), converged=converged,
+        campus_online={}, p_sched_mw=np.array([sub if sched is None else sched]),
+        converged=converged,
         fcm={"bess_2": FCMState(p_mw=fcm_p.get("bess_2", 0.0), soc_mwh=soc),
-             "gen_2": FCMState(p_mw=fcm_p.get("gen_2", 0.0)),
-             "dr_2": FCMState(p_mw=fcm_p.get("dr_2", 0.0))},
+             "gen_2": FCMState(p_mw=fcm_p.get("gen_2", 0.0), committed=gen_on,
+                               time_in_state_s=1e6),
+             "dr_2": FCMState(p_mw=fcm_p.get("dr_2", 0.0), debt_mwh=debt)},
     )
 
 
@@ -48,57 +53,67 @@ def test_idle_sets_every_fcm_to_zero():
     assert d.p_mw == {"bess_2": 0.0, "gen_2": 0.0, "dr_2": 0.0} and d.status == "idle"
 
 
-def test_rule_counters_a_surge_with_storage_first_then_generation():
+def test_rule_walks_the_import_to_the_schedule_within_its_ramp_share():
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    assert rule.step(_meas(1.0)).p_mw["bess_2"] == 0.0       # target starts at 1.0 MW
-    # FCMs already deliver 0.8 MW and the import reads 1.2: uncontrolled U = 2.0. Target
-    # min(U, 1.0 + 0.2) = 1.2 (within 0.2 of the import): gap 0.8, battery 0.5 first
-    d = rule.step(_meas(1.2, fcm_p={"bess_2": 0.5, "gen_2": 0.3}))
-    assert d.p_mw["bess_2"] == pytest.approx(0.5)
-    assert d.p_mw["gen_2"] == pytest.approx(0.3)
+    # import 1.5, schedule 1.0: T = clip(clip(1.5, 0.95, 1.05), 1.4, 1.6) = 1.4, gap 0.1;
+    # below the generator's 0.3 MW minimum: storage alone
+    d = rule.step(_meas(1.5, sched=1.0))
+    assert d.p_mw["bess_2"] == pytest.approx(0.1) and d.p_mw["gen_2"] == 0.0
     assert d.status == "rule"
-    # next: target 1.4, gap 0.6 → battery 0.5, generator 0.1
-    d = rule.step(_meas(1.2, fcm_p={"bess_2": 0.5, "gen_2": 0.3}))
-    assert d.p_mw["bess_2"] == pytest.approx(0.5) and d.p_mw["gen_2"] == pytest.approx(0.1)
+    # next step: U = 1.4 + 0.1 = 1.5, T = 1.3, gap 0.2
+    d = rule.step(_meas(1.4, sched=1.0, fcm_p={"bess_2": 0.1}))
+    assert d.p_mw["bess_2"] == pytest.approx(0.2)
+    # inside the dead band nothing moves
+    assert rule.step(_meas(1.04, sched=1.0)).p_mw["bess_2"] == 0.0
 
 
-def test_rule_walks_an_unforeseen_jump_back_by_one_allowance():
+def test_rule_generation_follows_the_positive_gap_storage_covers_its_ramp():
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    rule.step(_meas(1.0))
-    d = rule.step(_meas(2.0))  # jumped 1 MW before any measurement showed it
-    # target clip(clip(2.0, 0.8, 1.2), 1.8, 2.2) = 1.8: only 0.2 MW back, not to 1.2
-    assert d.p_mw["bess_2"] == pytest.approx(0.2) and d.p_mw["gen_2"] == 0.0
-
-
-def test_rule_storage_is_limited_by_its_energy_and_charges_on_a_drop():
+    # U = 2.0 + 0.3 = 2.3, T = 1.9, gap 0.4 > P_min 0.3: generator asked for 0.4; running
+    # at 0.3 it reaches min(0.4, 0.3 + 0.25) = 0.4 → storage 0
+    d = rule.step(_meas(2.0, sched=1.0, fcm_p={"gen_2": 0.3}, gen_on=True))
+    assert d.p_mw["gen_2"] == pytest.approx(0.4) and d.p_mw["bess_2"] == pytest.approx(0.0)
+    # gap 0.6 with the unit off: a start reaches max(P_min, RΔt) = 0.3, storage the other 0.3
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    rule.step(_meas(2.0))
-    # U = 2.2 + 0.8 = 3.0, target 2.2, gap 0.8; only 0.002 MWh stored:
-    # 0.002 MWh / (1/60 h) = 0.12 MW of discharge, the generator the rest
-    d = rule.step(_meas(2.2, soc=0.002, fcm_p={"gen_2": 0.8}))
-    assert d.p_mw["bess_2"] == pytest.approx(0.12)
-    assert d.p_mw["gen_2"] == pytest.approx(0.8 - 0.12)
+    d = rule.step(_meas(2.1, sched=1.0, fcm_p={"bess_2": 0.5}))  # U 2.6, T 2.0, gap 0.6
+    assert d.p_mw["gen_2"] == pytest.approx(0.6)
+    assert d.p_mw["bess_2"] == pytest.approx(0.6 - 0.3)
+
+
+def test_rule_storage_is_limited_by_its_energy_and_charges_only_at_a_healthy_bus():
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    rule.step(_meas(2.0))
-    d = rule.step(_meas(1.5))  # drop to 1.5: target max(1.8, 1.5 − 0.2) → 1.7, charge 0.2
-    assert d.p_mw["bess_2"] == pytest.approx(-0.2) and d.p_mw["gen_2"] == 0.0
+    # gap 0.1 but only 0.001 MWh stored: 0.001 / (1/60 h) = 0.06 MW
+    assert rule.step(_meas(1.5, sched=1.0, soc=0.001)).p_mw["bess_2"] == pytest.approx(0.06)
+    # import 0.5 below a 1.0 schedule: T = 0.6, charge 0.1
+    assert rule.step(_meas(0.5, sched=1.0)).p_mw["bess_2"] == pytest.approx(-0.1)
+    # the same at a bus below v_min: no charging for the schedule (it would deepen the sag)
+    assert rule.step(_meas(0.5, sched=1.0, v2=0.94)).p_mw["bess_2"] == 0.0
 
 
-def test_rule_restores_soc_when_calm_within_the_ramp_allowance():
+def test_rule_drifts_soc_only_inside_the_dead_band_and_ramp_share():
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    d = rule.step(_meas(1.0, soc=0.2))  # calm, 0.3 MWh below its 0.5 MWh target
-    # limit: min(10 % of 0.5 MW, 0.2 MW ramp / (2 × 1 store)) = 0.05 MW of charging
-    assert d.p_mw["bess_2"] == pytest.approx(-0.05)
-    d = rule.step(_meas(1.0, soc=0.9))
-    assert d.p_mw["bess_2"] == pytest.approx(0.05)
+    # on schedule, 0.3 MWh below target: drift min(10 % of 0.5, ...) = 0.05 → T' = 1.05
+    assert rule.step(_meas(1.0, soc=0.2)).p_mw["bess_2"] == pytest.approx(-0.05)
+    assert rule.step(_meas(1.0, soc=0.9)).p_mw["bess_2"] == pytest.approx(0.05)
+    # 0.04 above schedule: only 0.01 of room left in the dead band
+    assert rule.step(_meas(1.04, sched=1.0, soc=0.2)).p_mw["bess_2"] == pytest.approx(-0.01)
+    # no charging drift at a bus below v_min
+    assert rule.step(_meas(1.0, soc=0.2, v2=0.94)).p_mw["bess_2"] == 0.0
 
 
-def test_rule_dr_sheds_on_low_voltage_with_hysteresis():
+def test_rule_dr_sheds_in_a_sag_only_and_defers_payback():
     rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
-    assert rule.step(_meas(1.0, v2=0.96)).p_mw["dr_2"] == 0.0
-    assert rule.step(_meas(1.0, v2=0.94)).p_mw["dr_2"] == pytest.approx(0.2)
-    assert rule.step(_meas(1.0, v2=0.955)).p_mw["dr_2"] == pytest.approx(0.2)  # inside the band
-    assert rule.step(_meas(1.0, v2=0.965)).p_mw["dr_2"] == 0.0
+    assert rule.step(_meas(1.0, v2=0.93)).p_mw["dr_2"] == 0.0            # below v_min, no sag
+    d = rule.step(_meas(1.0, v2=0.91))                                    # sag: shed D̄
+    assert d.p_mw["dr_2"] == pytest.approx(0.2)
+    # the DR drop of 0.2 would move the import by more than a·RΔt: storage charges the
+    # 0.1 that holding the ramp needs, even at the low bus
+    assert d.p_mw["bess_2"] == pytest.approx(-0.1)
+    assert rule.step(_meas(1.0, v2=0.94, fcm_p={"dr_2": 0.2})).p_mw["dr_2"] == pytest.approx(0.2)
+    # back above v_min + 0.01: stop; with debt and the voltage recovered, pay back at D̄
+    assert rule.step(_meas(1.0, v2=0.97, debt=0.05)).p_mw["dr_2"] == pytest.approx(-0.2)
+    # debt but a weak bus: deferred (the device's deadline is 1 h away)
+    assert rule.step(_meas(1.0, v2=0.955, debt=0.05)).p_mw["dr_2"] == 0.0
 
 
 def test_rule_without_a_measurement_sets_zero():
@@ -109,7 +124,8 @@ def test_rule_without_a_measurement_sets_zero():
 def test_rule_in_closed_loop_with_the_device_reduces_ramp_violation():
     """Battery device as the plant; the controller sees the previous step (time shift)."""
     pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=1.0)]
-    uncontrolled = np.r_[np.full(5, 1.0), 1.3, 1.6, 1.9, np.full(12, 2.2)]  # 0.3 MW/min surge
+    uncontrolled = np.r_[np.full(5, 1.0), 1.3, 1.6, 1.9, np.full(30, 2.2)]  # 0.3 MW/min surge
+    # the day-ahead schedule did not foresee the surge: 1.0 MW throughout
 
     def run(controller) -> list[float]:
         device = Storage(pl[0], CATALOG["bess"])
@@ -119,7 +135,7 @@ def test_rule_in_closed_loop_with_the_device_reduces_ramp_violation():
             imports.append(u - out.p_mw)
             p_set = controller.step(Measurement(
                 time_s=60.0 * k, sub_p_mw=imports[-1], sub_q_mvar=0.0, bus_v_pu={},
-                campus_p_mw={}, campus_online={}, p_sched_mw=np.zeros(1),
+                campus_p_mw={}, campus_online={}, p_sched_mw=np.array([1.0]),
                 fcm={"bess_2": FCMState(p_mw=out.p_mw, soc_mwh=out.soc_mwh)})).p_mw["bess_2"]
         return imports
 
@@ -130,8 +146,10 @@ def test_rule_in_closed_loop_with_the_device_reduces_ramp_violation():
     rule = run(RuleController(FEEDER, pl, CATALOG, PARAMS))
     assert violation(idle) == pytest.approx(4 * 0.1)  # four steps of 0.3 MW
     assert violation(rule) < 0.5 * violation(idle)
-    # the import reaches the new level, plus at most the SoC-restoring 10 % of 0.5 MW
-    assert 2.2 - 1e-9 <= rule[-1] <= 2.25 + 1e-9
+    # only the first 0.3 MW step (unseen) exceeds the allowance: 0.1 MW
+    assert violation(rule) == pytest.approx(0.1)
+    # then the battery holds the import towards the schedule, at its 0.5 MW rating
+    assert rule[-1] == pytest.approx(2.2 - 0.5)
 
 
 def test_factory_builds_each_kind_and_rejects_unknown_ones():
