@@ -3,7 +3,7 @@
 
     python benchmarks/bench_cosim.py overhead [--hours H]     # mosaik World vs plain OpenDSS loop
     python benchmarks/bench_cosim.py split [--hours H]        # default run with mpc, wall time split
-    python benchmarks/bench_cosim.py compare [--hours H]      # none / rule / mpc KPI table
+    python benchmarks/bench_cosim.py compare [--hours H] [--seeds 42 1 2]   # none / rule / mpc KPI table
     python benchmarks/bench_cosim.py all
 
 ``overhead``: the whole default World (FeederSim, DataCenterSim, FCMSim, ControllerSim with
@@ -16,7 +16,8 @@ step), MILP (the controller's solves), recording (the Recorder's step), other ad
 (campus, FCMs, controller bookkeeping) and mosaik (the rest), from the timers of the adapters.
 
 ``compare``: the acceptance table of issue 5, the KPIs of the three controllers on the
-default scenario with the same seed.
+default scenario with the same seed, for each seed given (default: the scenario's own), and
+whether MPC < rule < none holds strictly on each of the four acceptance KPIs.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ from scenarios.config import DEFAULT_SCENARIO, load_scenario  # noqa: E402
 from scenarios.runner import run_scenario  # noqa: E402
 
 KPI_ROWS = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
-            "voltage_violation_bus_steps", "v_min_pu", "restoration_time_s",
+            "voltage_violation_bus_steps", "v_min_pu", "restoration_time_s", "campus_trips",
             "fcm_operating_cost", "controller_solves", "controller_fallbacks",
-            "controller_solve_s_median", "wall_s")
+            "controller_solve_s_median", "ac_validation.max_abs_v_error_pu",
+            "ac_validation_prediction.max_abs_v_error_pu", "wall_s")
+#: the four KPIs of issue 5's acceptance (lower is better)
+ACCEPTANCE = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
+              "voltage_violation_bus_steps")
 
 
 def header() -> None:
@@ -50,9 +55,10 @@ def header() -> None:
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
 
 
-def scenario(hours: float, kind: str):
+def scenario(hours: float, kind: str, seed: int | None = None):
     sc = load_scenario(DEFAULT_SCENARIO)
-    return sc.with_overrides(simulation={"hours": hours}, controller={"kind": kind})
+    sc = sc.with_overrides(simulation={"hours": hours}, controller={"kind": kind})
+    return sc if seed is None else sc.with_overrides(seed=seed)
 
 
 def plain_loop(hours: float) -> tuple[float, int]:
@@ -106,27 +112,39 @@ def split(hours: float) -> None:
     print(f"AC validation: {json.dumps(kpis.get('ac_validation'))}")
 
 
-def compare(hours: float) -> None:
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("none", "rule", "mpc"):
-            rows[kind] = run_scenario(scenario(hours, kind), Path(tmp) / kind, progress=False)
-    print(f"\n## controllers on the default scenario ({hours:g} h, seed {load_scenario(DEFAULT_SCENARIO).seed})")
-    print(f"| {'KPI':<28} | {'none':>10} | {'rule':>10} | {'mpc':>10} |")
-    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 12}|")
-    for key in KPI_ROWS:
-        vals = [rows[k].get(key, float("nan")) for k in ("none", "rule", "mpc")]
-        print(f"| {key:<28} | " + " | ".join(f"{v:10.4g}" if isinstance(v, (int, float)) and v is not None
-                                              else f"{str(v):>10}" for v in vals) + " |")
-    ac = rows["mpc"].get("ac_validation") or {}
-    print(f"mpc AC validation: max |ΔV| = {ac.get('max_abs_v_error_pu')} pu, "
-          f"mean {ac.get('mean_abs_v_error_pu')} pu")
+def _get(kpis: dict, key: str):
+    v = kpis
+    for part in key.split("."):
+        v = v.get(part, float("nan")) if isinstance(v, dict) else float("nan")
+    return v
+
+
+def compare(hours: float, seeds: list[int] | None = None) -> None:
+    for seed in seeds or [load_scenario(DEFAULT_SCENARIO).seed]:
+        rows = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind in ("none", "rule", "mpc"):
+                rows[kind] = run_scenario(scenario(hours, kind, seed), Path(tmp) / kind,
+                                          progress=False)
+        print(f"\n## controllers on the default scenario ({hours:g} h, seed {seed})")
+        print(f"| {'KPI':<44} | {'none':>10} | {'rule':>10} | {'mpc':>10} |")
+        print(f"|{'-' * 46}|{'-' * 12}|{'-' * 12}|{'-' * 12}|")
+        for key in KPI_ROWS:
+            vals = [_get(rows[k], key) for k in ("none", "rule", "mpc")]
+            print(f"| {key:<44} | " + " | ".join(
+                f"{v:10.4g}" if isinstance(v, (int, float)) and v is not None else f"{str(v):>10}"
+                for v in vals) + " |")
+        for key in ACCEPTANCE:
+            n, r, m = (_get(rows[k], key) for k in ("none", "rule", "mpc"))
+            print(f"{key}: mpc < rule {'yes' if m < r else 'NO'}, rule < none "
+                  f"{'yes' if r < n else 'NO'}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["overhead", "split", "compare", "all"])
     ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--seeds", type=int, nargs="*", default=None)
     args = ap.parse_args()
     header()
     if args.what in ("overhead", "all"):
@@ -134,7 +152,7 @@ def main() -> None:
     if args.what in ("split", "all"):
         split(args.hours)
     if args.what in ("compare", "all"):
-        compare(args.hours)
+        compare(args.hours, args.seeds)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
 
        T = clip(clip(U, S − b, S + b), P^sub − a·RΔt, P^sub + a·RΔt)
 
+   With ``feedforward`` the campus operator's published forecast of this step ``p̂_c``
+   (``Measurement.campus_forecast_mw[c][0]``: planned reconnections, scheduled job starts
+   and stops) replaces the measured draw: ``U = P^sub + Σ p_fcm + Σ_c (p̂_c − p_c)``.
    The FCMs supply ``G = U − T`` (+ = inject). So the FCMs counter (a) a change of the
    import beyond the ramp allowance and (b) a deviation from the schedule beyond the dead
    band, and nothing else. ``a < 1`` leaves ``(1 − a)·RΔt`` for the change the controller
@@ -29,7 +32,9 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
    running unit asked for less runs at its minimum, as the device does); storage supplies
    the rest, ``G' − ĝ`` with ``ĝ`` the generation expected this step (setpoint within the
    generator's ramp from its measured output), shared in proportion to what each store can
-   deliver this step within its energy bounds. While its bus is below ``v_min_pu`` a store
+   deliver this step within its energy bounds, tapered near a bound to
+   ``sqrt(2·RΔt·E_left/Δt_h)`` (a store walked down at RΔt per step reaches 0 before the
+   bound, so hitting the bound is not a step change of the import). While its bus is below ``v_min_pu`` a store
    charges only what holding the ramp needs, ``max(0, P^sub − a·RΔt − U)`` (charging there
    would deepen the sag): the import may then stay below the schedule.
 4. **DR.** A DR module curtails fully (``D̄``; the device enforces its budget) only in a
@@ -37,7 +42,8 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
    ``v_min_pu``), and stops once the voltage is back above ``v_min_pu + dr_release_pu``
    (the wide band keeps its own voltage lift from switching it off again).
    Payback is deferred while the voltage is below ``v_min_pu + dr_release_pu`` (the device
-   still forces it at its deadline) and runs at ``D̄`` once the voltage has recovered.
+   still forces it at its deadline) and runs at ``D̄`` once the voltage has recovered, but
+   not in the step right after a curtailment (no ``+D̄ → −D̄`` swing in one step).
 
 A measurement from a diverged power flow (``converged=False``) carries no usable numbers;
 the rule controller then sets every FCM to 0 for that step (status ``rule:no-measurement``).
@@ -86,6 +92,7 @@ class RuleParams:
     deadband_mw: float = 0.05
     ramp_use_frac: float = 0.25
     v_sag_pu: float | None = None
+    feedforward: bool = True
 
     @property
     def sag_pu(self) -> float:
@@ -126,6 +133,11 @@ class RuleController:
         dt_h = p.step_s / 3600.0
         fcm_now = sum(m.fcm[pl.label].p_mw for pl in self.placements if pl.label in m.fcm)
         uncontrolled = m.sub_p_mw + fcm_now
+        if p.feedforward:  # rule 1b: the operator's forecast of this step, where it is given
+            for name, p_now in m.campus_p_mw.items():
+                fc = m.campus_forecast_mw.get(name)
+                if fc is not None and len(fc) and math.isfinite(float(fc[0])):
+                    uncontrolled += float(fc[0]) - float(p_now)
         sched = float(m.p_sched_mw[0]) if len(m.p_sched_mw) and math.isfinite(m.p_sched_mw[0]) \
             else m.sub_p_mw
         move = p.ramp_use_frac * p.ramp_limit_mw_per_min * p.step_s / 60.0
@@ -217,7 +229,8 @@ class RuleController:
         if pl.label in self.dr_active and left > 1e-9:
             return d_cap, min(d_cap, left)
         recovered = v is None or not math.isfinite(v) or v > p.v_min_pu + p.dr_release_pu
-        if debt > 1e-9 and recovered:
+        was_curtailing = st is not None and st.p_mw > 1e-9
+        if debt > 1e-9 and recovered and not was_curtailing:  # no +D̄ → −D̄ swing in one step
             return -d_cap, -min(d_cap, debt / dt_h)
         # deferred; the device still pays at its deadline (models.devices.DemandResponse):
         # the controller knows the window W and when the curtailment ended
@@ -234,8 +247,13 @@ class RuleController:
         tech = self.catalog[pl.kind]
         p_cap, e_cap = self.sizes[pl.label]
         e = m.fcm[pl.label].soc_mwh if pl.label in m.fcm else tech.soc_init * e_cap
-        dis = min(p_cap, max(e - tech.soc_min * e_cap, 0.0) * tech.eta_discharge / dt_h)
-        chg = min(p_cap, max(tech.soc_max * e_cap - e, 0.0) / (tech.eta_charge * dt_h))
+        e_dis = max(e - tech.soc_min * e_cap, 0.0) * tech.eta_discharge
+        e_chg = max(tech.soc_max * e_cap - e, 0.0) / tech.eta_charge
+        # taper near a bound: a store delivering P can still be walked down to 0 at RΔt per
+        # step before the bound stops it (energy P²Δt_h/(2RΔt)), so reaching it is no step
+        r = self.params.ramp_limit_mw_per_min * self.params.step_s / 60.0
+        dis = min(p_cap, e_dis / dt_h, math.sqrt(2.0 * r * e_dis / dt_h))
+        chg = min(p_cap, e_chg / dt_h, math.sqrt(2.0 * r * e_chg / dt_h))
         return dis, chg
 
     @staticmethod

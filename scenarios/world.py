@@ -316,8 +316,12 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         source_v = sims["input"].Constant(constant=float(sc.grid.v_source_pu))
         world.connect(source_v, grid, ("value", "v_source_pu"))
 
+    # the campus operator's published forecast: at the MPC's horizon steps, or, for the rule
+    # controller (which feeds forward only the next step), at the co-simulation step
+    fc_grid = ({"forecast_step_s": float(step), "forecast_horizon_s": float(2 * step)}
+               if sc.controller.kind == "rule" else {})
     sims["dc"] = world.start("DataCenterSim", sim_id="DC", step_s=step, seed=sc.seed,
-                             scenario=sc.model_dump(mode="json"))
+                             scenario=sc.model_dump(mode="json"), **fc_grid)
     campuses = {c.name: sims["dc"].Campus(config=c.model_dump(mode="json")) for c in sc.campus}
     for c in sc.campus:
         ent = campuses[c.name]

@@ -222,3 +222,24 @@ def test_persistent_solver_time_limit_is_per_solve_not_cumulative():
         # ... so the limit handed to it is the time spent plus the per-solve limit
         assert solver.config.time_limit == pytest.approx(spent + limit)
         assert out.objective == pytest.approx(pyo.value(m.o))
+
+
+def test_first_step_ramp_row_limits_the_change_applied_within_one_cosim_step():
+    """The first setpoints act within one co-simulation step (60 s), so the import may move
+    only a·R·1 min there, not R × a whole (1 h) horizon step. Hand optimum: load 1 MW,
+    measured import 1.0, schedule 0.5; a 0.5 MW battery with plenty of energy; R = 0.1
+    MW/min; ramp excess priced far above imbalance: the first step moves exactly a·0.1."""
+    pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=10.0)]
+    w = ObjectiveWeights(ramp_violation_per_mwh=1e7)
+    meas = _meas(sub=1.0, sched=(0.5,) * 4, soc=5.0)
+    free = solve_horizon(two_bus(), pl, {"bess": LOSSLESS},
+                         _params(ramp_limit_mw_per_min=0.1, weights=w), meas)
+    assert free.schedule_mw["bess_2"][0] == pytest.approx(0.5, abs=1e-7)  # no first-step row
+    for frac in (1.0, 0.5):
+        res = solve_horizon(two_bus(), pl, {"bess": LOSSLESS},
+                            _params(ramp_limit_mw_per_min=0.1, weights=w, apply_step_s=60.0,
+                                    first_step_ramp_frac=frac), meas)
+        assert res.outcome.status is SolveStatus.OPTIMAL
+        assert res.schedule_mw["bess_2"][0] == pytest.approx(0.1 * frac, abs=1e-6)
+        assert res.schedule_mw["bess_2"][1:] == pytest.approx([0.5] * 3, abs=1e-6)
+        assert res.terms["ramp_violation_mwh"] == pytest.approx(0.0, abs=1e-9)
