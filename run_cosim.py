@@ -9,6 +9,9 @@
                                       [--alpha A] [--beta B]
     python run_cosim.py shocks SCENARIO --samples N [--seed S] --out FILE.parquet
     python run_cosim.py feeder NAME_OR_DSS_FILE [--scale K] --json
+    python run_cosim.py ensemble SCENARIO [--seeds N | --seed-list 1,2,3]
+                                          [--controllers none,rule,mpc] [--hours H] [--out DIR]
+                                          [--scheduler ADDRESS] [--workers N] [--siting FILE]
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming file, field and what is
 allowed), 1 internal failure. This module only parses arguments and calls one function per
@@ -68,6 +71,18 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 1,2,3, "
+                                         f"got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="run_cosim.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -107,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     feeder.add_argument("source", help="built-in name (ieee33, ieee69) or an OpenDSS master file")
     feeder.add_argument("--scale", type=_positive(float), default=1.0)
     feeder.add_argument("--json", action="store_true", help="print the JSON summary")
+
+    ens = sub.add_parser("ensemble", help="run many seeds x controllers on Dask")
+    ens.add_argument("scenario", type=Path)
+    seeds = ens.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_positive(int),
+                       help="number of member seeds spawned from the scenario seed (default 4)")
+    seeds.add_argument("--seed-list", type=_int_list, help="explicit member seeds, e.g. 1,2,3")
+    ens.add_argument("--controllers", type=_name_list, default=["none", "rule", "mpc"],
+                     help="comma-separated controllers (default none,rule,mpc)")
+    ens.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
+    ens.add_argument("--out", type=Path, help="ensemble folder (default results/<name>_ensemble)")
+    ens.add_argument("--scheduler", help="address of a running Dask scheduler (default: a "
+                     "LocalCluster)")
+    ens.add_argument("--workers", type=_positive(int), default=2,
+                     help="LocalCluster worker processes (default 2)")
+    ens.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
+    ens.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -189,7 +221,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder}
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)  # validate before importing Dask and mosaik
+    from scenarios.ensemble import HEADLINE_KPIS, run_ensemble, summarize
+
+    seeds = args.seed_list if args.seed_list is not None else (args.seeds or 4)
+    out = args.out or Path("results") / f"{scenario.name}_ensemble"
+    frame = run_ensemble(
+        scenario, seeds, args.controllers, out, hours=args.hours, siting_file=args.siting,
+        scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress,
+    )
+    failed = int((frame["status"] != "ok").sum())
+    print(f"wrote {out}/ (ensemble_kpis.parquet, ensemble_kpis.csv, ensemble_summary.csv, "
+          f"one folder per member)")
+    print(f"  {len(frame)} members, {failed} failed")
+    for _, row in frame[frame["status"] != "ok"].iterrows():
+        print(f"  {row['folder']}: {row['status']}")
+    summary = summarize(frame)
+    rows = [(c, k) for c in dict.fromkeys(frame["controller"]) for k in HEADLINE_KPIS
+            if (c, k) in summary.index]
+    if rows:
+        print(summary.loc[rows].to_string(float_format=lambda x: f"{x:.4g}"))
+    return EXIT_OK if failed < len(frame) else EXIT_INTERNAL
+
+
+COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder,
+            "ensemble": cmd_ensemble}
 
 
 def main(argv: list[str] | None = None) -> int:
