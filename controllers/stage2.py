@@ -369,6 +369,25 @@ class Stage2Model:
             expr=net.p_sub_prev_mw - net.p_sub_mw[0] <= allow + m.s_ramp_first)
         return m.s_ramp_first * (p.apply_step_s / 3600.0)
 
+    def _first_step_reach(self, b: pyo.Block, tech: GeneratorType, p_cap: float) -> None:
+        """First-step reach of a generator: the plant holds the first setpoint from the first
+        co-simulation step on, and the unit moves at its own ramp ``R_g`` (models.devices), so
+        the planned first-step output must be reachable within Δt_sim::
+
+            pg_0 − p_init ≤ max(π P̄, R_g Δt_sim/60),     p_init − pg_0 ≤ R_g Δt_sim/60 + P̄ z_0
+
+        (a start may reach its start-up level, a stop ``z_0`` drops to 0 in one step).
+        Without it the plan's 5-min mean is reached only after minutes of ramping, at the
+        unit's 0.25 MW/min, which alone exceeds a tighter upstream ramp limit.
+        """
+        p = self.params
+        if p.apply_step_s is None or p.apply_step_s >= p.horizon_step_s:
+            return
+        r1 = min(tech.ramp_mw_per_min * p.apply_step_s / 60.0, p_cap)
+        up = max(tech.p_min_frac * p_cap, r1)
+        b.reach_up = pyo.Constraint(expr=b.pg[0] - b.p_init <= up)
+        b.reach_down = pyo.Constraint(expr=b.p_init - b.pg[0] <= r1 + p_cap * b.z[0])
+
     def _add_fcm(self, b: pyo.Block, pl: Placement, T: list[int], dt_h: float) -> None:
         tech = self.catalog[pl.kind]
         p_cap, e_cap = self.sizes[pl.label]
@@ -388,6 +407,7 @@ class Stage2Model:
             b.must_off = pyo.Param(T, mutable=True, initialize=0)
             add_generator(b, T, dt_h, spec, p_cap=p_cap, u_init=b.u_init, p_init=b.p_init,
                           must_on=[b.must_on[t] for t in T], must_off=[b.must_off[t] for t in T])
+            self._first_step_reach(b, tech, p_cap)
         elif isinstance(tech, DRType):
             spec = DRSpec.from_catalog(tech)
             b.e_used = pyo.Param(mutable=True, initialize=0.0)
