@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,14 @@ import pytest
 import run_cosim
 from models.errors import ScenarioError
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
-from scenarios.ensemble import Member, kpi_row, member_scenario, member_seeds, run_ensemble, summarize
+from scenarios.ensemble import (
+    Member,
+    kpi_row,
+    member_scenario,
+    member_seeds,
+    run_ensemble,
+    summarize,
+)
 from scenarios.runner import run_scenario
 
 HOURS = 0.25  # 15 one-minute steps per member
