@@ -21,7 +21,7 @@ between re-solves (every ``controller.resolve_every_steps`` co-simulation steps)
 
 Safe fallback: when the MILP is infeasible, stops without an incumbent, or the solver (or
 the update) raises, ``step`` returns the answer of a :class:`controllers.baseline.RuleController`
-(ramp smoothing by storage and generation, DR on low voltage; its step is the re-solve
+(schedule and ramp holding by generation and storage, DR in sags; its step is the re-solve
 period) with ``fallback=True`` and ``status="fallback:<reason>"`` (``infeasible``,
 ``time_limit``, ``error``, ``no-measurement`` for a diverged power flow). Every fallback is
 logged and counted in ``fallback_counts``; ``step`` never raises. A time-out with an
