@@ -29,7 +29,8 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
 3. **Allocation.** DR's own output ``p̂_DR`` (curtailment or payback, rule 4) is part of
    the FCM total: storage and generation supply ``G' = U − T' − p̂_DR``. The generators
    follow the positive part of ``G'`` (a start when it exceeds their minimum output; a
-   running unit asked for less runs at its minimum, as the device does); storage supplies
+   running unit asked for less runs at its minimum, as the device does, and is asked to
+   stop once ``G'`` falls below half its minimum output); storage supplies
    the rest, ``G' − ĝ`` with ``ĝ`` the generation expected this step (setpoint within the
    generator's ramp from its measured output), shared in proportion to what each store can
    deliver this step within its energy bounds, tapered near a bound to
@@ -165,7 +166,7 @@ class RuleController:
             on = bool(st.committed) if st is not None else False
             p_min = tech.p_min_frac * p_cap
             want = min(max(rest, 0.0), p_cap)
-            if want > p_min or (on and want > 0.0):
+            if want > p_min or (on and want >= 0.5 * p_min):  # hysteresis: stop below P_min/2
                 out[pl.label] = want
                 g = self._gen_expected(pl, st, want, p_min, p_cap)
             else:
