@@ -33,7 +33,8 @@ class ControllerConfig(StrictModel):
     time_limit_s: PositiveFloat = 5.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
     solver: str = "appsi_highs"
-    forecaster: Literal["persistence", "perfect", "scenario"] = "persistence"
+    # "operator": the campus operator's published forecast (controllers/forecast.py)
+    forecaster: Literal["persistence", "perfect", "scenario", "operator"] = "persistence"
     linearize_at: Literal["flat", "ac"] = "ac"
     weights: ObjectiveWeights = ObjectiveWeights()
 

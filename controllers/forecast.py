@@ -13,6 +13,11 @@ the campus grid draw (MW, + = consumption) for each of the ``steps`` horizon ste
   :func:`models.shocks.sample_campus_trajectories`; at time ``t`` the ``K`` samples whose
   draw at ``t`` is nearest the measured one are kept and
   ``p̂_k = p(t) + mean_s (p_s(t + k Δt) − p_s(t))``.
+* ``operator``: the campus operator's published forecast (``Measurement.campus_forecast_mw``,
+  step means ``f_j`` over ``[t + j·s, t + (j+1)·s)``, ``s`` = the published step) resampled
+  to the horizon by exact interval averaging of the piecewise-constant series, held at its
+  last value beyond its end: ``p̂_k = (F(t+(k+1)Δt) − F(t+kΔt)) / Δt`` with
+  ``F(x) = ∫_t^x f``. A campus without a published forecast falls back to persistence.
 """
 
 from __future__ import annotations
@@ -107,6 +112,47 @@ class ScenarioForecaster:
         return out
 
 
+class OperatorForecaster:
+    """The campus operator's published forecast, resampled to the horizon (module docstring).
+
+    ``source_step_s`` is the step of the published series (the data-center simulator
+    publishes at the controller's ``horizon_step_s``; docs/cosim.md §2). Element ``j`` of
+    ``measurement.campus_forecast_mw[c]`` is the mean draw over ``[t + j·s, t + (j+1)·s)``.
+    With ``F(x) = ∫_t^x f`` of that step function (held at the last value beyond its end)
+
+        ``p̂_k = (F(t + (k+1)·Δt) − F(t + k·Δt)) / Δt``,
+
+    i.e. the exact mean over each horizon step, for any ratio of ``Δt`` to ``s``. Campuses
+    whose forecast is missing or empty (e.g. before the first campus step) get the persisted
+    measured draw; ``fallbacks`` counts those campus-forecasts.
+    """
+
+    def __init__(self, source_step_s: float) -> None:
+        if not source_step_s > 0:
+            raise ValueError("source_step_s must be > 0")
+        self.source_step_s = float(source_step_s)
+        self.fallbacks = 0
+
+    def forecast(self, measurement: Measurement, steps: int, step_s: float) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        edges = step_s * np.arange(steps + 1)  # relative to t
+        published = measurement.campus_forecast_mw or {}
+        for name, p in measurement.campus_p_mw.items():
+            f = np.asarray(published.get(name, ()), dtype=float).ravel()
+            if f.size == 0 or not np.all(np.isfinite(f)):
+                self.fallbacks += 1
+                out[name] = np.full(steps, float(p))
+                continue
+            s = self.source_step_s
+            src_edges = s * np.arange(f.size + 1)
+            cum = np.concatenate([[0.0], np.cumsum(f) * s])
+            inside = np.interp(edges, src_edges, cum)
+            beyond = cum[-1] + f[-1] * (edges - src_edges[-1])
+            big_f = np.where(edges <= src_edges[-1], inside, beyond)
+            out[name] = np.diff(big_f) / step_s
+        return out
+
+
 def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, samples: int = 40,
                     neighbours: int = 10, step_s: float | None = None) -> Forecaster:
     """The forecaster named by ``controller.forecaster``.
@@ -114,7 +160,9 @@ def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, sampl
     ``perfect`` needs ``trajectories`` (campus → (time_s, p_mw)); ``scenario`` needs the
     scenario (its campuses, shocks, seed and horizon): it draws ``samples`` trajectories at
     ``step_s`` (default the controller's horizon step) with a seed derived from the scenario
-    seed, covering the simulated hours plus one controller horizon.
+    seed, covering the simulated hours plus one controller horizon; ``operator`` reads the
+    published series at ``step_s`` (default the scenario's ``horizon_step_s``, the step the
+    data-center simulator publishes at; 300 s without a scenario).
     """
     if kind == "persistence":
         return PersistenceForecaster()
@@ -122,8 +170,11 @@ def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, sampl
         if trajectories is None:
             raise ScenarioError("controller", "forecaster",
                                 "'perfect' needs the realised campus trajectories; "
-                                "allowed without them: persistence, scenario")
+                                "allowed without them: persistence, scenario, operator")
         return PerfectForecaster(trajectories)
+    if kind == "operator":
+        src = step_s or (scenario.controller.horizon_step_s if scenario is not None else 300.0)
+        return OperatorForecaster(float(src))
     if kind == "scenario":
         if scenario is None:
             raise ValueError("the scenario forecaster needs the scenario")
@@ -139,4 +190,4 @@ def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, sampl
         return ScenarioForecaster(library, [c.name for c in scenario.campus], 0.0, lib_step,
                                   neighbours)
     raise ScenarioError("controller", "forecaster",
-                        f"unknown forecaster {kind!r}; allowed: persistence, perfect, scenario")
+                        f"unknown forecaster {kind!r}; allowed: persistence, perfect, scenario, operator")

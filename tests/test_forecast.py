@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from controllers.forecast import (
+    OperatorForecaster,
     PerfectForecaster,
     PersistenceForecaster,
     ScenarioForecaster,
@@ -75,3 +76,42 @@ def test_factory_rejects_unknown_kinds_and_perfect_without_data():
     with pytest.raises(ScenarioError, match="perfect"):
         make_forecaster("perfect")
     assert isinstance(make_forecaster("persistence"), PersistenceForecaster)
+
+
+def _meas_fc(p: float, published) -> Measurement:
+    return Measurement(time_s=600.0, sub_p_mw=0.0, sub_q_mvar=0.0, bus_v_pu={},
+                       campus_p_mw={"c": p, "d": 0.4}, campus_online={"c": True, "d": True},
+                       fcm={}, p_sched_mw=np.zeros(1), campus_forecast_mw=published)
+
+
+def test_operator_forecast_is_resampled_by_interval_means_and_held_past_its_end():
+    # published 300 s means 1, 2, 3, 4 MW (a planned reconnection at +600 s, say)
+    f = OperatorForecaster(300.0)
+    m = _meas_fc(0.5, {"c": np.array([1.0, 2.0, 3.0, 4.0])})
+    # same grid: the published values themselves
+    assert f.forecast(m, 4, 300.0)["c"] == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    # 600 s steps: (1+2)/2, (3+4)/2, then held at 4
+    assert f.forecast(m, 3, 600.0)["c"] == pytest.approx([1.5, 3.5, 4.0])
+    # 450 s steps: [0,450) = (300·1 + 150·2)/450, [450,900) = (150·2 + 300·3)/450,
+    # [900,1350) = (300·4 + 150·4)/450
+    assert f.forecast(m, 3, 450.0)["c"] == pytest.approx([600 / 450, 1200 / 450, 4.0])
+    # 60 s steps inside the first published step: 1 MW each
+    assert f.forecast(m, 6, 60.0)["c"] == pytest.approx([1.0] * 5 + [2.0])
+    # campus "d" publishes nothing: persistence, and counted
+    assert f.forecast(m, 2, 300.0)["d"] == pytest.approx([0.4, 0.4])
+
+
+def test_operator_forecast_falls_back_to_persistence_when_absent_or_empty():
+    f = OperatorForecaster(300.0)
+    for published in ({}, {"c": np.array([])}, {"c": np.array([1.0, np.nan])}):
+        assert f.forecast(_meas_fc(0.7, published), 3, 300.0)["c"] == pytest.approx([0.7] * 3)
+    assert f.fallbacks == 6  # 3 × ("c" and "d")
+
+
+def test_operator_forecaster_is_selectable_in_the_config():
+    from controllers.config import ControllerConfig
+
+    assert ControllerConfig(forecaster="operator").forecaster == "operator"
+    assert isinstance(make_forecaster("operator", step_s=300.0), OperatorForecaster)
+    with pytest.raises(ScenarioError, match="operator"):
+        make_forecaster("crystal-ball")
