@@ -37,7 +37,7 @@ from controllers.config import ObjectiveWeights, SitingConfig
 from controllers.decomposition import TwoStageProblem, TwoStageSolution, solve_two_stage
 from controllers.network import NetworkParams, build_network, set_loads
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
-from models.errors import ScenarioError
+from models.errors import ScenarioError, read_user_file
 from models.fcm_catalog import DRType, FCMType, GeneratorType, Placement, StorageType
 from models.network import FeederData
 
@@ -561,12 +561,10 @@ def load_siting(path: str | Path, feeder_data: FeederData,
     exist here.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(p, "", "siting file not found; give the siting.json written by "
-                            "`run_cosim.py site`")
+    text = read_user_file(p, "the siting.json written by `run_cosim.py site`")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ScenarioError(p, "", f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
         raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "

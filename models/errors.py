@@ -38,3 +38,21 @@ class ScenarioError(Exception):
             parts.append(self.field)
         parts.append(" ".join(self.message.split()))
         return ": ".join(parts)
+
+
+def read_user_file(path: str | Path, expected: str) -> str:
+    """Text of a file the user named, or :class:`ScenarioError` saying what was expected.
+
+    ``expected`` completes "give …" in the message, e.g. ``"a scenario .toml file"``. A
+    missing file, a folder, an unreadable file and a file that is not UTF-8 text all become
+    one line naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(p, "", f"file not found; give {expected}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ScenarioError(p, "", f"not a UTF-8 text file; give {expected}") from None
+    except OSError as exc:
+        raise ScenarioError(p, "", f"cannot read file ({exc.strerror}); give {expected}") from None

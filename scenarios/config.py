@@ -22,7 +22,7 @@ from models.schema import StrictModel
 
 from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
-from models.errors import ScenarioError
+from models.errors import ScenarioError, read_user_file
 from models.fcm_catalog import FCMType, Placement, default_catalog
 from models.shocks import ShockConfig
 
@@ -193,13 +193,9 @@ def _model_in(ann: Any) -> Any:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario TOML file."""
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(p, "", "file not found; give a scenario .toml file, e.g. "
-                            "scenarios/ieee33_ai_shock.toml")
+    text = read_user_file(p, "a scenario .toml file, e.g. scenarios/ieee33_ai_shock.toml")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(p, "", f"not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ScenarioError(p, "", f"cannot read file ({exc.strerror})") from None
     return validate_scenario(data, p)
