@@ -8,7 +8,6 @@ of the feeder against its own reported losses.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from models.errors import ScenarioError
