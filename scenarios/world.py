@@ -244,41 +244,10 @@ def _allowed_buses(feeder: FeederData) -> str:
     return f"{', '.join(names[:6])}, ... ({len(names)} buses)"
 
 
-class TimedFeederSim:
-    """FeederSim with a wall-clock timer around ``step()`` (the power flow), read through the
-    extra method ``timing()`` for the run's timing breakdown. Built lazily so that importing
-    this module does not start OpenDSS."""
-
-    def __new__(cls):  # noqa: D102 - a factory for mosaik's "python" starter
-        import copy
-        import time as _t
-
-        from sim.feeder_sim import META, FeederSim
-
-        class _Timed(FeederSim):
-            def __init__(self) -> None:
-                super().__init__()
-                self.meta = copy.deepcopy(META)
-                self.meta["extra_methods"] = [*META.get("extra_methods", []), "timing"]
-                self.busy_s = 0.0
-
-            def step(self, time, inputs, max_advance):
-                t0 = _t.perf_counter()
-                try:
-                    return super().step(time, inputs, max_advance)
-                finally:
-                    self.busy_s += _t.perf_counter() - t0
-
-            def timing(self) -> dict[str, float]:
-                return {"powerflow_s": self.busy_s}
-
-        return _Timed()
-
-
 def sim_config(hil: bool = False) -> dict[str, dict[str, str]]:
     """mosaik sim_config; ``hil=True`` runs ControllerSim as a separate process over TCP."""
     cfg = {
-        "FeederSim": {"python": "scenarios.world:TimedFeederSim"},
+        "FeederSim": {"python": "sim.feeder_sim:FeederSim"},
         "DataCenterSim": {"python": "sim.datacenter_sim:DataCenterSim"},
         "FCMSim": {"python": "sim.fcm_sim:FCMSim"},
         "ControllerSim": {"python": "sim.controller_sim:ControllerSim"},

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time as _time
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +56,7 @@ INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu")
 META: Meta = {
     "api_version": "3.0",
     "type": "time-based",
+    "extra_methods": ["timing"],
     "models": {
         "Grid": {
             "public": True,
@@ -83,6 +85,7 @@ class FeederSim(mosaik_api_v3.Simulator):
         self.injection_bus: dict[str, str] = {}
         self.result: PowerFlowResult | None = None
         self._bus_pos: dict[str, int] = {}
+        self.busy_s = 0.0
 
     def init(self, sid: SimId, time_resolution: float = 1.0, source: str = "ieee33",
              scale: float = 1.0, step_s: int = 60, extra_commands: Sequence[str] = (),
@@ -118,6 +121,7 @@ class FeederSim(mosaik_api_v3.Simulator):
 
     def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
         assert self.feeder is not None
+        t0 = _time.perf_counter()
         setpoints = {
             eid: (_sum(inputs.get(eid, {}).get("p_mw")), _sum(inputs.get(eid, {}).get("q_mvar")))
             for eid in self.injection_bus
@@ -132,7 +136,12 @@ class FeederSim(mosaik_api_v3.Simulator):
         if not self.result.converged:
             logger.warning("t=%s s: power flow did not converge; publishing NaN", time)
         self._bus_pos = {b: i for i, b in enumerate(self.result.bus_names)}
+        self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
+
+    def timing(self) -> dict[str, float]:
+        """Wall time spent in ``step()`` (applying injections and the power flow), seconds."""
+        return {"powerflow_s": self.busy_s}
 
     def get_data(self, outputs: OutputRequest) -> OutputData:
         res = self.result
