@@ -13,6 +13,9 @@ Two steps, so that every bad input is found before anything is written or starte
        Grid, Campus, FCM, Input ──(shifted) measurements──► Controller
        everything ──► Recorder
 
+   The campus forecast goes to the controller only when it reads one
+   (:func:`reads_campus_forecast`): it is the campus adapter's most expensive output.
+
    Time shifts close the loops one step late: the campus sees the POI voltage of the
    previous step; the controller sees grid, campus and FCM measurements of the previous
    step (it must decide before the plant responds).
@@ -322,11 +325,14 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "line_p_mw",
                   "line_q_mvar", time_shifted=True,
                   initial_data=plan.initial_grid)
+    campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
+    if reads_campus_forecast(sc.controller.kind):
+        campus_attrs.append(("forecast_mw", "campus_forecast_mw"))
     for name, ent in campuses.items():  # before the first step: the day-ahead estimate
         first = plan.campus_first_block_mw.get(name, 0.0)
-        world.connect(ent, ctrl, ("p_mw", "campus_p_mw"), ("online", "campus_online"),
-                      ("forecast_mw", "campus_forecast_mw"), time_shifted=True,
-                      initial_data={"p_mw": first, "online": True, "forecast_mw": []})
+        initial = {"p_mw": first, "online": True, "forecast_mw": []}
+        world.connect(ent, ctrl, *campus_attrs, time_shifted=True,
+                      initial_data={src: initial[src] for src, _ in campus_attrs})
     world.connect(background, ctrl, ("value", "load_scale"), time_shifted=True,
                   initial_data={"value": float(background_shape(0.0, start_hour, lam))})
 
@@ -346,6 +352,13 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         world.connect(ent, rec, *FCM_OUTPUTS)
     world.connect(ctrl, rec, *CTRL_OUTPUTS)
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec)
+
+
+def reads_campus_forecast(kind: str) -> bool:
+    """Whether controller ``kind`` reads the campus operator's forecast (``rule`` feeds it
+    forward, ``mpc`` plans on it; ``none`` reads no measurement at all). Only then is
+    ``forecast_mw`` connected, and only then does DataCenterSim compute it."""
+    return kind != "none"
 
 
 def collect_timing(handles: WorldHandles) -> dict[str, float]:

@@ -16,6 +16,12 @@ step), ``online``, ``p_demand_mw`` (the campus's own load, whether the grid or i
 serves it), ``v_poi_pu`` (the reading used), ``forecast_mw`` (list of step means the
 operator shares, :meth:`models.campus.Campus.forecast`).
 
+The forecast is computed when a consumer asks for it (``get_data`` with ``forecast_mw``,
+once per step and campus), not in ``step``: it is the most expensive output and a World
+whose controller does not read it (``none``) does not connect it. It depends only on the
+campus's state at the end of the step, which ``get_data`` does not change, so it is the
+same value ``step`` would have computed.
+
 Random streams: the entity with ``index`` i (default: creation order) uses
 ``SeedSequence(seed).spawn(i + 1)[i]``; shocks (surges, oscillation episodes, disturbances)
 come from ``scenario["shocks"]`` or ``shocks`` when given, else there are none.
@@ -75,7 +81,7 @@ class DataCenterSim(mosaik_api_v3.Simulator):
         self.campuses: dict[str, Campus] = {}
         self.last: dict[str, CampusOutput] = {}
         self.v_seen: dict[str, float] = {}
-        self.forecasts: dict[str, list[float]] = {}
+        self.forecasts: dict[str, list[float]] = {}  # of the last step, filled on request
         self.busy_s = 0.0
 
     def init(
@@ -129,8 +135,7 @@ class DataCenterSim(mosaik_api_v3.Simulator):
             v = _min(inputs.get(eid, {}).get("v_poi_pu"))
             self.v_seen[eid] = v if v is not None else math.nan
             self.last[eid] = campus.step(t_s, v)
-            fc = campus.forecast(self.forecast_horizon_s, self.forecast_step_s)
-            self.forecasts[eid] = [float(x) for x in fc]
+        self.forecasts.clear()
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
 
@@ -144,13 +149,25 @@ class DataCenterSim(mosaik_api_v3.Simulator):
                 "p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_min_mw": o.p_min_mw,
                 "p_max_mw": o.p_max_mw, "online": bool(o.online),
                 "p_demand_mw": o.it_mw + o.facility_mw, "v_poi_pu": self.v_seen.get(eid, math.nan),
-                "forecast_mw": self.forecasts.get(eid, []),
             }
-            data[eid] = {a: values[a] for a in attrs}
+            data[eid] = {a: values[a] if a != "forecast_mw" else self._forecast(eid)
+                         for a in attrs}
         return data
 
+    def _forecast(self, eid: str) -> list[float]:
+        """The operator's forecast from the end of the last step (computed once per step)."""
+        fc = self.forecasts.get(eid)
+        if fc is None:
+            t0 = _time.perf_counter()
+            fc = [float(x) for x in self.campuses[eid].forecast(self.forecast_horizon_s,
+                                                                self.forecast_step_s)]
+            self.forecasts[eid] = fc
+            self.busy_s += _time.perf_counter() - t0
+        return fc
+
     def timing(self) -> dict[str, float]:
-        """Wall time spent in ``step()`` so far (seconds), for the run's timing breakdown."""
+        """Wall time spent in ``step()`` and on forecasts so far (seconds), for the run's
+        timing breakdown."""
         return {"dc_s": self.busy_s}
 
 
