@@ -178,6 +178,15 @@ def ramp(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarra
     return out
 
 
+def _ramp_at(t: float, t0: float, ramp_s: float) -> float:
+    """:func:`ramp` at one time, in plain floats (the same IEEE operations, so the same
+    value): ``clip((t − t0)/r, 0, 1)``, a unit step when r = 0."""
+    x = t - t0
+    if ramp_s > 0:
+        return min(max(x / ramp_s, 0.0), 1.0)
+    return 1.0 if x >= 0 else 0.0
+
+
 def ramp_integral(t: np.ndarray, t0: np.ndarray, ramp_s: float | np.ndarray) -> np.ndarray:
     """``∫_{-∞}^{t} R(τ) dτ`` = 0 (x ≤ 0), x²/(2r) (0 < x < r), x − r/2 (x ≥ r), x = t − t0;
     written as ``min(max(x, 0), r)²/(2r) + max(x − r, 0)`` (also right for r = 0)."""
@@ -685,6 +694,11 @@ class Campus:
         self._tap: float | None = None  # OLTC ratio in effect during the last step (None: settled)
         self._first = True
         self.last: CampusOutput | None = None
+        # caches of step(): sub-grid offsets per n, job arrays with the job count they
+        # were built from, and how many leading trips are over for good
+        self._offsets: dict[int, np.ndarray] = {}
+        self._jobs_cache: tuple[int, JobArrays] | None = None
+        self._trips_done = 0
 
     @property
     def events(self) -> list[dict]:
@@ -732,7 +746,26 @@ class Campus:
                 self._below[:] = 0.0
 
     def step(self, t_s: float, v_poi_pu: float | None) -> CampusOutput:
-        """Advance to ``t_s + step_s``; return mean, min and max grid draw over the step."""
+        """Advance to ``t_s + step_s``; return mean, min and max grid draw over the step.
+
+        The step ``[t, t + Δ)`` is cut into ``n`` sub-intervals of width ``h = Δ/n`` that
+        resolve ramps to ≤ 1 s and swings to ≤ 1/8 period (midpoints ``m_i``). On it:
+
+        * training ``T_i = Σ_j S_j·(R(m_i; start_j) − R(m_i; stop_j))·C̄_j,i`` (ramps ``R``,
+          exact checkpoint means ``C̄``), over the jobs live in the step;
+        * swing mean ``s̄_i = (S(e_{i+1}) − S(e_i))/h`` of the square wave between ``h_s`` and
+          ``l_s`` (:func:`swing_levels`, :func:`square_integral`), and its extremes;
+        * ``IT_i = idle + inference + T_i·s̄_i``; facility ``F̄`` from the lag on the step
+          mean of IT; connection ``g_i = ρ + (1 − ρ)·κ(m_i)``;
+        * ``P_i = (IT_i + F̄)·g_i``; the outputs are the mean of ``P_i`` and the extremes of
+          the swing envelope.
+
+        Work that cannot change a number is skipped (docs/campus.md): job and trip arrays
+        are rebuilt only when a job or trip was added; without an oscillation episode in the
+        step the swing is one scalar wave; jobs whose ramps lie outside the step have
+        envelope exactly 1; trips fully reconnected (or not yet begun) before the step have
+        ``κ`` exactly 1 and drop out of the minimum.
+        """
         cfg, dt = self.config, self.step_s
         if t_s < self._t_next - 1e-9:
             raise ValueError(f"time goes backwards: step at {t_s} s after {self._t_next} s")
@@ -741,29 +774,23 @@ class Campus:
         sch.run_until(t_s + dt)
         self._t_next = t_s + dt
         # sub-grid: resolve ramps to ≤ 1 s and swings to ≤ 1/8 period
-        hz_max = max([cfg.swing_hz] + [hz for t0, t1, _, hz in sch.episodes
-                                        if t1 > t_s and t0 < t_s + dt])
+        active_hz = [hz for t0, t1, _, hz in sch.episodes if t1 > t_s and t0 < t_s + dt]
+        hz_max = max([cfg.swing_hz] + active_hz)
         n = int(min(MAX_SUBSTEPS, max(1, math.ceil(dt / min(1.0, 1.0 / (8 * hz_max))))))
-        edges = t_s + dt * np.arange(n + 1) / n
+        edges = t_s + self._grid_offsets(n)
         mid = 0.5 * (edges[:-1] + edges[1:])
         h_dt = dt / n
-        jobs = sch.job_arrays()
-        live = (jobs.stop_s + cfg.job_ramp_s >= t_s) & (jobs.start_s <= t_s + dt)
-        jobs = JobArrays(jobs.size_mw[live], jobs.start_s[live], jobs.stop_s[live])
-        if len(jobs.size_mw):
-            env = (ramp(mid[None, :], jobs.start_s[:, None], cfg.job_ramp_s)
-                   - ramp(mid[None, :], jobs.stop_s[:, None], cfg.job_ramp_s))
-            ck = _checkpoint_mean(edges, jobs.start_s, cfg)
-            if ck is not None:
-                env = env * ck
-            train = (jobs.size_mw[:, None] * env).sum(axis=0)
-        else:
-            train = np.zeros(n)
-        s_frac, hz = sch.swing_at(mid)
-        hi, lo = swing_levels(s_frac, cfg.swing_duty)
-        period = 1.0 / hz
-        s_bar = (square_integral(edges[1:], period, cfg.swing_duty, hi, lo)
-                 - square_integral(edges[:-1], period, cfg.swing_duty, hi, lo)) / h_dt
+        train = self._training(edges, mid, t_s)
+        if active_hz:  # an oscillation episode in the step: swing parameters per sub-interval
+            s_frac, hz = sch.swing_at(mid)
+            hi, lo = swing_levels(s_frac, cfg.swing_duty)
+            period = 1.0 / hz
+            s_bar = (square_integral(edges[1:], period, cfg.swing_duty, hi, lo)
+                     - square_integral(edges[:-1], period, cfg.swing_duty, hi, lo)) / h_dt
+        else:  # the campus baseline swing throughout: one wave, integrated once on the edges
+            hi, lo = swing_levels(cfg.swing_frac, cfg.swing_duty)
+            s_int = square_integral(edges, 1.0 / cfg.swing_hz, cfg.swing_duty, hi, lo)
+            s_bar = (s_int[1:] - s_int[:-1]) / h_dt
         has_hi = s_bar > lo + 1e-9
         has_lo = s_bar < hi - 1e-9
         s_max = np.where(has_hi, hi, lo)
@@ -782,17 +809,83 @@ class Campus:
         fac = target + (self._fac - target) * self._lag_c
         self._fac = self._lag_a * self._fac + (1 - self._lag_a) * target
         rho = cfg.backup_residual_frac
-        g = rho + (1 - rho) * connection(mid, sch.trip_arrays())
+        trips = self._trips_in(float(mid[0]), float(mid[-1]))
+        g = rho + (1 - rho) * (connection(mid, trips) if trips is not None else 1.0)
         p = (it + fac) * g
         p_max = ((base + train * s_max + fac) * g).max()
         p_min = ((base + train * s_min + fac) * g).min()
         p_mean = float(p.mean())
-        online = bool(connection(np.array([t_s + dt - ONLINE_EPS_S]), sch.trip_arrays())[0] > 0)
+        online = self._online_at(t_s + dt - ONLINE_EPS_S)
         self.last = CampusOutput(
             p_mw=p_mean, q_mvar=p_mean * cfg.tan_phi, p_min_mw=float(p_min),
             p_max_mw=float(p_max), online=online, it_mw=it_mean, facility_mw=float(fac),
         )
         return self.last
+
+    # --- step helpers (exact shortcuts of the vectorised evaluation) --------------------
+    def _grid_offsets(self, n: int) -> np.ndarray:
+        """Sub-grid edge offsets ``Δ·k/n`` (k = 0…n) from the step start, cached per n."""
+        off = self._offsets.get(n)
+        if off is None:
+            off = self._offsets[n] = self.step_s * np.arange(n + 1) / n
+        return off
+
+    def _job_arrays(self) -> JobArrays:
+        """The schedule's jobs as arrays, rebuilt only when a job was added (jobs are only
+        ever appended, never changed)."""
+        jobs = self.schedule.jobs
+        if self._jobs_cache is None or self._jobs_cache[0] != len(jobs):
+            ja = self.schedule.job_arrays()
+            self._jobs_cache = (len(jobs), JobArrays(*(np.ascontiguousarray(a) for a in
+                                                       (ja.size_mw, ja.start_s, ja.stop_s))))
+        return self._jobs_cache[1]
+
+    def _training(self, edges: np.ndarray, mid: np.ndarray, t_s: float) -> np.ndarray:
+        """Training IT load on the sub-grid, ``T_i = Σ_j S_j·env_j,i·C̄_j,i`` (MW), over the
+        jobs live in the step; ``env = R(m; start) − R(m; stop)`` is evaluated only for jobs
+        with a ramp inside the step (the others have env exactly 1: ``R`` is monotone, so
+        ``R(m_0; start) = 1`` and ``R(m_{n−1}; stop) = 0`` hold for every midpoint)."""
+        cfg, dt, r = self.config, self.step_s, self.config.job_ramp_s
+        jobs = self._job_arrays()
+        live = (jobs.stop_s + r >= t_s) & (jobs.start_s <= t_s + dt)
+        size, start, stop = jobs.size_mw[live], jobs.start_s[live], jobs.stop_s[live]
+        if not len(size):
+            return np.zeros(len(mid))
+        lo_t, hi_t = float(mid[0]), float(mid[-1])
+        ramping = [j for j in range(len(size))
+                   if _ramp_at(lo_t, float(start[j]), r) != 1.0 or _ramp_at(hi_t, float(stop[j]), r) != 0.0]
+        env = np.ones((len(size), len(mid)))
+        if ramping:
+            k = np.asarray(ramping)
+            env[k] = (ramp(mid[None, :], start[k, None], r) - ramp(mid[None, :], stop[k, None], r))
+        ck = _checkpoint_mean(edges, start, cfg)
+        if ck is not None:
+            env = env * ck
+        return (size[:, None] * env).sum(axis=0)
+
+    def _trips_in(self, lo_t: float, hi_t: float) -> TripArrays | None:
+        """The trips whose connection factor is not exactly 1 somewhere in ``[lo_t, hi_t]``
+        (None when there are none): a trip that starts after ``hi_t`` gives 1 there, and
+        so does one that began before ``lo_t`` and whose reconnection ramp already reads
+        exactly 1 at ``lo_t`` (for good: ``R`` is monotone). Dropping those from the
+        minimum in :func:`connection` leaves it unchanged, since κ ≤ 1."""
+        keep = [tr for tr in self.schedule.trips[self._trips_done:]
+                if not (tr.t_s > hi_t or (tr.t_s <= lo_t and _ramp_at(lo_t, tr.reconnect_s, tr.ramp_s) == 1.0))]
+        # trips are appended in time order; the leading ones that are over stay over
+        trips = self.schedule.trips
+        while (self._trips_done < len(trips) and trips[self._trips_done].t_s <= lo_t
+               and _ramp_at(lo_t, trips[self._trips_done].reconnect_s, trips[self._trips_done].ramp_s) == 1.0):
+            self._trips_done += 1
+        if not keep:
+            return None
+        return TripArrays(np.array([tr.t_s for tr in keep], dtype=float),
+                          np.array([tr.reconnect_s for tr in keep], dtype=float),
+                          np.array([tr.ramp_s for tr in keep], dtype=float))
+
+    def _online_at(self, t: float) -> bool:
+        """``κ(t) > 0``: every trip has not begun by t or has begun reconnecting."""
+        return all(t < tr.t_s or _ramp_at(t, tr.reconnect_s, tr.ramp_s) > 0.0
+                   for tr in self.schedule.trips[self._trips_done:])
 
     def forecast(self, horizon_s: float, step_s: float) -> np.ndarray:
         """Grid-draw forecast (MW, step means) from the end of the last step.
