@@ -53,10 +53,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import re
 import shutil
 import time as _time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,9 @@ def column_prefix(full_id: str, column_map: Mapping[str, str]) -> str:
 class ColumnNamer:
     """Turns mosaik inputs ``{attr: {full_id: value}}`` into ``{column: scalar}``.
 
-    Names are cached per (source, attribute[, key]), so a step costs one dict look-up per
-    value once the first step has been seen.
+    Names are cached per (source, attribute[, key]); a dict-valued attribute whose keys come
+    in the same order as in the step before costs one tuple comparison and one
+    ``dict.update`` per step, not one look-up per key.
     """
 
     def __init__(self, column_map: Mapping[str, str] | None = None,
@@ -129,6 +131,8 @@ class ColumnNamer:
         self._scalar: dict[tuple[str, str], str] = {}
         self._dict: dict[tuple[str, str], str] = {}
         self._keyed: dict[tuple[str, str], dict[Any, str]] = {}
+        # per dict-valued (source, attribute): its last keys, in order, and their columns
+        self._layout: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[str, ...]]] = {}
         self._warned: set[tuple[str, str]] = set()
 
     def _scalar_name(self, src: str, attr: str) -> str:
@@ -153,18 +157,27 @@ class ColumnNamer:
             names = self._keyed[(src, attr)] = {}
         return names
 
+    def _key_columns(self, src: str, attr: str, keys: tuple[Any, ...]) -> tuple[str, ...]:
+        """The columns of the keys of a dict-valued attribute, in the keys' order."""
+        names = self._keyed.get((src, attr)) or self._key_names(src, attr)
+        for key in keys:
+            if key not in names:
+                names[key] = self._dict[(src, attr)].format(key=key)
+        return tuple(names[key] for key in keys)
+
     def row(self, entity_inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """One row from the inputs of one sink entity."""
         row: dict[str, Any] = {}
         for attr, sources in entity_inputs.items():
             for src, value in sources.items():
-                if isinstance(value, dict):
-                    names = self._keyed.get((src, attr)) or self._key_names(src, attr)
-                    for key, v in value.items():
-                        col = names.get(key)
-                        if col is None:
-                            col = names[key] = self._dict[(src, attr)].format(key=key)
-                        row[col] = v
+                if type(value) in _PLAIN:  # the common case first: a number, flag or text
+                    row[self._scalar.get((src, attr)) or self._scalar_name(src, attr)] = value
+                elif isinstance(value, dict):
+                    keys = tuple(value)
+                    layout = self._layout.get((src, attr))
+                    if layout is None or layout[0] != keys:  # first seen, or other keys
+                        layout = self._layout[(src, attr)] = (keys, self._key_columns(src, attr, keys))
+                    row.update(zip(layout[1], value.values()))
                 elif isinstance(value, (list, tuple, np.ndarray)):
                     if (src, attr) not in self._warned:
                         self._warned.add((src, attr))
@@ -175,6 +188,10 @@ class ColumnNamer:
                 else:
                     row[self._scalar.get((src, attr)) or self._scalar_name(src, attr)] = value
         return row
+
+
+#: Value types recorded as they are, without further checks (ColumnNamer.row's fast path).
+_PLAIN = frozenset({float, int, bool, str, np.float64, np.bool_})
 
 
 def _kind_of(value: Any) -> str | None:
@@ -237,8 +254,22 @@ class SegmentWriter:
         if len(self._rows) >= self.flush_every:
             self.flush()
 
-    def _array(self, col: str, kind: str) -> pa.Array:
-        values = [r.get(col) for r in self._rows]
+    def _columns(self, cols: list[str]) -> list[tuple[Any, ...]]:
+        """The buffered rows as columns (``None`` where a row lacks the column)."""
+        if not cols:
+            return []
+        if len(cols) == 1:
+            return [tuple(r.get(cols[0]) for r in self._rows)]
+        get = operator.itemgetter(*cols)
+        table = []
+        for r in self._rows:
+            try:
+                table.append(get(r))
+            except KeyError:  # a column that appeared after this row, or a skipped value
+                table.append(tuple(r.get(c) for c in cols))
+        return list(zip(*table))
+
+    def _array(self, col: str, kind: str, values: Sequence[Any]) -> pa.Array:
         if kind == "float":
             try:
                 return pa.array(np.asarray(values, dtype=np.float64), type=pa.float64())
@@ -274,7 +305,9 @@ class SegmentWriter:
             if kind is None:
                 self.kinds[col] = "float"  # type fixed now: all missing so far
                 self._typed.add(col)
-        arrays = [self._array(c, k) for c, k in self.kinds.items()]  # type: ignore[arg-type]
+        cols = list(self.kinds)
+        arrays = [self._array(c, self.kinds[c], v)  # type: ignore[arg-type]
+                  for c, v in zip(cols, self._columns(cols))]
         arrays.append(pa.array(self._times, type=self.index_type))
         table = pa.Table.from_arrays(arrays, schema=self.schema())
         seg = self.parts / f"part-{self._segments:06d}.parquet"
