@@ -14,8 +14,9 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
        T = clip(clip(U, S − b, S + b), P^sub − a·RΔt, P^sub + a·RΔt)
 
    With ``feedforward`` the campus operator's published forecast of this step ``p̂_c``
-   (``Measurement.campus_forecast_mw[c][0]``: planned reconnections, scheduled job starts
-   and stops) replaces the measured draw: ``U = P^sub + Σ p_fcm + Σ_c (p̂_c − p_c)``.
+   (``Measurement.campus_next_mw[c]``, or the first value of ``campus_forecast_mw[c]``
+   where that is not given: planned reconnections, scheduled job starts and stops)
+   replaces the measured draw: ``U = P^sub + Σ p_fcm + Σ_c (p̂_c − p_c)``.
    The FCMs supply ``G = U − T`` (+ = inject). So the FCMs counter (a) a change of the
    import beyond the ramp allowance and (b) a deviation from the schedule beyond the dead
    band, and nothing else. ``a < 1`` leaves ``(1 − a)·RΔt`` for the change the controller
@@ -45,6 +46,12 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
    Payback is deferred while the voltage is below ``v_min_pu + dr_release_pu`` (the device
    still forces it at its deadline) and runs at ``D̄`` once the voltage has recovered, but
    not in the step right after a curtailment (no ``+D̄ → −D̄`` swing in one step).
+5. **Ramp guard of a held plan** (:meth:`RuleController.trim`, used by the MPC between and
+   at its re-solves, ``controller.trim = "ramp"``). With ``f̂_k`` what FCM k delivers
+   this step for its *planned* setpoint and ``I = U − Σ_k f̂_k`` the import expected under
+   the plan, storage takes the excess beyond the allowance,
+   ``e = I − clip(I, P^sub − a·RΔt, P^sub + a·RΔt)``, on top of its planned output, shared
+   by the room each store has left in that direction. Generators and DR keep the plan.
 
 A measurement from a diverged power flow (``converged=False``) carries no usable numbers;
 the rule controller then sets every FCM to 0 for that step (status ``rule:no-measurement``).
@@ -132,13 +139,7 @@ class RuleController:
         if not m.converged or not math.isfinite(m.sub_p_mw):
             return Dispatch(p_mw=out, status="rule:no-measurement")
         dt_h = p.step_s / 3600.0
-        fcm_now = sum(m.fcm[pl.label].p_mw for pl in self.placements if pl.label in m.fcm)
-        uncontrolled = m.sub_p_mw + fcm_now
-        if p.feedforward:  # rule 1b: the operator's forecast of this step, where it is given
-            for name, p_now in m.campus_p_mw.items():
-                fc = m.campus_forecast_mw.get(name)
-                if fc is not None and len(fc) and math.isfinite(float(fc[0])):
-                    uncontrolled += float(fc[0]) - float(p_now)
+        uncontrolled = self._uncontrolled(m)
         sched = float(m.p_sched_mw[0]) if len(m.p_sched_mw) and math.isfinite(m.p_sched_mw[0]) \
             else m.sub_p_mw
         move = p.ramp_use_frac * p.ramp_limit_mw_per_min * p.step_s / 60.0
@@ -189,6 +190,70 @@ class RuleController:
                 out[k] = -v
         return Dispatch(p_mw=out, status="rule")
 
+    def trim(self, measurement: Measurement, plan: Mapping[str, float]) -> dict[str, float]:
+        """Rule 5: the ramp guard of a plan another controller holds (the MPC between, and at,
+        its re-solves). Returns the plan with its storage setpoints corrected.
+
+        ``U`` as in rule 1 (with the feed-forward), ``f̂_k`` what FCM k delivers this step for
+        its planned setpoint (generators within their ramp and minimum, storage within its
+        energy bounds, DR with its forced payback), ``I = U − Σ_k f̂_k`` the import expected
+        under the plan. The excess beyond the ramp allowance of the measured import,
+
+            e = I − clip(I, P^sub − a·RΔt, P^sub + a·RΔt),
+
+        is taken by storage on top of its planned output, shared in proportion to the room
+        each store has left in that direction (rule 3's energy bounds and taper). Generators
+        and DR keep the plan (their commitment and payback are the plan's decisions). Within
+        the allowance (``e = 0``) the plan is returned unchanged.
+        """
+        m, p = measurement, self.params
+        out = {pl.label: float(plan.get(pl.label, 0.0)) for pl in self.placements}
+        for pl in self.drs:  # the payback clock runs whether or not a trim is needed
+            self._dr_track(pl, m)
+        if not m.converged or not math.isfinite(m.sub_p_mw) or not self.storages:
+            return out
+        dt_h = p.step_s / 3600.0
+        expected = 0.0
+        for pl in self.gens:
+            tech = self.catalog[pl.kind]
+            p_cap = self.sizes[pl.label][0]
+            expected += self._gen_expected(pl, m.fcm.get(pl.label), out[pl.label],
+                                           tech.p_min_frac * p_cap, p_cap)
+        for pl in self.drs:
+            expected += self._dr_expected(pl, m, out[pl.label], dt_h)
+        room = {pl.label: self._storage_room(pl, m, dt_h) for pl in self.storages}
+        planned = {k: min(max(out[k], -chg), dis) for k, (dis, chg) in room.items()}
+        expected += sum(planned.values())
+        move = p.ramp_use_frac * p.ramp_limit_mw_per_min * p.step_s / 60.0
+        excess = self._uncontrolled(m) - expected
+        excess -= min(max(excess, m.sub_p_mw - move), m.sub_p_mw + move)
+        if abs(excess) <= 1e-9:
+            return out
+        if excess > 0:
+            can = {k: room[k][0] - planned[k] for k in room}
+        else:
+            can = {k: room[k][1] + planned[k] for k in room}
+        extra: dict[str, float] = {}
+        self._share(abs(excess), can, extra)
+        for k, v in extra.items():
+            out[k] = planned[k] + math.copysign(v, excess)
+        return out
+
+    def _uncontrolled(self, m: Measurement) -> float:
+        """Rule 1: ``U``, the import the feeder would draw without FCMs (MW), with the
+        operator's forecast of this step in place of the measured campus draw (rule 1b)."""
+        u = m.sub_p_mw + sum(m.fcm[pl.label].p_mw for pl in self.placements if pl.label in m.fcm)
+        if self.params.feedforward:
+            for name, p_now in m.campus_p_mw.items():
+                nx = m.campus_next_mw.get(name)
+                if nx is not None:
+                    u += nx - float(p_now)
+                    continue
+                fc = m.campus_forecast_mw.get(name)
+                if fc is not None and len(fc) and math.isfinite(float(fc[0])):
+                    u += float(fc[0]) - float(p_now)
+        return u
+
     def _bus_ok(self, pl: Placement, m: Measurement) -> bool:
         """Is the bus voltage at or above ``v_min_pu`` (unknown counts as yes)?"""
         v = m.bus_v_pu.get(pl.bus)
@@ -223,9 +288,7 @@ class RuleController:
                 self.dr_active.add(pl.label)
             elif v > p.v_min_pu + p.dr_release_pu:
                 self.dr_active.discard(pl.label)
-        # time since its curtailment ended, counted from the measured output
-        self.dr_since_s[pl.label] = 0.0 if st is not None and st.p_mw > 1e-9 \
-            else self.dr_since_s.get(pl.label, 0.0) + p.step_s
+        self._dr_track(pl, m)
         left = max(budget - used, 0.0) / dt_h if budget > 0 else d_cap
         if pl.label in self.dr_active and left > 1e-9:
             return d_cap, min(d_cap, left)
@@ -233,15 +296,34 @@ class RuleController:
         was_curtailing = st is not None and st.p_mw > 1e-9
         if debt > 1e-9 and recovered and not was_curtailing:  # no +D̄ → −D̄ swing in one step
             return -d_cap, -min(d_cap, debt / dt_h)
-        # deferred; the device still pays at its deadline (models.devices.DemandResponse):
-        # the controller knows the window W and when the curtailment ended
+        # deferred; the device still pays at its deadline (models.devices.DemandResponse)
+        return 0.0, self._dr_expected(pl, m, 0.0, dt_h)
+
+    def _dr_track(self, pl: Placement, m: Measurement) -> None:
+        """Time since the module's curtailment ended, counted from its measured output (the
+        controller knows the payback window W, so it can foresee the forced payback)."""
+        st = m.fcm.get(pl.label)
+        self.dr_since_s[pl.label] = 0.0 if st is not None and st.p_mw > 1e-9 \
+            else self.dr_since_s.get(pl.label, 0.0) + self.params.step_s
+
+    def _dr_expected(self, pl: Placement, m: Measurement, p_set: float, dt_h: float) -> float:
+        """What the DR device (models.devices.DemandResponse) delivers this step for the
+        setpoint ``p_set``: curtailment within its budget, or payback at ``−p_set`` unless
+        the deadline forces more."""
+        d_cap, budget = self.sizes[pl.label]
+        st = m.fcm.get(pl.label)
+        debt = float(st.debt_mwh) if st is not None else 0.0
+        if p_set > 1e-9:
+            used = float(st.soc_mwh) if st is not None else 0.0
+            left = max(budget - used, 0.0) / dt_h if budget > 0 else d_cap
+            return min(p_set, d_cap, left)
         if debt <= 1e-9:
-            return 0.0, 0.0
+            return 0.0
         tech = self.catalog[pl.kind]
         since = self.dr_since_s.get(pl.label, 0.0)
-        left_s = max(tech.payback_window_s - since - p.step_s, 0.0)
+        left_s = max(tech.payback_window_s - since - self.params.step_s, 0.0)
         forced = (debt - d_cap * left_s / 3600.0) / dt_h
-        return 0.0, -min(max(forced, 0.0), d_cap, debt / dt_h)
+        return -min(max(-p_set, forced, 0.0), d_cap, debt / dt_h)
 
     def _storage_room(self, pl: Placement, m: Measurement, dt_h: float) -> tuple[float, float]:
         """(discharge, charge) power this step can deliver within the energy bounds."""

@@ -34,8 +34,10 @@ class Measurement:
 
     ``campus_forecast_mw`` maps each campus to a forecast of its grid draw over the
     controller's horizon (MW, one value per horizon step) as published by the campus
-    operator; a forecaster may use or ignore it. ``p_sched_mw`` is the substation import
-    schedule over the same horizon.
+    operator; a forecaster may use or ignore it. ``campus_next_mw`` is the operator's
+    forecast of each campus's mean draw over the coming co-simulation step (planned
+    reconnections, scheduled job starts and stops), for controllers that act every step.
+    ``p_sched_mw`` is the substation import schedule over the same horizon.
     """
 
     time_s: float
@@ -47,6 +49,7 @@ class Measurement:
     fcm: dict[str, FCMState]
     p_sched_mw: np.ndarray
     campus_forecast_mw: dict[str, np.ndarray] = field(default_factory=dict)
+    campus_next_mw: dict[str, float] = field(default_factory=dict)
     background_p_mw: float | None = None
     converged: bool = True
     branch_p_mw: dict[str, float] = field(default_factory=dict)    # AC flows for linearising

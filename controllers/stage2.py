@@ -35,7 +35,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,8 @@ class MPCParams:
     network_form: str = "compact"
     apply_step_s: float | None = None
     first_step_ramp_frac: float = 0.5
+    trim: str = "ramp"
+    trim_ramp_frac: float = 0.5
 
     @property
     def dt_h(self) -> float:
@@ -156,6 +158,7 @@ class MPCParams:
                                       float(cp.capacity_mw)) for cp in scenario.campus),
             resolve_period_s=float(c.resolve_every_steps * scenario.simulation.step_s),
             apply_step_s=float(scenario.simulation.step_s),
+            trim=c.trim, trim_ramp_frac=float(c.trim_ramp_frac),
         )
 
 
@@ -559,6 +562,17 @@ class RollingMPC:
                        ramp_limit_mw_per_min=params.ramp_limit_mw_per_min,
                        v_min_pu=params.v_min_pu),
         )
+        # rule 5 of the rule controller, acting every co-simulation step on the held plan
+        self.trimmer: RuleController | None = None
+        if params.trim == "ramp" and params.apply_step_s is not None:
+            self.trimmer = RuleController(
+                feeder, placements, catalog,
+                RuleParams(step_s=params.apply_step_s,
+                           ramp_limit_mw_per_min=params.ramp_limit_mw_per_min,
+                           v_min_pu=params.v_min_pu, ramp_use_frac=params.trim_ramp_frac),
+            )
+        self.plan: Dispatch = Dispatch(p_mw={pl.label: 0.0 for pl in self.placements})
+        self.trims = 0
         self.solves = 0
         self.fallbacks = 0
         self.fallback_counts: Counter[str] = Counter()
@@ -600,11 +614,33 @@ class RollingMPC:
         elapsed = time.perf_counter() - t0
         self.solve_times_s.append(elapsed)
         m = self.model
-        return Dispatch(
+        self.plan = Dispatch(
             p_mw=m.dispatch(0), q_mvar={k: 0.0 for k in m.labels},
             predicted_v_pu=m.predicted_v_pu(0), predicted_sub_p_mw=m.predicted_sub_p_mw(0),
             status=outcome.status.value, solve_s=elapsed, fallback=False, solved=True,
         )
+        return self._trimmed(measurement, self.plan)
+
+    def hold(self, measurement: Measurement) -> Dispatch:
+        """A co-simulation step between re-solves: the plan of the last ``step``, with the
+        ramp guard (``trim = "ramp"``) applied to this step's measurement; no solve."""
+        return replace(self._trimmed(measurement, self.plan), status="hold", solve_s=0.0,
+                       solved=False, fallback=False)
+
+    def _trimmed(self, measurement: Measurement, plan: Dispatch) -> Dispatch:
+        """``plan`` with its storage setpoints corrected by the ramp guard (rule 5 of
+        :class:`controllers.baseline.RuleController`); unchanged with ``trim = "none"``."""
+        if self.trimmer is None:
+            return plan
+        try:
+            p_mw = self.trimmer.trim(measurement, plan.p_mw)
+        except Exception:  # the guard must never take the plan down with it
+            logger.exception("ramp guard failed at t=%.0f s; plan applied as solved",
+                             measurement.time_s)
+            return plan
+        if any(abs(p_mw[k] - plan.p_mw.get(k, 0.0)) > 1e-9 for k in p_mw):
+            self.trims += 1
+        return replace(plan, p_mw=p_mw)
 
     def _build(self, op: OperatingPoint | None) -> None:
         self.model = Stage2Model(self.feeder, self.placements, self.catalog, self.params,
@@ -641,5 +677,6 @@ class RollingMPC:
             p_mw = {pl.label: 0.0 for pl in self.placements}
         elapsed = time.perf_counter() - t0
         self.solve_times_s.append(elapsed)
-        return Dispatch(p_mw=p_mw, q_mvar={k: 0.0 for k in p_mw}, status=f"fallback:{reason}",
-                        solve_s=elapsed, fallback=True, solved=False)
+        self.plan = Dispatch(p_mw=p_mw, q_mvar={k: 0.0 for k in p_mw}, status=f"fallback:{reason}",
+                             solve_s=elapsed, fallback=True, solved=False)
+        return self._trimmed(measurement, self.plan)

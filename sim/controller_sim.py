@@ -10,7 +10,7 @@ Entities
 ``Controller`` (one): inputs are measurements, all arriving over time-shifted connections
 (values of the previous step; docs/cosim.md §2). Grid: ``converged``, ``sub_p_mw``,
 ``sub_q_mvar``, ``bus_v_pu``, ``line_p_mw``, ``line_q_mvar`` (dicts). Campuses: ``campus_p_mw``, ``campus_online``,
-``campus_forecast_mw``. FCMs: ``fcm_p_mw``, ``fcm_q_mvar``, ``fcm_soc_mwh``,
+``campus_forecast_mw``, ``campus_next_mw``. FCMs: ``fcm_p_mw``, ``fcm_q_mvar``, ``fcm_soc_mwh``,
 ``fcm_committed``, ``fcm_time_in_state_s``, ``fcm_debt_mwh``. Background: ``load_scale`` (feeder load
 multiplier, turned into the measured background load). Outputs: ``solved``, ``fallback``,
 ``solve_s``, ``status``, ``pred_bus_v_pu`` (dict), ``pred_sub_p_mw``, ``p_sched_mw`` (the
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 CONTROLLER_INPUTS = (
     "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "load_scale",
-    "campus_p_mw", "campus_online", "campus_forecast_mw",
+    "campus_p_mw", "campus_online", "campus_forecast_mw", "campus_next_mw",
     "fcm_p_mw", "fcm_q_mvar", "fcm_soc_mwh", "fcm_committed", "fcm_time_in_state_s",
     "fcm_debt_mwh", "line_p_mw", "line_q_mvar",
 )
@@ -160,6 +160,9 @@ class ControllerSim(mosaik_api_v3.Simulator):
             status, solved = self.dispatch.status, self.dispatch.solved
             fallback, solve_s = self.dispatch.fallback, self.dispatch.solve_s
         else:
+            hold = getattr(self.controller, "hold", None)
+            if hold is not None:  # the MPC's ramp guard acts on the held plan every step
+                self.dispatch = hold(self.measurement(t_s, inputs.get(self.ctrl_eid or "", {})))
             status, solved, fallback, solve_s = "hold", False, False, 0.0
         d = self.dispatch
         self.outputs = {
@@ -230,6 +233,8 @@ class ControllerSim(mosaik_api_v3.Simulator):
             )
         forecasts = {name: np.asarray(v, dtype=float)
                      for name, v in by(self.campus_of, "campus_forecast_mw").items() if v is not None}
+        nxt = {k: float(v) for k, v in by(self.campus_of, "campus_next_mw").items()
+               if v is not None and math.isfinite(float(v))}
         load_scale = one("load_scale", None)
         return Measurement(
             time_s=t_s,
@@ -241,6 +246,7 @@ class ControllerSim(mosaik_api_v3.Simulator):
             fcm=fcm,
             p_sched_mw=np.array([self.schedule_at(tau + cfg.horizon_step_s / 2) for tau in horizon]),
             campus_forecast_mw=forecasts,
+            campus_next_mw=nxt,
             background_p_mw=None if load_scale is None else float(load_scale) * self.background_nominal_mw,
             converged=bool(one("converged", True)),
             branch_p_mw=_floats(one("line_p_mw", {})),

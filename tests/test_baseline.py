@@ -177,3 +177,57 @@ def test_factory_mpc_on_the_default_scenario():
     assert isinstance(mpc, RollingMPC)
     assert mpc.params.horizon_steps == sc.controller.horizon_steps
     assert mpc.params.resolve_period_s == sc.controller.resolve_every_steps * sc.simulation.step_s
+
+
+# --- rule 5: the ramp guard of a held plan -----------------------------------------------
+# PARAMS: a·RΔt = 0.5 × 0.2 MW = 0.1 MW around the measured import
+
+
+def test_trim_leaves_a_plan_inside_the_allowance_alone():
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    plan = {"bess_2": -0.08, "gen_2": 0.0, "dr_2": 0.0}  # import +0.08 ≤ 0.1
+    assert rule.trim(_meas(3.0), plan) == plan
+
+
+def test_trim_cuts_a_planned_jump_to_the_allowance():
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    # storage planned from 0 to −0.3 (charging): I = 3.0 + 0 − (−0.3) = 3.3, allowed up to
+    # 3.1, e = 0.2 → storage −0.3 + 0.2 = −0.1; the generator and DR keep the plan
+    out = rule.trim(_meas(3.0), {"bess_2": -0.3, "gen_2": 0.0, "dr_2": 0.0})
+    assert out["bess_2"] == pytest.approx(-0.1) and out["gen_2"] == 0.0 and out["dr_2"] == 0.0
+
+
+def test_trim_feeds_forward_the_operators_next_step():
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    m = _meas(3.0)
+    # a planned reconnection: the campus draws 0.02 now, the operator expects 0.52 next step
+    m = Measurement(**{**m.__dict__, "campus_p_mw": {"c": 0.02}, "campus_next_mw": {"c": 0.52}})
+    out = rule.trim(m, {"bess_2": 0.0, "gen_2": 0.0, "dr_2": 0.0})
+    assert out["bess_2"] == pytest.approx(0.5 - 0.1)  # I = 3.5, allowed 3.1 → discharge 0.4
+    # the plant: with the campus up by 0.5 and the storage delivering what it was asked,
+    # the import moves by exactly the allowance
+    st = Storage(PLACEMENTS[0], CATALOG["bess"])
+    delivered = st.step(out["bess_2"], 60.0).p_mw
+    assert 3.0 + 0.5 - delivered - 3.0 == pytest.approx(0.1)
+
+
+def test_trim_is_bounded_by_the_storage_room_and_counts_forced_payback():
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    # nearly empty store (0.005 MWh): room to discharge is min(P̄ 0.5, E/Δt_h 0.3,
+    # taper sqrt(2·RΔt·E/Δt_h) 0.346) = 0.3 MW, so a 1.0 MW excess takes only that
+    m = _meas(3.0, soc=0.005)
+    m = Measurement(**{**m.__dict__, "campus_p_mw": {"c": 0.0}, "campus_next_mw": {"c": 1.1}})
+    out = rule.trim(m, {"bess_2": 0.0, "gen_2": 0.0, "dr_2": 0.0})
+    assert out["bess_2"] == pytest.approx(0.005 * 60)
+    # DR with debt at its deadline pays back D̄ whatever the plan says; the guard expects
+    # that +0.2 MW of import and discharges storage for what exceeds the allowance
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    rule.dr_since_s["dr_2"] = CATALOG["dr"].payback_window_s
+    out = rule.trim(_meas(3.0, debt=0.5), {"bess_2": 0.0, "gen_2": 0.0, "dr_2": 0.0})
+    assert out["bess_2"] == pytest.approx(0.2 - 0.1)
+
+
+def test_trim_without_a_measurement_keeps_the_plan():
+    rule = RuleController(FEEDER, PLACEMENTS, CATALOG, PARAMS)
+    plan = {"bess_2": -0.5, "gen_2": 0.0, "dr_2": 0.0}
+    assert rule.trim(_meas(3.0, converged=False), plan) == plan

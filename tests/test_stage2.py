@@ -243,3 +243,28 @@ def test_first_step_ramp_row_limits_the_change_applied_within_one_cosim_step():
         assert res.schedule_mw["bess_2"][0] == pytest.approx(0.1 * frac, abs=1e-6)
         assert res.schedule_mw["bess_2"][1:] == pytest.approx([0.5] * 3, abs=1e-6)
         assert res.terms["ramp_violation_mwh"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_hold_applies_the_ramp_guard_to_the_held_plan_only_when_asked():
+    """Load 1 MW, measured import 1.0, schedule 0.5 MW all horizon, R = 0.1 MW/min, no
+    first-step row: the plan discharges the battery at 0.5 MW at once. Held as solved
+    (``trim="none"``) the import would fall 0.5 MW in one 60-s step; with the guard the
+    battery is asked for a·RΔt = 0.05 MW only, and in the next step (import measured at
+    0.95, battery at 0.05) for 0.05 more; the plan itself is unchanged."""
+    pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=10.0)]
+    meas = _meas(sub=1.0, sched=(0.5,) * 4, soc=5.0, fcm={"bess_2": FCMState(soc_mwh=5.0)})
+    held = RollingMPC(two_bus(), pl, {"bess": LOSSLESS},
+                      _params(ramp_limit_mw_per_min=0.1, apply_step_s=60.0, trim="none"))
+    d = held.step(meas)
+    assert d.p_mw["bess_2"] == pytest.approx(0.5, abs=1e-6)
+    assert held.hold(meas).p_mw == d.p_mw
+    mpc = RollingMPC(two_bus(), pl, {"bess": LOSSLESS},
+                     _params(ramp_limit_mw_per_min=0.1, apply_step_s=60.0, trim="ramp",
+                             trim_ramp_frac=0.5))
+    d = mpc.step(meas)
+    assert d.solved and d.p_mw["bess_2"] == pytest.approx(0.05, abs=1e-6)
+    assert mpc.plan.p_mw["bess_2"] == pytest.approx(0.5, abs=1e-6)
+    nxt = _meas(sub=0.95, sched=(0.5,) * 4, fcm={"bess_2": FCMState(p_mw=0.05, soc_mwh=5.0)})
+    h = mpc.hold(nxt)
+    assert h.status == "hold" and not h.solved and h.p_mw["bess_2"] == pytest.approx(0.10, abs=1e-6)
+    assert mpc.trims == 2
