@@ -10,8 +10,8 @@ Two steps, so that every bad input is found before anything is written or starte
        Input(background s(t)) ──load_scale──► Grid
        Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu (shifted)──► Campus.v_poi_pu
        Setpoint ──p_set_mw──► FCM ──p_load_mw,q_load_mvar──► Injection(FCM bus)
-       Grid, Campus, FCM, Input ──(shifted) measurements──► Controller
-       everything ──► Recorder
+       Grid (with the load_scale it applied), Campus, FCM ──(shifted) measurements──► Controller
+       everything ──► Recorder (the background as the Grid's load_scale)
 
    The campus forecast goes to the controller only when it reads one
    (:func:`reads_campus_forecast`): it is the campus adapter's most expensive output.
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Grid outputs recorded and measured (FeederSim contract).
 GRID_OUTPUTS = ("converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "v_min_pu", "v_max_pu",
-                "bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar")
+                "bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar", "load_scale")
 CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
 FCM_OUTPUTS = ("p_set_mw", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
 CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
@@ -322,9 +322,13 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                       ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),
                       ("time_in_state_s", "fcm_time_in_state_s"), ("debt_mwh", "fcm_debt_mwh"),
                       time_shifted=True, initial_data=initial_fcm_reading(pl, sc.fcm.catalog[pl.kind]))
+    # the background multiplier reaches the controller and the recorder as the feeder's
+    # read-back of what it applied (the same number), not over edges of its own: every
+    # simulator-to-simulator edge adds to mosaik's scheduling cost per step
     world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "line_p_mw",
-                  "line_q_mvar", time_shifted=True,
-                  initial_data=plan.initial_grid)
+                  "line_q_mvar", "load_scale", time_shifted=True,
+                  initial_data={**plan.initial_grid,
+                                "load_scale": float(background_shape(0.0, start_hour, lam))})
     campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
     if reads_campus_forecast(sc.controller.kind):
         campus_attrs.append(("forecast_mw", "campus_forecast_mw"))
@@ -333,8 +337,6 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         initial = {"p_mw": first, "online": True, "forecast_mw": []}
         world.connect(ent, ctrl, *campus_attrs, time_shifted=True,
                       initial_data={src: initial[src] for src, _ in campus_attrs})
-    world.connect(background, ctrl, ("value", "load_scale"), time_shifted=True,
-                  initial_data={"value": float(background_shape(0.0, start_hour, lam))})
 
     column_map = {grid.full_id: "sub", ctrl.full_id: "ctrl"}
     column_map.update({e.full_id: f"dc.{n}" for n, e in campuses.items()})
@@ -345,7 +347,6 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                               column_rules=COLUMN_RULES)
     rec = sims["rec"].Sink()
     world.connect(grid, rec, *GRID_OUTPUTS)
-    world.connect(background, rec, ("value", "load_scale"))
     for ent in campuses.values():
         world.connect(ent, rec, *CAMPUS_OUTPUTS)
     for ent in fcms.values():

@@ -85,6 +85,7 @@ class FeederSim(mosaik_api_v3.Simulator):
         self.injection_bus: dict[str, str] = {}
         self.result: PowerFlowResult | None = None
         self._bus_pos: dict[str, int] = {}
+        self._bus_names: Sequence[str] | None = None  # the bus list _bus_pos was built from
         self.busy_s = 0.0
 
     def init(self, sid: SimId, time_resolution: float = 1.0, source: str = "ieee33",
@@ -135,7 +136,9 @@ class FeederSim(mosaik_api_v3.Simulator):
         self.result = self.feeder.solve()
         if not self.result.converged:
             logger.warning("t=%s s: power flow did not converge; publishing NaN", time)
-        self._bus_pos = {b: i for i, b in enumerate(self.result.bus_names)}
+        if self._bus_names is not self.result.bus_names:  # rebuilt only when the feeder's changes
+            self._bus_names = self.result.bus_names
+            self._bus_pos = {b: i for i, b in enumerate(self._bus_names)}
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
 
@@ -149,8 +152,8 @@ class FeederSim(mosaik_api_v3.Simulator):
         if res is None:
             return data
         for eid, attrs in outputs.items():
-            if eid == GRID_EID:
-                data[eid] = {attr: _grid_value(res, attr, self.feeder) for attr in attrs}
+            if eid == GRID_EID:  # mosaik lists an attribute once per consumer: build it once
+                data[eid] = {attr: _grid_value(res, attr, self.feeder) for attr in dict.fromkeys(attrs)}
                 continue
             values: dict[str, Any] = {}
             p_mw, q_mvar = self.feeder.injections[eid]  # type: ignore[union-attr]
