@@ -153,3 +153,26 @@ def test_every_meta_attribute_is_a_real_output():
 def test_bad_init_is_rejected():
     with pytest.raises(ValueError):
         DataCenterSim().init("DC", time_resolution=0.0)
+
+
+def test_forecast_is_computed_on_request_once_per_step():
+    """``forecast_mw`` costs a forecast only when a consumer asks for it, once per step, and
+    it is the campus's forecast from the end of that step."""
+    sim = DataCenterSim()
+    sim.init("DC", step_s=STEP_S, seed=3, scenario={"simulation": {"start_hour": 6.0}})
+    (ent,) = sim.create(1, "Campus", config=CAMPUS.model_dump(mode="json"))
+    eid = ent["eid"]
+    calls = []
+    campus = sim.campuses[eid]
+    real = campus.forecast
+    campus.forecast = lambda *a: calls.append(a) or real(*a)  # type: ignore[method-assign]
+    twin = Campus(CAMPUS, STEP_S, campus_rng(3, 0), 6 * 3600.0)
+    for k in range(3):
+        sim.step(k * STEP_S, {}, -1)
+        twin.step(6 * 3600.0 + k * STEP_S, None)
+        assert set(sim.get_data({eid: ["p_mw", "online"]})[eid]) == {"p_mw", "online"}
+        assert len(calls) == k
+        first = sim.get_data({eid: ["forecast_mw", "p_mw"]})[eid]["forecast_mw"]
+        again = sim.get_data({eid: ["forecast_mw"]})[eid]["forecast_mw"]
+        assert len(calls) == k + 1 and first == again
+        assert first == list(twin.forecast(7200.0, 300.0))

@@ -235,3 +235,29 @@ def test_recorder_as_a_separate_process(tmp_path: Path) -> None:
     ts = pd.read_parquet(out)
     assert ts["sub.p_mw"].tolist() == pytest.approx([3.0 + 0.1 * k for k in range(4)])
     assert ts["bus.2.v_pu"].tolist() == pytest.approx([0.99 - 0.001 * k for k in range(4)])
+
+
+def test_dict_inputs_whose_keys_change_order_or_set_keep_their_columns() -> None:
+    """The namer reuses a dict attribute's columns while its keys repeat; a new order, a
+    new key or a missing key must still put every value in its own column."""
+    namer = ColumnNamer({"Feeder-0.grid": "sub"})
+    steps = [{"1": 1.0, "2": 0.99}, {"1": 1.0, "2": 0.98}, {"2": 0.97, "1": 1.01},
+             {"2": 0.96, "3": 0.95}, {}, {"1": 1.02, "2": 0.94, "3": 0.93}]
+    for values in steps:
+        row = namer.row({"bus_v_pu": {"Feeder-0.grid": values}, "sub_p_mw": {"Feeder-0.grid": 3.0}})
+        assert row == {**{f"bus.{k}.v_pu": v for k, v in values.items()}, "sub.p_mw": 3.0}
+
+
+def test_segment_columns_with_rows_that_lack_some(tmp_path: Path) -> None:
+    """A segment built from rows with different column sets: each cell where its row has it,
+    missing elsewhere (the writer's fast gather falls back per row)."""
+    from sim.recorder import SegmentWriter
+
+    w = SegmentWriter(tmp_path / "t.parquet", flush_every=10)
+    rows = [{"a": 1.0, "b": True}, {"a": 2.0}, {"b": False, "c": "x"}, {"a": 4.0, "b": True, "c": "y"}]
+    for k, r in enumerate(rows):
+        w.append(60 * k, r)
+    frame = read_timeseries(w.close())
+    assert frame["a"].tolist()[:2] == [1.0, 2.0] and math.isnan(frame["a"].iloc[2])
+    assert frame["b"].tolist() == [True, None, False, True]
+    assert frame["c"].tolist() == [None, None, "x", "y"]
