@@ -7,9 +7,11 @@
     python benchmarks/bench_cosim.py all
 
 ``overhead``: the whole default World (FeederSim, DataCenterSim, FCMSim, ControllerSim with
-controller ``none``, Recorder) per step, against the same number of OpenDSS snapshot solves
-of the same feeder with the same injections driven from a plain Python loop in the same
-process (the baseline), and the ratio.
+controller ``none``, Recorder, background Input) per step, against the same number of
+OpenDSS snapshot solves of the same feeder with the same injections driven from a plain
+Python loop in the same process (the baseline), and the ratio. Also mosaik's floor: six
+do-nothing simulators wired like the World (same simulator edges and time shifts), i.e.
+what the scheduling alone costs per step before any simulator does work.
 
 ``split``: the default scenario with the MPC; wall time split into power flow (FeederSim's
 step), MILP (the controller's solves), recording (the Recorder's step), other adapters
@@ -34,6 +36,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # mosaik starts _Trivial as bench_cosim:_Trivial
+
+import mosaik  # noqa: E402
+import mosaik_api_v3  # noqa: E402
 
 from models.feeder import DSSFeeder  # noqa: E402
 from models.schedule import background_shape  # noqa: E402
@@ -80,8 +86,65 @@ def plain_loop(hours: float) -> tuple[float, int]:
     return time.perf_counter() - t0, steps
 
 
+class _Trivial(mosaik_api_v3.Simulator):
+    """A time-based simulator that does nothing: one entity, one output ``x`` = 1.0."""
+
+    def __init__(self) -> None:
+        super().__init__({"api_version": "3.0", "type": "time-based", "models": {
+            "E": {"public": True, "any_inputs": True, "params": [], "attrs": ["x"]}}})
+        self.step_s = 60
+        self.n = 0
+
+    def init(self, sid, time_resolution=1.0, step_s=60, **_):
+        self.step_s = int(step_s)
+        return self.meta
+
+    def create(self, num, model, **_):
+        out = [{"eid": f"e{self.n + i}", "type": model} for i in range(num)]
+        self.n += num
+        return out
+
+    def step(self, time, inputs, max_advance):
+        return time + self.step_s
+
+    def get_data(self, outputs):
+        return {eid: {a: 1.0 for a in attrs} for eid, attrs in outputs.items()}
+
+
+def mosaik_floor(hours: float) -> tuple[float, int]:
+    """mosaik's own cost: six do-nothing simulators wired like the default World
+    (scenarios/world.py: the same simulator-to-simulator edges and time shifts, one entity
+    per campus and FCM, one attribute per edge), run for the same steps."""
+    sc = scenario(hours, "none")
+    steps, dt = sc.simulation.steps, sc.simulation.step_s
+    names = ("Feeder", "Background", "DC", "FCM", "Ctrl", "Rec")
+    world = mosaik.World({n: {"python": "bench_cosim:_Trivial"} for n in names},
+                         time_resolution=1.0, skip_greetings=True, configure_logging=False)
+    f, bg, dc, fcm, ctrl, rec = (world.start(n, step_s=dt).E for n in names)
+    grid, inj, background, ctl, sink = f(), f(), bg(), ctrl(), rec()
+    campuses = dc.create(len(sc.campus))
+    fcms = fcm.create(len(sc.fcm.placements))
+    setpoints = ctrl.create(len(sc.fcm.placements))
+    world.connect(background, grid, "x")
+    for c in campuses:
+        world.connect(c, inj, "x")
+        world.connect(inj, c, "x", time_shifted=True, initial_data={"x": 1.0})
+        world.connect(c, ctl, "x", time_shifted=True, initial_data={"x": 1.0})
+    for d, sp in zip(fcms, setpoints):
+        world.connect(sp, d, "x")
+        world.connect(d, inj, "x")
+        world.connect(d, ctl, "x", time_shifted=True, initial_data={"x": 1.0})
+    world.connect(grid, ctl, "x", time_shifted=True, initial_data={"x": 1.0})
+    for e in (grid, *campuses, *fcms, ctl):
+        world.connect(e, sink, "x")
+    t0 = time.perf_counter()
+    world.run(until=steps * dt, print_progress=False)
+    return time.perf_counter() - t0, steps
+
+
 def overhead(hours: float) -> None:
     base_s, steps = plain_loop(hours)
+    floor_s, _ = mosaik_floor(hours)
     with tempfile.TemporaryDirectory() as tmp:
         kpis = run_scenario(scenario(hours, "none"), Path(tmp) / "run", progress=False)
     run_s = kpis["wall_run_s"]
@@ -90,16 +153,19 @@ def overhead(hours: float) -> None:
     print(f"mosaik World       : {run_s:8.3f} s  = {1e3 * run_s / steps:7.3f} ms/step "
           f"(world.run only; setup + KPIs + report add {kpis['wall_s'] - run_s:.2f} s)")
     print(f"ratio World / loop : {run_s / base_s:8.2f} x")
-    _split(kpis)
+    print(f"mosaik floor       : {floor_s:8.3f} s  = {1e3 * floor_s / steps:7.3f} ms/step "
+          f"(six do-nothing simulators wired like the World; {floor_s / base_s:.2f} x the loop)")
+    _split(kpis, steps)
 
 
-def _split(kpis: dict) -> None:
+def _split(kpis: dict, steps: int | None = None) -> None:
     run_s = kpis["wall_run_s"]
     print("wall time split of world.run:")
     for key in ("wall_powerflow_s", "wall_milp_s", "wall_recording_s", "wall_models_s",
                 "wall_controller_other_s", "wall_mosaik_s"):
         v = kpis.get(key, float("nan"))
-        print(f"  {key[5:-2]:<18} {v:9.3f} s  {100 * v / run_s:5.1f} %")
+        per_step = f"  {1e3 * v / steps:7.3f} ms/step" if steps else ""
+        print(f"  {key[5:-2]:<18} {v:9.3f} s  {100 * v / run_s:5.1f} %{per_step}")
 
 
 def split(hours: float) -> None:
