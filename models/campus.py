@@ -760,7 +760,8 @@ class Campus:
         * ``P_i = (IT_i + F̄)·g_i``; the outputs are the mean of ``P_i`` and the extremes of
           the swing envelope.
 
-        Work that cannot change a number is skipped (docs/campus.md): job and trip arrays
+        Work that cannot change a number is skipped (tests/test_campus_step_exact.py checks
+        the result bit for bit against the full evaluation): job and trip arrays
         are rebuilt only when a job or trip was added; without an oscillation episode in the
         step the swing is one scalar wave; jobs whose ramps lie outside the step have
         envelope exactly 1; trips fully reconnected (or not yet begun) before the step have
