@@ -38,7 +38,7 @@ class ControllerConfig(StrictModel):
     linearize_at: Literal["flat", "ac"] = "ac"
     # Fast ramp guard on the held plan, every co-simulation step (controllers/baseline.py
     # rule 5; docs/optimization.md §3.5): "ramp" or "none" (setpoints held as solved).
-    trim: Literal["ramp", "none"] = "none"
+    trim: Literal["ramp", "none"] = "ramp"
     # a: the share of the upstream allowance RΔt the import may move per step under the plan
     trim_ramp_frac: float = Field(0.5, gt=0, le=1)
     weights: ObjectiveWeights = ObjectiveWeights()

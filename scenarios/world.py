@@ -13,8 +13,8 @@ Two steps, so that every bad input is found before anything is written or starte
        Grid (with the load_scale it applied), Campus, FCM ──(shifted) measurements──► Controller
        everything ──► Recorder (the background as the Grid's load_scale)
 
-   The campus forecast goes to the controller only when it reads one
-   (:func:`reads_campus_forecast`): it is the campus adapter's most expensive output.
+   The campus forecasts go to the controller only when it reads them
+   (:func:`campus_reads`): they are the campus adapter's most expensive outputs.
 
    Time shifts close the loops one step late: the campus sees the POI voltage of the
    previous step; the controller sees grid, campus and FCM measurements of the previous
@@ -288,12 +288,10 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         source_v = sims["input"].Constant(constant=float(sc.grid.v_source_pu))
         world.connect(source_v, grid, ("value", "v_source_pu"))
 
-    # the campus operator's published forecast: at the MPC's horizon steps, or, for the rule
-    # controller (which feeds forward only the next step), at the co-simulation step
-    fc_grid = ({"forecast_step_s": float(step), "forecast_horizon_s": float(2 * step)}
-               if sc.controller.kind == "rule" else {})
+    # the campus operator's published forecasts: over the MPC's horizon at its horizon
+    # steps (forecast_mw), and of the coming co-simulation step (next_mw)
     sims["dc"] = world.start("DataCenterSim", sim_id="DC", step_s=step, seed=sc.seed,
-                             scenario=sc.model_dump(mode="json"), **fc_grid)
+                             scenario=sc.model_dump(mode="json"))
     campuses = {c.name: sims["dc"].Campus(config=c.model_dump(mode="json")) for c in sc.campus}
     for c in sc.campus:
         ent = campuses[c.name]
@@ -330,11 +328,10 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                   initial_data={**plan.initial_grid,
                                 "load_scale": float(background_shape(0.0, start_hour, lam))})
     campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
-    if reads_campus_forecast(sc.controller.kind):
-        campus_attrs.append(("forecast_mw", "campus_forecast_mw"))
+    campus_attrs += [(a, f"campus_{a}") for a in campus_reads(sc.controller)]
     for name, ent in campuses.items():  # before the first step: the day-ahead estimate
         first = plan.campus_first_block_mw.get(name, 0.0)
-        initial = {"p_mw": first, "online": True, "forecast_mw": []}
+        initial = {"p_mw": first, "online": True, "forecast_mw": [], "next_mw": first}
         world.connect(ent, ctrl, *campus_attrs, time_shifted=True,
                       initial_data={src: initial[src] for src, _ in campus_attrs})
 
@@ -355,11 +352,18 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec)
 
 
-def reads_campus_forecast(kind: str) -> bool:
-    """Whether controller ``kind`` reads the campus operator's forecast (``rule`` feeds it
-    forward, ``mpc`` plans on it; ``none`` reads no measurement at all). Only then is
-    ``forecast_mw`` connected, and only then does DataCenterSim compute it."""
-    return kind != "none"
+def campus_reads(controller: Any) -> tuple[str, ...]:
+    """The campus forecasts the ``[controller]`` section reads: ``next_mw`` (the coming
+    step) for ``rule``, which feeds it forward, and for ``mpc`` with its ramp guard
+    (``trim = "ramp"``); ``forecast_mw`` (the horizon) for ``mpc`` with the ``operator``
+    forecaster; nothing for ``none``. Only these are connected, and only these does
+    DataCenterSim compute."""
+    if controller.kind == "rule":
+        return ("next_mw",)
+    if controller.kind != "mpc":
+        return ()
+    reads = ("next_mw",) if controller.trim == "ramp" else ()
+    return reads + (("forecast_mw",) if controller.forecaster == "operator" else ())
 
 
 def collect_timing(handles: WorldHandles) -> dict[str, float]:

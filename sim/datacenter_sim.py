@@ -14,13 +14,15 @@ minimum over several sources counts, none means nominal. Outputs (load conventio
 + = consumption): ``p_mw``, ``q_mvar`` (step means), ``p_min_mw``, ``p_max_mw`` (within the
 step), ``online``, ``p_demand_mw`` (the campus's own load, whether the grid or its backup
 serves it), ``v_poi_pu`` (the reading used), ``forecast_mw`` (list of step means the
-operator shares, :meth:`models.campus.Campus.forecast`).
+operator shares over the controller's horizon, :meth:`models.campus.Campus.forecast`) and
+``next_mw`` (the operator's forecast of the mean draw over the coming co-simulation step:
+planned reconnections, scheduled job starts and stops).
 
-The forecast is computed when a consumer asks for it (``get_data`` with ``forecast_mw``,
-once per step and campus), not in ``step``: it is the most expensive output and a World
-whose controller does not read it (``none``) does not connect it. It depends only on the
-campus's state at the end of the step, which ``get_data`` does not change, so it is the
-same value ``step`` would have computed.
+Both forecasts are computed when a consumer asks for them (``get_data``, once per step and
+campus), not in ``step``: they are the most expensive outputs, and a World connects them
+only to a controller that reads them (``scenarios.world.campus_reads``). They depend only on
+the campus's state at the end of the step, which ``get_data`` does not change, so they are
+the values ``step`` would have computed.
 
 Random streams: the entity with ``index`` i (default: creation order) uses
 ``SeedSequence(seed).spawn(i + 1)[i]``; shocks (surges, oscillation episodes, disturbances)
@@ -44,7 +46,7 @@ from models.shocks import ShockConfig
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "online", "p_demand_mw", "v_poi_pu",
-           "forecast_mw")
+           "forecast_mw", "next_mw")
 
 META: Meta = {
     "api_version": "3.0",
@@ -82,6 +84,7 @@ class DataCenterSim(mosaik_api_v3.Simulator):
         self.last: dict[str, CampusOutput] = {}
         self.v_seen: dict[str, float] = {}
         self.forecasts: dict[str, list[float]] = {}  # of the last step, filled on request
+        self.next_mw: dict[str, float] = {}  # likewise
         self.busy_s = 0.0
 
     def init(
@@ -136,6 +139,7 @@ class DataCenterSim(mosaik_api_v3.Simulator):
             self.v_seen[eid] = v if v is not None else math.nan
             self.last[eid] = campus.step(t_s, v)
         self.forecasts.clear()
+        self.next_mw.clear()
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
 
@@ -150,9 +154,21 @@ class DataCenterSim(mosaik_api_v3.Simulator):
                 "p_max_mw": o.p_max_mw, "online": bool(o.online),
                 "p_demand_mw": o.it_mw + o.facility_mw, "v_poi_pu": self.v_seen.get(eid, math.nan),
             }
-            data[eid] = {a: values[a] if a != "forecast_mw" else self._forecast(eid)
-                         for a in attrs}
+            lazy = {"forecast_mw": self._forecast, "next_mw": self._next}
+            data[eid] = {a: lazy[a](eid) if a in lazy else values[a] for a in attrs}
         return data
+
+    def _next(self, eid: str) -> float:
+        """The operator's forecast of the mean draw over the coming step (computed once per
+        step): the first value of :meth:`Campus.forecast` on the co-simulation step."""
+        nxt = self.next_mw.get(eid)
+        if nxt is None:
+            t0 = _time.perf_counter()
+            dt = self.step_s * self.time_resolution
+            nxt = float(self.campuses[eid].forecast(dt, dt)[0])
+            self.next_mw[eid] = nxt
+            self.busy_s += _time.perf_counter() - t0
+        return nxt
 
     def _forecast(self, eid: str) -> list[float]:
         """The operator's forecast from the end of the last step (computed once per step)."""

@@ -176,3 +176,28 @@ def test_forecast_is_computed_on_request_once_per_step():
         again = sim.get_data({eid: ["forecast_mw"]})[eid]["forecast_mw"]
         assert len(calls) == k + 1 and first == again
         assert first == list(twin.forecast(7200.0, 300.0))
+
+
+def test_next_step_forecast_is_the_operators_mean_over_the_coming_step():
+    """``next_mw``: computed on request, once per step, equal to the campus's own forecast on
+    the co-simulation step; through a planned reconnection it sees the load come back."""
+    sim = DataCenterSim()
+    sim.init("DC", step_s=STEP_S, seed=3)
+    (ent,) = sim.create(1, "Campus", config=CAMPUS.model_dump(mode="json"))
+    eid = ent["eid"]
+    twin = Campus(CAMPUS, STEP_S, campus_rng(3, 0), 0.0)
+    sim.campuses[eid].schedule.trip(90.0, "test", 0.3, 0.1)
+    twin.schedule.trip(90.0, "test", 0.3, 0.1)
+    back = 90.0 + CAMPUS.reconnect_delay_s
+    seen = []
+    for k in range(int(back // STEP_S) + 3):
+        sim.step(k * STEP_S, {}, -1)
+        twin.step(k * STEP_S, None)
+        nxt = sim.get_data({eid: ["next_mw"]})[eid]["next_mw"]
+        assert nxt == sim.get_data({eid: ["next_mw", "p_mw"]})[eid]["next_mw"]
+        assert nxt == pytest.approx(float(twin.forecast(STEP_S, STEP_S)[0]), abs=0.0)
+        seen.append(nxt)
+    # on backup the forecast stays at the residual draw; the step before the reconnection
+    # it already expects the load back
+    assert seen[5] < 0.1 * CAMPUS.capacity_mw
+    assert max(seen[-3:]) > 5 * seen[5]

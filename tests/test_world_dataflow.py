@@ -14,7 +14,7 @@ import pytest
 
 from models.schedule import background_shape
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
-from scenarios.world import build_world, plan_world, reads_campus_forecast
+from scenarios.world import build_world, campus_reads, plan_world
 from sim.recorder import read_timeseries
 
 
@@ -28,15 +28,25 @@ def _world(kind: str, tmp_path, steps: int = 4):
 
 
 @pytest.mark.parametrize("kind", ["none", "rule"])
-def test_campus_forecast_only_to_a_controller_that_reads_it(kind, tmp_path):
-    _, _, h, _ = _world(kind, tmp_path)
+def test_campus_forecasts_only_to_a_controller_that_reads_them(kind, tmp_path):
+    sc, _, h, _ = _world(kind, tmp_path)
     try:
         requested = {a for attrs in h.world.sims["DC"].output_request.values() for a in attrs}
-        assert ("forecast_mw" in requested) == reads_campus_forecast(kind)
+        assert requested & {"forecast_mw", "next_mw"} == set(campus_reads(sc.controller))
         assert {"p_mw", "q_mvar", "online"} <= requested
     finally:
         h.world.shutdown()
-    assert not reads_campus_forecast("none") and reads_campus_forecast("mpc")
+
+
+def test_what_each_controller_reads_of_the_campus():
+    ctrl = load_scenario(DEFAULT_SCENARIO).controller
+    assert campus_reads(ctrl.model_copy(update={"kind": "none"})) == ()
+    assert campus_reads(ctrl.model_copy(update={"kind": "rule"})) == ("next_mw",)
+    mpc = ctrl.model_copy(update={"kind": "mpc", "forecaster": "persistence"})
+    assert campus_reads(mpc.model_copy(update={"trim": "ramp"})) == ("next_mw",)
+    assert campus_reads(mpc.model_copy(update={"trim": "none"})) == ()
+    assert campus_reads(mpc.model_copy(update={"forecaster": "operator", "trim": "ramp"})) == (
+        "next_mw", "forecast_mw")
 
 
 def test_background_reaches_controller_and_recorder_through_the_grid(tmp_path):
