@@ -431,6 +431,9 @@ class Schedule:
          self.noise_rng) = self.rng.spawn(6)
         self.env = simpy.Environment(initial_time=self.start_s)
         self._sag_times: list[float] = []
+        # UPS-input voltage before a fault (pu): a fault's retained voltage is a fraction of
+        # it. Campus keeps it at τ·v_poi; 1.0 (OLTC in range) where nobody sets it.
+        self.v_prefault_pu = 1.0
         pool = cfg.pool_mw
         self.free_mw = pool  # training pool not yet taken by running jobs (IT MW)
         self._prefill()
@@ -555,10 +558,10 @@ class Schedule:
 
     def _sag_sequence(self, sags: list[tuple[float, float]], gaps: np.ndarray):
         """One grid fault with its reclosing attempts: ``n`` sags spaced by ``gaps``."""
-        for i, (v, dur) in enumerate(sags):
+        for i, (r, dur) in enumerate(sags):
             if i:
                 yield self.env.timeout(float(gaps[i - 1]))
-            self.sag(self.env.now, v, dur)
+            self.sag(self.env.now, r * self.v_prefault_pu, dur)
 
     def sag(self, t_s: float, v_pu: float, duration_s: float) -> Trip | None:
         """A sub-step voltage sag at the UPS input: trips the campus when it lies below the
@@ -713,7 +716,11 @@ class Campus:
         """Ride-through against the POI voltage of the previous step ``[t − Δ, t)``.
 
         The campus transformer's OLTC held the ratio ``τ = clip(1/v_prev, 1 ± tap_range)``
-        set from the reading before, so the UPS input saw ``v_dc = τ·v``. The time below
+        set from the reading before, so the UPS input saw ``v_dc = τ·v``. It then moves to
+        ``τ' = clip(1/v, 1 ± tap_range)``; a grid fault in the coming step retains the fraction
+        ``r`` (``shocks.disturbance_v_pu``) of the UPS voltage it finds, ``v_sag = r·τ'·v``
+        (:attr:`Schedule.v_prefault_pu`): the same as ``r`` while the OLTC is in range, lower
+        when the feeder holds the POI below ``1/(1 + tap_range)``. The time below
         each curve point accumulates while ``v_dc < v_k``; when it exceeds ``d_k`` the
         campus trips at t.
 
@@ -733,6 +740,9 @@ class Campus:
         settled = float(np.clip(1.0 / v, 1 - cfg.tap_range_pu, 1 + cfg.tap_range_pu))
         v_dc = (settled if self._tap is None else self._tap) * v
         self._tap = settled
+        # a fault in the coming step retains a fraction of the UPS input it finds: the new
+        # ratio times the last reading (1.0 while the OLTC is within its range)
+        self.schedule.v_prefault_pu = settled * v
         if self.schedule.offline_at(t_s - 0.5 * self.step_s):
             self._below[:] = 0.0
             return

@@ -7,8 +7,9 @@ jobs, surges, oscillation episodes, grid disturbances, ride-through trips, recon
 a few dozen SimPy events per sample-day, and the same closed-form step means
 (:func:`models.campus.step_means`) turn them into MW per step, vectorised with numpy.
 What the generator cannot know is the feeder: it sees no POI voltage, so its trips come
-only from disturbances below the ride-through curve (the co-simulation adds
-voltage-driven trips on top). docs/campus.md §"Shock generator" lists the differences.
+only from disturbances below the ride-through curve, with the UPS input at 1.0 pu before
+each fault (the campus OLTC in range; the co-simulation adds voltage-driven trips, and
+deeper faults where the feeder holds the POI below the OLTC's range). docs/campus.md §"Shock generator" lists the differences.
 
 Randomness: sample ``s`` of campus ``c`` uses
 ``numpy.random.default_rng(SeedSequence(seed).spawn(samples)[s].spawn(n_campus)[c])``, so a

@@ -247,6 +247,26 @@ def test_disturbance_below_curve_trips_mid_step():
     assert not out[k].online and all(o.online for o in out[:k])
 
 
+def test_a_fault_retains_a_fraction_of_the_pre_fault_ups_voltage():
+    """Faults retaining r = 0.55 of the pre-fault UPS voltage for 0.2 s against a curve
+    point (0.5 pu, 0.1 s), OLTC ±10 %. POI at 0.95 pu: the OLTC brings the UPS input to
+    1.0, the sag is 0.55 pu and the campus rides through. POI held at 0.80 pu: the OLTC
+    reaches only 1.1 × 0.80 = 0.88 pu, the sag is 0.55 × 0.88 = 0.484 pu and trips it."""
+    sh = ShockConfig(surge_rate_per_day=0, oscillation_rate_per_day=0,
+                     disturbance_rate_per_day=100.0, disturbance_sags=(1, 1),
+                     disturbance_v_pu=(0.55, 0.55), disturbance_duration_s=(0.2, 0.2))
+    cfg = quiet(ride_through=[(0.5, 0.1)], tap_range_pu=0.1, sag_count_trip=0)
+    strong = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5), shocks=sh)
+    run(strong, 60, v=0.95)
+    sags = [e for e in strong.events if e["kind"] == "sag"]
+    assert sags and not strong.trips
+    assert all(e["v_pu"] == pytest.approx(0.55) for e in sags if e["time_s"] >= 60.0)
+    weak = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5), shocks=sh)
+    run(weak, 60, v=0.80)
+    assert weak.trips and weak.trips[0].cause == "disturbance"
+    assert weak.trips[0].v_pu == pytest.approx(0.55 * 1.1 * 0.80)
+
+
 def test_same_seed_same_run_different_seed_different_run():
     cfg = CampusConfig(bus="18", capacity_mw=100.0)
     sh = ShockConfig(surge_rate_per_day=24, oscillation_rate_per_day=24)
