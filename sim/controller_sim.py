@@ -20,9 +20,11 @@ campus names and FCM labels.
 
 ``Setpoint(fcm=label)`` (one per FCM): output ``p_set_mw`` (+ = injection), fed to FCMSim.
 
-The MPC re-solves every ``controller.resolve_every_steps`` steps and holds its last setpoints
-(and its prediction for the current horizon step) in between, status ``hold``. ``none`` and
-``rule`` act every step.
+The MPC re-solves every ``controller.resolve_every_steps`` steps and holds its plan (and its
+prediction for the current horizon step) in between, status ``hold``; at every held step the
+adapter calls the controller's ``hold(measurement)``, where the ramp guard
+(``controller.trim``) may correct the plan's storage setpoints. ``none`` and ``rule`` act
+every step.
 
 HIL mode: ``python -m sim.controller_sim HOST:PORT`` runs this simulator as its own process;
 mosaik starts it with ``{"cmd": "python -m sim.controller_sim %(addr)s", "cwd": <repo>}``.
