@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -246,6 +247,20 @@ def ar1_coefficients(step_s: float, tau_s: float, sigma: float) -> tuple[float, 
     return phi, sigma * math.sqrt(1.0 - phi * phi)
 
 
+@lru_cache(maxsize=32)
+def _recurrence_kernel(a: float, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block matrices of :func:`linear_recurrence` for one ``a``, built once and kept
+    (read-only): ``M[i, j] = a^(i−1−j)`` for ``j < i``, ``a^(block−1−i)`` and ``a^i``."""
+    i = np.arange(block)
+    expo = i[:, None] - 1 - i[None, :]
+    mat = np.where(expo >= 0, a ** np.maximum(expo, 0), 0.0)
+    last = a ** (block - 1 - i)
+    powers = a ** i
+    for arr in (mat, last, powers):
+        arr.flags.writeable = False
+    return mat, last, powers
+
+
 def linear_recurrence(u: np.ndarray, a: float, y0, block: int = 128) -> np.ndarray:
     """States ``y_k`` (k = 0…n−1) of ``y_{k+1} = a·y_k + u_k`` from ``y_0``, along the
     last axis, vectorised in blocks: ``y_{k0+i} = a^i·y_{k0} + Σ_{j<i} a^{i−1−j}·u_{k0+j}``.
@@ -254,14 +269,11 @@ def linear_recurrence(u: np.ndarray, a: float, y0, block: int = 128) -> np.ndarr
     n = u.shape[-1]
     y = np.empty_like(u)
     state = np.broadcast_to(np.asarray(y0, dtype=float), u.shape[:-1]).copy()
-    i = np.arange(block)
-    expo = i[:, None] - 1 - i[None, :]
-    mat = np.where(expo >= 0, a ** np.maximum(expo, 0), 0.0)  # M[i, j] = a^(i-1-j), j < i
-    last = a ** (block - 1 - i)
+    mat, last, powers = _recurrence_kernel(float(a), block)
     for k0 in range(0, n, block):  # n / block iterations, not one per step
         m = min(block, n - k0)
         ub = u[..., k0:k0 + m]
-        y[..., k0:k0 + m] = state[..., None] * a ** i[:m] + ub @ mat[:m, :m].T
+        y[..., k0:k0 + m] = state[..., None] * powers[:m] + ub @ mat[:m, :m].T
         state = state * a ** m + ub @ last[block - m:]
     return y
 
