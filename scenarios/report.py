@@ -10,7 +10,8 @@ Figures (matplotlib, object-oriented API on the Agg canvas; no pyplot global sta
 * ``soc.png``: state of charge of the storage FCMs with their SoC limits;
 * ``voltage_heatmap.png``: bus × time voltage, diverging colormap centred on 1.0 pu, the
   limits marked on the colorbar, non-converged steps grey;
-* the KPI table in the HTML.
+* the KPI table in the HTML, and under the campus figure the campus trip table (from the
+  KPIs' ``campus_trip_log``).
 
 A missing column group never fails a figure: the figure says what is absent ("no FCMs").
 """
@@ -354,9 +355,13 @@ def _label(key: str) -> tuple[str, str]:
     return text, unit
 
 
+#: KPIs with a table of their own, left out of the KPI table.
+OWN_TABLE = ("campus_trip_log",)
+
+
 def kpi_table_html(kpis: dict[str, Any]) -> str:
     """The KPI table: label, value, unit, key (known KPIs first, in DESIGN.md order)."""
-    rows = _flatten(kpis)
+    rows = _flatten({k: v for k, v in kpis.items() if k not in OWN_TABLE})
     order = {k: i for i, k in enumerate(KPI_LABELS)}
     rows.sort(key=lambda kv: order.get(kv[0], len(order)))
     body = "\n".join(
@@ -365,6 +370,61 @@ def kpi_table_html(kpis: dict[str, Any]) -> str:
         for k, v in rows)
     return ("<table><thead><tr><th>KPI</th><th>value</th><th>unit</th><th>key in kpis.json"
             f"</th></tr></thead><tbody>\n{body}\n</tbody></table>")
+
+
+def _clock(t_s: float, start_s: float) -> str:
+    """``hh:mm:ss`` of the simulated day at ``t_s`` seconds into a run that starts at
+    ``start_s`` seconds after midnight (whole seconds begun), ``+N d`` on later days."""
+    total = start_s + t_s
+    day, sec = divmod(int(math.floor(total + 1e-6)), 86_400)
+    hh, rest = divmod(sec, 3600)
+    clock = f"{hh:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return clock + (f" +{day} d" if day else "")
+
+
+_TRIP_CAUSES = {
+    "voltage": "POI voltage (behind the tap changer) below the ride-through curve",
+    "disturbance": "a grid-fault sag below the ride-through curve",
+    "repeated_sags": "the sag counter fired (repeated sags within the window)",
+}
+
+
+def trip_table_html(kpis: dict[str, Any], scenario: Scenario) -> str:
+    """The campus trips of ``kpis["campus_trip_log"]`` (docs/kpis.md): time of day and
+    ``time_s``, campus, cause, UPS-input voltage, duration, reconnection time and ramp."""
+    trips = kpis.get("campus_trip_log")
+    if trips is None:
+        return '<p class="note">No campus trip log in the KPIs.</p>'
+    if not trips:
+        return '<p class="note">No trips.</p>'
+    start_s = scenario.simulation.start_hour * 3600.0
+
+    def num(value: Any, digits: int | None = None) -> str:
+        if value is None or not math.isfinite(float(value)):
+            return "–"
+        return f"{float(value):.{digits}f}" if digits is not None else _fmt(float(value))
+
+    body = []
+    for tr in trips:
+        t, back, ramp_s = tr.get("time_s"), tr.get("reconnect_s"), tr.get("ramp_s")
+        ramp = "at once" if ramp_s == 0 else num(ramp_s)
+        body.append(
+            f"<tr><td>{_clock(float(t), start_s)}</td><td class=num>{num(t, 2)}</td>"
+            f"<td>{html.escape(str(tr.get('campus', '')))}</td>"
+            f"<td>{html.escape(str(tr.get('cause', '')))}</td>"
+            f"<td class=num>{num(tr.get('v_pu'), 3)}</td>"
+            f"<td class=num>{num(tr.get('duration_s'))}</td>"
+            f"<td>{_clock(float(back), start_s) if back is not None else '–'}</td>"
+            f"<td class=num>{ramp}</td></tr>")
+    causes = sorted({str(tr.get("cause", "")) for tr in trips})
+    legend = "; ".join(f"<code>{html.escape(c)}</code>: {html.escape(_TRIP_CAUSES[c])}"
+                       for c in causes if c in _TRIP_CAUSES)
+    return ("<table><thead><tr><th>time of day</th><th>time_s [s]</th><th>campus</th>"
+            "<th>cause</th><th>UPS-input voltage [pu]</th><th>duration [s]</th>"
+            "<th>reconnection at</th><th>reconnection ramp [s]</th></tr></thead><tbody>\n"
+            + "\n".join(body) + "\n</tbody></table>\n"
+            + (f'<p class="note">{legend}. Key in kpis.json: <code>campus_trip_log</code>.</p>'
+               if legend else ""))
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
@@ -395,6 +455,8 @@ def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario
         note_html = f'<p class="note">{html.escape(note)}.</p>' if note else ""
         sections.append(f'<h2>{html.escape(_CAPTIONS[name])}</h2>{note_html}\n'
                         f'<img src="{png.name}" alt="{html.escape(_CAPTIONS[name])}">')
+        if name == "campus":
+            sections.append(f"<h3>Campus trips</h3>\n{trip_table_html(kpis, scenario)}")
     dt = scenario.simulation.step_s
     meta = {
         "scenario": scenario.name, "feeder": f"{scenario.feeder.source} (scale "

@@ -8,8 +8,10 @@ Order of work (docs/cosim.md §6):
 2. The run writes into a temporary sibling folder ``.<name>.partial-<pid>``. The Recorder
    flushes ``timeseries.parquet`` in segments as the run goes, so a crash keeps what was
    simulated (the partial folder is kept after an internal failure, for post-mortem).
-3. After the run: KPIs (``kpis.json``), ``manifest.json`` and ``report.html`` are written,
-   then the folder is renamed into place. Only a complete run has the final name.
+3. After the run: the campus trip log is read from DataCenterSim
+   (:func:`scenarios.world.collect_trips`), KPIs (``kpis.json``, with the log as
+   ``campus_trip_log``), ``manifest.json`` and ``report.html`` are written, then the
+   folder is renamed into place. Only a complete run has the final name.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def run_scenario(
     possible.
     ``hil=True`` runs the controller as a separate process over TCP.
     """
-    from scenarios.world import build_world, collect_timing, plan_world
+    from scenarios.world import build_world, collect_timing, collect_trips, plan_world
 
     out_dir = Path(out_dir)
     if siting_file is not None and not Path(siting_file).is_file():
@@ -73,9 +75,11 @@ def run_scenario(
                           shutdown=False)
         run_wall = time.perf_counter() - t_run
         timing = collect_timing(handles)
+        trip_log = collect_trips(handles)
         handles.world.shutdown()
         extra = _timing_split(timing, run_wall)
-        kpis = _finish(plan, tmp, extra, siting_file, realtime, time.perf_counter() - t_start)
+        kpis = _finish(plan, tmp, extra, siting_file, realtime, time.perf_counter() - t_start,
+                       trip_log)
     except ScenarioError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -107,7 +111,7 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
 
 
 def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
-            wall_s: float) -> dict[str, Any]:
+            wall_s: float, trip_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.manifest import write_manifest
     from scenarios.report import write_report
@@ -116,7 +120,8 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     ts = read_timeseries(tmp / "timeseries.parquet")
     extra = {**extra, "wall_s": wall_s,
              "ac_validation_network": network_model_validation(ts, plan)}
-    kpis = compute_kpis(ts, plan.scenario, extra)
+    # the trip log goes into the KPIs only (not into the manifest's timing_s)
+    kpis = compute_kpis(ts, plan.scenario, {**extra, "campus_trip_log": list(trip_log or [])})
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
     write_manifest(tmp, plan.scenario, plan.scenario.seed, extra={

@@ -378,3 +378,20 @@ def collect_timing(handles: WorldHandles) -> dict[str, float]:
         except Exception as exc:  # a simulator without timings must not fail the run
             logger.warning("no timing from %s: %s", name, exc)
     return out
+
+
+def collect_trips(handles: WorldHandles) -> list[dict[str, Any]]:
+    """The campus trip log of the run: one record ``{"campus": eid, "time_s", "cause",
+    "v_pu", "duration_s", "reconnect_s", "ramp_s"}`` per trip, from every simulator that
+    reports trips (DataCenterSim's ``trips()``), sorted by time (then campus). Times are
+    simulated seconds since the start of the run, as the time series index."""
+    out: list[dict[str, Any]] = []
+    for name, sim in handles.sims.items():
+        fn = getattr(sim, "trips", None)
+        if fn is None:
+            continue
+        try:
+            out.extend({"campus": str(eid), **trip} for eid, trips in fn().items() for trip in trips)
+        except Exception as exc:  # a simulator without a trip log must not fail the run
+            logger.warning("no trip log from %s: %s", name, exc)
+    return sorted(out, key=lambda r: (r["time_s"], r["campus"]))

@@ -24,6 +24,9 @@ only to a controller that reads them (``scenarios.world.campus_reads``). They de
 the campus's state at the end of the step, which ``get_data`` does not change, so they are
 the values ``step`` would have computed.
 
+Extra methods (called by the runner after the run): ``timing()`` (wall time of this
+adapter) and ``trips()`` (every campus's trip log, :meth:`DataCenterSim.trips`).
+
 Random streams: the entity with ``index`` i (default: creation order) uses
 ``SeedSequence(seed).spawn(i + 1)[i]``; shocks (surges, oscillation episodes, disturbances)
 come from ``scenario["shocks"]`` or ``shocks`` when given, else there are none.
@@ -40,7 +43,7 @@ import mosaik_api_v3
 import numpy as np
 from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, SimId, Time
 
-from models.campus import Campus, CampusConfig, CampusOutput
+from models.campus import Campus, CampusConfig, CampusOutput, Trip
 from models.shocks import ShockConfig
 
 logger = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ META: Meta = {
             "attrs": ["v_poi_pu", *[a for a in OUTPUTS if a != "v_poi_pu"]],
         },
     },
-    "extra_methods": ["timing"],
+    "extra_methods": ["timing", "trips"],
 }
 
 
@@ -185,6 +188,26 @@ class DataCenterSim(mosaik_api_v3.Simulator):
         """Wall time spent in ``step()`` and on forecasts so far (seconds), for the run's
         timing breakdown."""
         return {"dc_s": self.busy_s}
+
+    def trips(self) -> dict[str, list[dict[str, float | str]]]:
+        """Each campus's trips so far (:attr:`models.campus.Campus.trips`), as plain dicts
+        ``{time_s, cause, v_pu, duration_s, reconnect_s, ramp_s}``, in the order they happened.
+
+        ``time_s`` and ``reconnect_s`` are simulated seconds since the start of the run, the
+        convention of the time series index ``time_s`` (mosaik time × ``time_resolution``);
+        the campus clock runs ``start_s`` ahead of it. A trip at ``time_s`` lies in the step
+        that starts at ``⌊time_s/Δ⌋·Δ``: a ride-through trip on the POI voltage at the step's
+        start, a sag mid-step. ``v_pu`` and ``duration_s`` are the voltage and duration that
+        caused it; ``ramp_s`` is the reconnection ramp (0: all load back at once).
+        """
+        return {eid: [_trip_record(tr, self.start_s) for tr in campus.trips]
+                for eid, campus in self.campuses.items()}
+
+
+def _trip_record(tr: Trip, start_s: float) -> dict[str, float | str]:
+    return {"time_s": float(tr.t_s - start_s), "cause": str(tr.cause), "v_pu": float(tr.v_pu),
+            "duration_s": float(tr.duration_s), "reconnect_s": float(tr.reconnect_s - start_s),
+            "ramp_s": float(tr.ramp_s)}
 
 
 def _min(values: dict[str, Any] | None) -> float | None:

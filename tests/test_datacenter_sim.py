@@ -4,6 +4,7 @@ time-shifted POI voltage; a shallower dip does not."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -148,6 +149,27 @@ def test_every_meta_attribute_is_a_real_output():
     assert data["v_poi_pu"] == 0.99
     assert sim.start_s == 6 * 3600.0 and sim.shocks is not None
     assert set(sim.timing()) == {"dc_s"}
+
+
+def test_trip_log_is_on_the_run_clock():
+    """``trips()`` (an extra method in META): each campus's trips as plain dicts, times in
+    seconds since the start of the run, as the time series index; the campus clock runs
+    ``start_s`` ahead. A voltage trip lies at the start of the step that reads the sag."""
+    assert all(callable(getattr(DataCenterSim, m, None)) for m in META["extra_methods"])
+    sim = DataCenterSim()
+    sim.init("DC", step_s=STEP_S, seed=1, scenario={"simulation": {"start_hour": 6.0}})
+    (ent,) = sim.create(1, "Campus", config=CAMPUS.model_dump(mode="json"))
+    eid = ent["eid"]
+    assert sim.trips() == {eid: []}
+    for k, v in enumerate((1.0, 1.0, 0.6)):  # the third step reads 0.6 pu: below the curve
+        sim.step(k * STEP_S, {eid: {"v_poi_pu": {"Feeder.x": v}}}, -1)
+    assert sim.get_data({eid: ["online"]})[eid]["online"] is False
+    (trip,) = sim.trips()[eid]
+    # the tap was set on the 1.0-pu reading: the sudden sag reaches the UPS uncompensated
+    assert trip == {"time_s": 2.0 * STEP_S, "cause": "voltage", "v_pu": pytest.approx(0.6),
+                    "duration_s": float(STEP_S), "reconnect_s": 2.0 * STEP_S + 600.0, "ramp_s": 0.0}
+    assert sim.campuses[eid].trips[0].t_s == 6 * 3600.0 + 2 * STEP_S
+    assert json.loads(json.dumps(sim.trips())) == sim.trips()
 
 
 def test_bad_init_is_rejected():

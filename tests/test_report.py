@@ -117,3 +117,19 @@ def test_report_of_a_single_step(tmp_path: Path) -> None:
     kpis = compute_kpis(ts, sc)
     assert kpis["steps"] == 1 and kpis["ramp_violation_mwh"] == 0.0
     check_report(tmp_path, write_report(tmp_path, ts, kpis, sc))
+
+
+def test_report_without_trips_says_so(tmp_path: Path) -> None:
+    """An empty trip log gives "No trips." under the campus figure and no trip table; KPIs
+    computed without the runner (no log at all) say that the log is missing instead."""
+    sc = scenario(False)
+    ts = synthetic_timeseries(hours=2.0, fcms=False, controller=False)
+    kpis = {**compute_kpis(ts, sc), "campus_trip_log": []}
+    doc = check_report(tmp_path, write_report(tmp_path, ts, kpis, sc))
+    at = doc.index("<h3>Campus trips</h3>")
+    assert doc.index('<img src="campus.png"') < at < doc.index('<img src="fcm_dispatch.png"')
+    assert doc[at:].startswith('<h3>Campus trips</h3>\n<p class="note">No trips.</p>')
+    assert "reconnection ramp" not in doc and "campus_trip_log" not in doc
+    without = tmp_path / "without"
+    doc = check_report(without, write_report(without, ts, compute_kpis(ts, sc), sc))
+    assert "No campus trip log in the KPIs." in doc and "No trips" not in doc
