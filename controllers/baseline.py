@@ -264,7 +264,7 @@ class RuleController:
         without its min up/down bookkeeping: a committed unit stays within its ramp and at or
         above its minimum; an uncommitted one reaches at most ``max(P_min, RΔt)``)."""
         tech = self.catalog[pl.kind]
-        r = tech.ramp_mw_per_min * self.params.step_s / 60.0
+        r = tech.ramp_mw_per_min_for(p_cap) * self.params.step_s / 60.0
         if st is None or not st.committed:
             if p_set <= 0.0:
                 return 0.0

@@ -386,7 +386,7 @@ class Stage2Model:
         p = self.params
         if p.apply_step_s is None or p.apply_step_s >= p.horizon_step_s:
             return
-        r1 = min(tech.ramp_mw_per_min * p.apply_step_s / 60.0, p_cap)
+        r1 = min(tech.ramp_mw_per_min_for(p_cap) * p.apply_step_s / 60.0, p_cap)
         up = max(tech.p_min_frac * p_cap, r1)
         b.reach_up = pyo.Constraint(expr=b.pg[0] - b.p_init <= up)
         b.reach_down = pyo.Constraint(expr=b.p_init - b.pg[0] <= r1 + p_cap * b.z[0])
@@ -401,9 +401,8 @@ class Stage2Model:
             add_storage(b, T, dt_h, spec, p_cap=p_cap, e_cap=e_cap, e_init=b.e_init,
                         e_target=b.e_target)
         elif isinstance(tech, GeneratorType):
-            # the plant's ramp limit is ramp_mw_per_min for the whole placement (models.devices)
-            spec = GeneratorSpec(tech.p_min_frac, tech.ramp_mw_per_min / p_cap, tech.min_up_s,
-                                 tech.min_down_s, tech.startup_cost, tech.cost_per_mwh)
+            # ramp per module, as the plant (models.devices) and Stage I
+            spec = GeneratorSpec.from_catalog(tech)
             b.u_init = pyo.Param(mutable=True, initialize=0)
             b.p_init = pyo.Param(mutable=True, initialize=0.0)
             b.must_on = pyo.Param(T, mutable=True, initialize=0)

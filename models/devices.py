@@ -111,7 +111,7 @@ class Generator:
     A start is allowed only after the unit has been off for ``min_down_s``, a stop only
     after it has run for ``min_up_s``; otherwise the commitment is held. When committed::
 
-        P_min ≤ P ≤ P̄,   |P_t − P_{t−1}| ≤ R · Δt        (R in MW/s = ramp_mw_per_min/60)
+        P_min ≤ P ≤ P̄,   |P_t − P_{t−1}| ≤ R · Δt        (R = ramp_mw_per_min_for(P̄)/60 MW/s)
 
     A start may reach ``max(P_min, R·Δt)`` in its first step (start-up trajectory); a stop
     takes the output to 0 in one step (shut-down). A held-on unit asked for less than
@@ -122,7 +122,7 @@ class Generator:
         self.label = placement.label
         self.p_max = float(placement.p_mw)
         self.p_min = tech.p_min_frac * self.p_max
-        self.ramp_mw_per_s = tech.ramp_mw_per_min / 60.0
+        self.ramp_mw_per_s = tech.ramp_mw_per_min_for(self.p_max) / 60.0  # all its modules
         self.min_up_s = tech.min_up_s
         self.min_down_s = tech.min_down_s
         self.startup_cost = tech.startup_cost

@@ -63,6 +63,16 @@ class GeneratorType(StrictModel):
     def e_mwh_per_module(self) -> float:
         return 0.0
 
+    def ramp_mw_per_min_for(self, p_mw: float) -> float:
+        """Ramp limit of a placement of ``p_mw`` (MW/min). ``ramp_mw_per_min`` is one
+        module's; the ``p_mw / p_mw_per_module`` modules of a placement ramp side by side::
+
+            R(P̄) = ramp_mw_per_min · P̄ / p_mw_per_module
+
+        the same fraction of the rating per minute that Stage I sizes with
+        (``controllers.blocks.GeneratorSpec``)."""
+        return self.ramp_mw_per_min * float(p_mw) / self.p_mw_per_module
+
 
 class DRType(StrictModel):
     """Demand-response module: a curtailable block of load with an energy budget and payback."""

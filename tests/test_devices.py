@@ -64,9 +64,9 @@ def test_storage_reactive_power_within_inverter_rating():
 @settings(max_examples=60, deadline=None)
 @given(p_set=setpoints)
 def test_generator_limits_and_min_up_down(p_set):
-    tech = GeneratorType(p_min_frac=0.3, ramp_mw_per_min=0.25, min_up_s=300, min_down_s=180,
-                         startup_cost=50.0, cost_per_mwh=100.0)
-    dev = Generator(Placement(kind="gen", bus="33", p_mw=1.0), tech)
+    tech = GeneratorType(p_mw_per_module=1.0, p_min_frac=0.3, ramp_mw_per_min=0.25,
+                         min_up_s=300, min_down_s=180, startup_cost=50.0, cost_per_mwh=100.0)
+    dev = Generator(Placement(kind="gen", bus="33", p_mw=1.0), tech)  # one module: R = 0.25/min
     dt = 60.0
     states, powers, costs = [], [], []
     for ps in p_set:

@@ -16,8 +16,8 @@ from controllers.forecast import PersistenceForecaster
 from controllers.interface import FCMState, Measurement
 from controllers.solve import SolveStatus
 from controllers.stage2 import CampusSite, MPCParams, RollingMPC, solve_horizon
-from models.devices import Storage
-from models.fcm_catalog import Placement, StorageType, default_catalog
+from models.devices import Generator, Storage
+from models.fcm_catalog import GeneratorType, Placement, StorageType, default_catalog
 from models.network import Branch, Bus, BusLoad, FeederData
 
 LOSSLESS = StorageType(p_mw_per_module=0.5, e_mwh_per_module=1.0, eta_charge=1.0,
@@ -268,3 +268,24 @@ def test_hold_applies_the_ramp_guard_to_the_held_plan_only_when_asked():
     h = mpc.hold(nxt)
     assert h.status == "hold" and not h.solved and h.p_mw["bess_2"] == pytest.approx(0.10, abs=1e-6)
     assert mpc.trims == 2
+
+
+def test_generator_plan_ramps_per_module_like_the_plant():
+    """A 1 MW placement of two 0.5 MW modules, each ramping 0.25 MW/min, ramps 0.5 MW/min
+    (Stage I's sizing, the plant and Stage II agree). Hand optimum: load 1 MW, schedule 0
+    (every MW imported is imbalance), the unit on at 0.3 MW, 1-min horizon steps: the plan
+    is 0.8, 1.0, 1.0, 1.0 MW, and the plant, brought to 0.3 MW and given that plan,
+    delivers the same."""
+    tech = GeneratorType(p_mw_per_module=0.5, ramp_mw_per_min=0.25, p_min_frac=0.3,
+                         min_up_s=0.0, min_down_s=0.0, startup_cost=0.0, cost_per_mwh=0.0)
+    pl = Placement(kind="gen", bus="2", p_mw=1.0)
+    assert tech.ramp_mw_per_min_for(pl.p_mw) == pytest.approx(0.5)
+    meas = _meas(sub=0.7, sched=(0.0,) * 4,
+                 fcm={pl.label: FCMState(p_mw=0.3, committed=True, time_in_state_s=3600.0)})
+    res = solve_horizon(two_bus(), [pl], {"gen": tech}, _params(horizon_step_s=60.0), meas)
+    assert res.outcome.status is SolveStatus.OPTIMAL
+    assert res.schedule_mw[pl.label] == pytest.approx([0.8, 1.0, 1.0, 1.0], abs=1e-6)
+    plant = Generator(pl, tech)
+    assert plant.step(0.3, 60.0).p_mw == pytest.approx(0.3)
+    delivered = [plant.step(p, 60.0).p_mw for p in res.schedule_mw[pl.label]]
+    assert delivered == pytest.approx(list(res.schedule_mw[pl.label]), abs=1e-6)
