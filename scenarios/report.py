@@ -57,6 +57,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "restoration_import_band_mw": ("Import band counted as normal", "MW"),
     "fcm_operating_cost": ("FCM operating cost", "$"),
     "campus_trips": ("Campus trips", ""),
+    "campus_trips_offline_steps": ("Campus trips seen as online → offline steps", ""),
     "pf_nonconverged_steps": ("Power flow not converged", "steps"),
     "controller_solves": ("Controller MILP solves", ""),
     "controller_fallbacks": ("Controller fallbacks", ""),

@@ -1,6 +1,6 @@
 """The campus trip log reaches the results: a real run (mosaik, OpenDSS, SimPy) whose campus
 trips several times; every logged trip lies in a step where ``dc.<campus>.online`` goes from
-True to False in timeseries.parquet, the log's length equals ``campus_trips``, and
+True to False in timeseries.parquet, ``campus_trips`` is the log's length, and
 report.html lists every trip.
 
 The run starts at 14:00 (``start_hour = 14``), so a log kept on the campus clock (which runs
@@ -68,7 +68,7 @@ def test_every_logged_trip_is_a_step_where_the_campus_goes_offline(run):
         seen[r["campus"]].add(row)
     # and every online → offline transition of the time series is a logged trip
     assert seen == offline_from
-    assert kpis["campus_trips"] == len(log)
+    assert kpis["campus_trips"] == len(log) == kpis["campus_trips_offline_steps"]
 
 
 def test_manifest_keeps_timings_only(run):
@@ -106,3 +106,19 @@ def test_clock_of_the_simulated_day():
     assert _clock(0.0, 14 * 3600.0) == "14:00:00"
     assert _clock(418.978, 14 * 3600.0) == "14:06:58"
     assert _clock(3600.0 * 11 + 61.0, 14 * 3600.0) == "01:01:01 +1 d"
+
+
+def test_a_retrip_within_one_step_counts_although_the_step_states_miss_it(tmp_path):
+    """Seed 4 of the same scenario: the campus reconnects at once at about 2 225 s and trips
+    again at about 2 272 s, inside the same 60-s step, so ``online`` (the state at each step's
+    end) never shows it back. ``campus_trips`` counts the campus's own log; the time series'
+    transitions are kept beside it and are one short."""
+    sc = tripping_scenario().with_overrides(seed=4)
+    kpis = run_scenario(sc, tmp_path / "run", progress=False)
+    log = kpis["campus_trip_log"]
+    step = sc.simulation.step_s
+    again = [(a, b) for a, b in zip(log, log[1:])
+             if b["time_s"] // step == a["reconnect_s"] // step and a["ramp_s"] == 0.0]
+    assert again, f"the scenario is meant to re-trip within a step: {log}"
+    assert kpis["campus_trips"] == len(log)
+    assert kpis["campus_trips_offline_steps"] == len(log) - len(again)
