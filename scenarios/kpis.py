@@ -157,13 +157,16 @@ def ac_validation(ts: pd.DataFrame, ok: np.ndarray) -> dict[str, float]:
 
 
 def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None, *,
-                 import_band_mw: float | None = None) -> dict[str, Any]:
+                 import_band_mw: float | None = None,
+                 trip_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """All KPIs of a run (DESIGN.md §5; definitions in docs/kpis.md).
 
     ``ts`` is the time series as written by the Recorder (one row per step). ``extra`` holds
     what the runner measured (``wall_s``, timings, ...) and is merged last. ``import_band_mw``
     is the band around the schedule inside which the import counts as normal for the
-    restoration time; default ``IMPORT_BAND_FRAC`` × max |P^sched|.
+    restoration time; default ``IMPORT_BAND_FRAC`` × max |P^sched|. ``trip_log`` is the
+    campuses' own trip log (``scenarios.world.collect_trips``); with it ``campus_trips``
+    counts its trips and the log is kept as ``campus_trip_log``.
     """
     dt = float(scenario.simulation.step_s)
     grid = scenario.grid
@@ -233,19 +236,20 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     k["controller_solve_s_median"] = float(np.median(solve_s)) if solve_s.size else math.nan
     k["controller_solve_s_max"] = float(solve_s.max()) if solve_s.size else math.nan
 
-    k["campus_trips"] = int(sum(
+    offline_steps = int(sum(
         np.sum(~on[1:] & on[:-1]) for on in (
             _bool(ts[f"dc.{c}.online"], True) for c in campuses if f"dc.{c}.online" in ts.columns)))
+    if trip_log is None:
+        k["campus_trips"] = offline_steps
+    else:  # the campus's own log sees a re-trip within a step and a first-step trip
+        k["campus_trips"], k["campus_trips_offline_steps"] = len(trip_log), offline_steps
+        k["campus_trip_log"] = list(trip_log)
     k["ac_validation_prediction"] = {**ac_validation(ts, ok), "basis": "prediction"}
     k["steps"] = int(n)
     k["step_s"] = dt
     k["wall_s"] = math.nan
     if extra:
         k.update(extra)
-    log = k.get("campus_trip_log")
-    if isinstance(log, list):  # the campus's own log sees what the step states cannot
-        k["campus_trips_offline_steps"] = k["campus_trips"]
-        k["campus_trips"] = len(log)
     k["ac_validation"] = ac_validation_headline(k)
     return k
 

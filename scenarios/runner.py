@@ -111,7 +111,7 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
 
 
 def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
-            wall_s: float, trip_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            wall_s: float, trip_log: list[dict[str, Any]]) -> dict[str, Any]:
     from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.manifest import write_manifest
     from scenarios.report import write_report
@@ -120,8 +120,7 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     ts = read_timeseries(tmp / "timeseries.parquet")
     extra = {**extra, "wall_s": wall_s,
              "ac_validation_network": network_model_validation(ts, plan)}
-    # the trip log goes into the KPIs only (not into the manifest's timing_s)
-    kpis = compute_kpis(ts, plan.scenario, {**extra, "campus_trip_log": list(trip_log or [])})
+    kpis = compute_kpis(ts, plan.scenario, extra, trip_log=trip_log)
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
     write_manifest(tmp, plan.scenario, plan.scenario.seed, extra={

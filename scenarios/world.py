@@ -28,7 +28,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mosaik
 import numpy as np
@@ -366,18 +366,26 @@ def campus_reads(controller: Any) -> tuple[str, ...]:
     return reads + (("forecast_mw",) if controller.forecaster == "operator" else ())
 
 
-def collect_timing(handles: WorldHandles) -> dict[str, float]:
-    """Wall time each adapter reports for its own work (seconds), by simulator."""
-    out: dict[str, float] = {}
+def _from_each_sim(handles: WorldHandles, method: str, read: Callable[[Any], Any]) -> list[Any]:
+    """``read(sim.method())`` for every simulator that has the extra ``method``, after the
+    run. A simulator whose answer fails (to come or to be read) is logged and skipped: a
+    report about the run must not fail the run."""
+    out = []
     for name, sim in handles.sims.items():
-        fn = getattr(sim, "timing", None)
+        fn = getattr(sim, method, None)
         if fn is None:
             continue
         try:
-            out.update({f"{k}": float(v) for k, v in fn().items()})
-        except Exception as exc:  # a simulator without timings must not fail the run
-            logger.warning("no timing from %s: %s", name, exc)
+            out.append(read(fn()))
+        except Exception as exc:
+            logger.warning("no %s from %s: %s", method, name, exc)
     return out
+
+
+def collect_timing(handles: WorldHandles) -> dict[str, float]:
+    """Wall time each adapter reports for its own work (seconds), by simulator."""
+    parts = _from_each_sim(handles, "timing", lambda t: {str(k): float(v) for k, v in t.items()})
+    return {k: v for part in parts for k, v in part.items()}
 
 
 def collect_trips(handles: WorldHandles) -> list[dict[str, Any]]:
@@ -385,13 +393,6 @@ def collect_trips(handles: WorldHandles) -> list[dict[str, Any]]:
     "v_pu", "duration_s", "reconnect_s", "ramp_s"}`` per trip, from every simulator that
     reports trips (DataCenterSim's ``trips()``), sorted by time (then campus). Times are
     simulated seconds since the start of the run, as the time series index."""
-    out: list[dict[str, Any]] = []
-    for name, sim in handles.sims.items():
-        fn = getattr(sim, "trips", None)
-        if fn is None:
-            continue
-        try:
-            out.extend({"campus": str(eid), **trip} for eid, trips in fn().items() for trip in trips)
-        except Exception as exc:  # a simulator without a trip log must not fail the run
-            logger.warning("no trip log from %s: %s", name, exc)
-    return sorted(out, key=lambda r: (r["time_s"], r["campus"]))
+    parts = _from_each_sim(handles, "trips", lambda log: [
+        {"campus": str(eid), **trip} for eid, trips in log.items() for trip in trips])
+    return sorted((r for part in parts for r in part), key=lambda r: (r["time_s"], r["campus"]))
