@@ -18,9 +18,9 @@ import logging
 import math
 import re
 import tempfile
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ INJECTION_PREFIX = "inj_"
 """OpenDSS Load elements created by :meth:`DSSFeeder.add_injection` are ``Load.inj_<name>``."""
 INJECTION_VMIN_PU = 0.5
 """Injections stay constant PQ down to this voltage (OpenDSS Load ``vminpu``)."""
+INJECTION_VMAX_PU = 2.0
+"""... and up to this one (OpenDSS Load ``vmaxpu``)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SQRT3 = math.sqrt(3.0)
 
@@ -60,6 +62,14 @@ class PowerFlowResult:
     transformers, regulators, switches): the power entering the branch at its ``from_bus``,
     summed over the elements of a per-phase bank, and the largest loading of its elements.
     Empty before the feeder description exists.
+
+    ``status`` says what became of the solve (DESIGN.md §2a): ``"ok"`` (converged and every
+    invariant holds; the only status with numbers), ``"diverged"`` (no convergence within
+    the iteration limit), ``"aborted"`` (OpenDSS stopped the solve with an error) or
+    ``"invariant"`` (OpenDSS reported convergence but the result breaks an invariant of
+    :meth:`DSSFeeder.invariant_violations`; ``violations`` names them). ``recovery`` is
+    ``"retried"`` or ``"frozen_controls"`` when the result needed :meth:`DSSFeeder.solve`'s
+    recovery, else ``""``; ``cause`` is the reason of a failed solve, in words.
     """
 
     converged: bool
@@ -84,6 +94,10 @@ class PowerFlowResult:
     branch_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
     branch_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
     branch_loading_pct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    status: str = "ok"
+    recovery: str = ""
+    cause: str = ""
+    violations: tuple[str, ...] = ()
 
     def bus_voltage(self, bus: str) -> float:
         """Mean phase voltage (pu) of ``bus``; NaN when the solve did not converge."""
@@ -124,12 +138,18 @@ class DSSFeeder:
         self.source = source
         self.scale = scale
         self._injections: dict[str, tuple[float, float]] = {}
+        self._injection_bus: dict[str, str] = {}
         self._maps_dirty = True
         self._needs_reinit = False
         self._workdir: tempfile.TemporaryDirectory | None = None  # OpenDSS's private data path
         self._from_terminal: dict[str, int] = {}  # line -> terminal (0/1) at its from_bus
         self._branch_members: tuple[tuple[tuple[str, int], ...], ...] = ()
         self._energized_buses: frozenset[str] | None = None
+        self.solve_counts: Counter[str] = Counter()
+        """Solves by outcome: ``ok``, ``retried``, ``frozen_controls`` (both also ``ok``),
+        ``diverged``, ``aborted``, ``invariant`` (see :class:`PowerFlowResult.status`)."""
+        self.last_cause = ""
+        """Why the most recent failed solve failed, in words (``""`` before any failure)."""
         self.data: FeederData
         self.topology_report: TopologyReport
         self.base_case: PowerFlowResult
@@ -137,12 +157,14 @@ class DSSFeeder:
     # ------------------------------------------------------------------ construction
     @classmethod
     def open(
-        cls, source: str, scale: float = 1.0, extra_commands: Sequence[str] = ()
+        cls, source: str, scale: float = 1.0, extra_commands: Sequence[str] = (),
+        v_source_pu: float | None = None,
     ) -> DSSFeeder:
         """Compile ``source`` (``"ieee33"``, ``"ieee69"`` or a .dss master file) in a new
-        OpenDSS engine, apply ``extra_commands`` and the scale, solve the base case and
-        extract :attr:`data`. Bad input raises :class:`ScenarioError`; a base case that does
-        not converge is logged and recorded in ``data.notes``, not raised."""
+        OpenDSS engine, apply ``extra_commands``, the scale and the source voltage
+        ``v_source_pu`` (``None``: the file's own), solve the base case and extract
+        :attr:`data`. Bad input raises :class:`ScenarioError`; a base case that does not
+        converge is logged and recorded in ``data.notes``, not raised."""
         source = str(source)
         try:
             scale = float(scale)
@@ -190,13 +212,28 @@ class DSSFeeder:
         if scale != 1.0:
             _apply_scale(engine, scale)
         _check_voltage_bases(engine, source)
+        if v_source_pu is not None:
+            feeder.set_source_voltage(v_source_pu)
         first = feeder.solve()
-        feeder.data, feeder.topology_report, from_terminal, members = _extract(engine, name, scale, first)
+        data, feeder.topology_report, from_terminal, members = _extract(engine, name, scale, first)
+        feeder.data = replace(data, v_source_pu=feeder.source_voltage_pu, source=source,
+                              extra_commands=tuple(str(c) for c in extra_commands))
         feeder._from_terminal = from_terminal
         feeder._branch_members = members
         feeder._energized_buses = frozenset(feeder.data.bus_names)
         feeder._maps_dirty = True
-        feeder.base_case = feeder.solve() if first.converged else first
+        feeder.base_case = base = feeder.solve() if first.converged else first
+        if base.converged:
+            v_of = base.bus_voltages()
+            feeder.data = replace(
+                feeder.data,
+                base_bus_v_pu=tuple(float(v_of[b]) for b in feeder.data.bus_names),
+                base_branch_p_mw=tuple(float(x) for x in base.branch_p_mw),
+                base_branch_q_mvar=tuple(float(x) for x in base.branch_q_mvar))
+        if not first.converged:
+            feeder.topology_report = replace(
+                feeder.topology_report,
+                notes=(*feeder.topology_report.notes, f"why: {first.cause}"))
         for note in feeder.topology_report.notes:
             log.warning("%s: %s", source, note)
         return feeder
@@ -207,41 +244,75 @@ class DSSFeeder:
         """Current set-points of the injections, name -> (p_mw, q_mvar), load convention."""
         return dict(self._injections)
 
-    def add_injection(self, name: str, bus: str, p_mw: float = 0.0, q_mvar: float = 0.0) -> None:
-        """Create a constant-PQ element ``Load.inj_<name>`` at ``bus``.
+    @property
+    def injection_buses(self) -> dict[str, str]:
+        """The bus of each injection, name -> bus."""
+        return dict(self._injection_bus)
+
+    def add_injection(self, name: str, bus: str, p_mw: float = 0.0,
+                      q_mvar: float = 0.0) -> tuple[int, ...]:
+        """Create a constant-PQ element ``Load.inj_<name>`` at ``bus``; return its phase nodes.
 
         Load convention: ``p_mw`` > 0 draws power from the grid, < 0 injects. The element is
-        ``status=fixed`` so :meth:`set_load_scale` does not touch it; it spans the bus's phase
-        nodes (three-phase wye at the bus's line-to-line base kV, or single phase at the
-        line-to-neutral base).
+        ``status=fixed`` so :meth:`set_load_scale` does not touch it; it spans the bus's own
+        phase nodes at the bus's own voltage base, whatever bus was active before: on three
+        phases a delta at √3 × the bus's line-to-neutral base kV (as a campus or an inverter
+        behind a delta winding; it needs no neutral, so it also fits three-wire feeders), on
+        two phases one element between them (at √3 × the base, or 2 × on the two halves of a
+        split-phase secondary), on one phase line to neutral at the base.
+        A bus that cannot host it (unknown, de-energized, no voltage base, no phase node)
+        raises :class:`ScenarioError` naming the bus.
         """
         name = str(name)
         bus_key = str(bus).strip().lower()
+        where = f"injection {name!r}"
         if not _NAME_RE.match(name):
-            raise ScenarioError(self.source, f"injection {name!r}",
-                                "names may contain only letters, digits, '_' and '-'")
+            raise ScenarioError(self.source, where, "names may contain only letters, digits, '_' and '-'")
         if name in self._injections:
-            raise ScenarioError(self.source, f"injection {name!r}", "an injection of this name exists")
-        dss = self._dss
-        if dss.Circuit.SetActiveBus(bus_key) < 0 or bus_key not in self._bus_set():
+            raise ScenarioError(self.source, where, "an injection of this name exists")
+        known = self._bus_set()  # may rebuild the index maps, which moves the active bus
+        if bus_key not in known:
             raise ScenarioError(
-                self.source, f"injection {name!r}.bus",
+                self.source, f"{where}.bus",
                 f"unknown bus {bus!r}; allowed: a bus of the feeder, e.g. "
                 f"{', '.join(self.data.bus_names[:5])} ... ({len(self.data.bus_names)} buses)",
             )
-        nodes = [n for n in dss.Bus.Nodes() if 1 <= n <= 3]
-        kv_ln = dss.Bus.kVBase()
-        if len(nodes) == 1:
-            spec = f"bus1={bus_key}.{nodes[0]} phases=1 kv={kv_ln:.10g}"
-        else:
-            spec = (f"bus1={bus_key}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
-                    f"kv={kv_ln * _SQRT3:.10g}")
+        if self._energized_buses is not None and bus_key not in self._energized_buses:
+            raise ScenarioError(self.source, f"{where}.bus",
+                                f"bus {bus!r} is de-energized (no closed path from the source "
+                                f"bus {self.data.source_bus!r}); allowed: an energized bus")
+        dss = self._dss
+        dss.Circuit.SetActiveBus(bus_key)  # read the bus right after activating it
+        nodes = tuple(int(n) for n in dss.Bus.Nodes() if 1 <= n <= 3)
+        kv_ln = float(dss.Bus.kVBase())
+        if not kv_ln > 0:
+            raise ScenarioError(self.source, f"{where}.bus",
+                                f"bus {bus!r} has no voltage base; add it to 'set voltagebases' "
+                                "and run 'calcvoltagebases' in the model")
+        if not nodes:
+            raise ScenarioError(self.source, f"{where}.bus",
+                                f"bus {bus!r} has no phase node (1, 2 or 3); allowed: a bus "
+                                "with at least one phase")
+        if len(nodes) == 1:  # line to neutral
+            spec = f"bus1={bus_key}.{nodes[0]} phases=1 conn=wye kv={kv_ln:.10g}"
+        elif len(nodes) == 2:  # between the two phases: 120° apart, or 180° (split phase)
+            mag_ang = np.asarray(dss.Bus.puVmagAngle(), dtype=float)
+            ang = dict(zip((int(n) for n in dss.Bus.Nodes()), mag_ang[1::2]))
+            split = (len(ang) >= 2 and all(n in ang for n in nodes)
+                     and math.cos(math.radians(ang[nodes[0]] - ang[nodes[1]])) < -0.9)
+            kv_ll = kv_ln * (2.0 if split else _SQRT3)
+            spec = f"bus1={bus_key}.{nodes[0]}.{nodes[1]} phases=1 conn=delta kv={kv_ll:.10g}"
+        else:  # three-wire delta: it needs no neutral, so it also fits ungrounded feeders
+            spec = f"bus1={bus_key}.1.2.3 phases=3 conn=delta kv={kv_ln * _SQRT3:.10g}"
         dss.Text.Command(
-            f"new load.{INJECTION_PREFIX}{name} {spec} conn=wye model=1 status=fixed "
-            f"vminpu={INJECTION_VMIN_PU} vmaxpu=2.0 kw={p_mw * 1e3:.12g} kvar={q_mvar * 1e3:.12g}"
+            f"new load.{INJECTION_PREFIX}{name} {spec} model=1 status=fixed "
+            f"vminpu={INJECTION_VMIN_PU} vmaxpu={INJECTION_VMAX_PU} "
+            f"kw={p_mw * 1e3:.12g} kvar={q_mvar * 1e3:.12g}"
         )
         self._injections[name] = (float(p_mw), float(q_mvar))
+        self._injection_bus[name] = bus_key
         self._maps_dirty = True
+        return nodes
 
     def set_injection(self, name: str, p_mw: float, q_mvar: float = 0.0) -> None:
         """New set-point (MW, Mvar; + = consumption) of an existing injection."""
@@ -284,36 +355,49 @@ class DSSFeeder:
         self._dss.Solution.LoadMult(float(factor))
 
     # ------------------------------------------------------------------ solving
-    def solve(self) -> PowerFlowResult:
-        """Snapshot power flow of the present set-points.
+    def solve(self, controls: bool = True) -> PowerFlowResult:
+        """Snapshot power flow of the present set-points, checked (DESIGN.md §2a).
 
-        A solve that does not converge (or that OpenDSS aborts) returns ``converged=False``
-        with NaN voltages and flows; the next solve restarts from a no-load initialisation so
-        the diverged state is not reused.
+        ``controls=False`` keeps regulator taps, capacitor states and every other control
+        where it is (``Solution.SolveNoControl``), e.g. to study the network alone.
+
+        Recovery (docs/feeders.md, "When a solve fails"): a solve that OpenDSS aborts
+        leaves the engine able to solve again (the solution mode is re-entered, which clears
+        OpenDSS's abort state). An abort for too many control iterations is retried once,
+        then solved once with the controls frozen where they are
+        (``Solution.SolveNoControl``); a warm start that does not converge is retried once
+        from a cold start (``InitSnap``). What helped is ``recovery`` in the result and
+        counted in :attr:`solve_counts`.
+
+        A solve that does not converge, that OpenDSS aborts, or whose result breaks an
+        invariant (:meth:`invariant_violations`) returns NaN voltages and flows with its
+        ``status`` and ``cause``; the next solve starts cold, so a broken state is never
+        reused.
         """
         dss = self._dss
         if self._maps_dirty:
             self._build_maps()
-        if self._needs_reinit:
+        cold = self._needs_reinit
+        if cold:
             dss.Solution.InitSnap()
             self._needs_reinit = False
-        try:
-            dss.Solution.Solve()
-            ok = bool(dss.Solution.Converged())
-        except DSSException as exc:
-            log.warning("%s: power flow aborted: %s", self.source, _dss_msg(exc))
-            ok = False
-        if not ok:
-            log.warning("%s: power flow did not converge (%d iterations)",
-                        self.source, dss.Solution.Iterations())
-            self._needs_reinit = True
-            return self._nan_result()
+        status, recovery, cause = self._run_solution(cold, controls)
+        if status != "ok":
+            return self._failed(status, cause, recovery)
         node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
-        if node_v.size != self._node_bus.size:  # topology changed behind our back
-            self._build_maps()
+        element_kw = np.asarray(dss.Circuit.AllElementLosses(), dtype=float)
+        if node_v.size != self._node_bus.size or element_kw.size != 2 * self._n_elements:
+            self._build_maps()  # topology changed behind our back
             node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+            element_kw = np.asarray(dss.Circuit.AllElementLosses(), dtype=float)
         # a node without a voltage base has no per-unit value (OpenDSS would give volts)
         node_v = np.where(self._node_has_base, node_v, math.nan)
+        violations = self.invariant_violations(node_v, element_kw)
+        if violations:
+            return self._failed("invariant", "; ".join(violations[:3]), recovery, violations)
+        if recovery:
+            self.solve_counts[recovery] += 1
+        self.solve_counts["ok"] += 1
         weights = np.where(self._node_phase, node_v, 0.0)
         bus_v = np.bincount(self._node_bus, weights=weights, minlength=self._nbus) / self._phase_count
         valid = self._node_valid
@@ -334,9 +418,9 @@ class DSSFeeder:
         q_br = np.bincount(self._branch_group, weights=powers[self._branch_pos + 1], minlength=self._nbranch)
         pct_br = np.zeros(self._nbranch)
         np.maximum.at(pct_br, self._branch_pd_group, pct_all[self._branch_pd])
-        sub_kw, sub_kvar = dss.Circuit.TotalPower()
-        loss_w, loss_var = dss.Circuit.Losses()
-        sub_p, sub_q = -sub_kw / 1e3, -sub_kvar / 1e3
+        sub_kw, sub_kvar = self._sub_kw
+        loss_kw, loss_kvar = self._loss_kw
+        sub_p, sub_q = sub_kw / 1e3, sub_kvar / 1e3
         return PowerFlowResult(
             converged=True,
             bus_names=self._bus_names,
@@ -348,8 +432,8 @@ class DSSFeeder:
             v_max_pu=v_max,
             sub_p_mw=sub_p,
             sub_q_mvar=sub_q,
-            losses_mw=loss_w / 1e6,
-            losses_mvar=loss_var / 1e6,
+            losses_mw=loss_kw / 1e3,
+            losses_mvar=loss_kvar / 1e3,
             line_names=self._line_names,
             line_p_mw=p_line / 1e3,
             line_q_mvar=q_line / 1e3,
@@ -358,11 +442,115 @@ class DSSFeeder:
             branch_p_mw=p_br / 1e3,
             branch_q_mvar=q_br / 1e3,
             branch_loading_pct=pct_br,
-            total_load_mw=sub_p - loss_w / 1e6,
-            total_load_mvar=sub_q - loss_var / 1e6,
+            total_load_mw=sub_p - loss_kw / 1e3,
+            total_load_mvar=sub_q - loss_kvar / 1e3,
+            recovery=recovery,
         )
 
-    def _nan_result(self) -> PowerFlowResult:
+    def _run_solution(self, cold: bool, controls: bool = True) -> tuple[str, str, str]:
+        """Solve with the recovery of :meth:`solve`: ``(status, recovery, cause)``."""
+        dss = self._dss
+        solve_fn = dss.Solution.Solve if controls else dss.Solution.SolveNoControl
+        ok, cause, control = self._attempt(solve_fn)
+        if ok:
+            return "ok", "", ""
+        if control:
+            ok, again, _ = self._attempt(dss.Solution.Solve)
+            if ok:
+                return "ok", "retried", ""
+            ok, frozen, _ = self._attempt(dss.Solution.SolveNoControl)
+            if ok:
+                return "ok", "frozen_controls", ""
+            return "aborted", "", (f"{cause}; a retry ({again}) and a solve with the controls "
+                                   f"frozen ({frozen}) failed too")
+        if not cause.startswith("OpenDSS stopped") and not cold:
+            dss.Solution.InitSnap()  # a warm start that went astray: once more from cold
+            ok, again, _ = self._attempt(solve_fn)
+            if ok:
+                return "ok", "retried", ""
+            cause = f"{cause}; a retry from a cold start: {again}"
+        return ("aborted" if cause.startswith("OpenDSS stopped") else "diverged"), "", cause
+
+    def _attempt(self, solve_fn) -> tuple[bool, str, bool]:
+        """One solve: ``(converged, cause, control_failure)``. The converged flag is cleared
+        first, so a solve that does not run cannot pass for this step's result; after an
+        abort the engine is made ready to solve again."""
+        dss = self._dss
+        dss.Solution.Converged(False)
+        try:
+            solve_fn()
+        except DSSException as exc:
+            msg = _dss_msg(exc)
+            # re-entering the solution mode clears OpenDSS's abort state; without it every
+            # later solve of this engine fails with error #99
+            dss.Text.Command("set mode=snapshot")
+            control = "#485" in msg or "control iterations" in msg.lower()
+            return False, f"OpenDSS stopped the solve: {msg}", control
+        if dss.Solution.Converged():
+            return True, "", False
+        return False, (f"no convergence within {dss.Solution.Iterations()} iterations "
+                       f"(maxiterations = {dss.Solution.MaxIterations()})"), False
+
+    def _failed(self, status: str, cause: str, recovery: str,
+                violations: tuple[str, ...] = ()) -> PowerFlowResult:
+        self._needs_reinit = True
+        self.solve_counts[status] += 1
+        self.last_cause = cause
+        level = logging.WARNING if self.solve_counts[status] <= 3 else logging.DEBUG
+        log.log(level, "%s: power flow %s: %s%s", self.source, status, cause,
+                " (further ones are logged at DEBUG level)" if self.solve_counts[status] == 3 else "")
+        return self._nan_result(status, cause, recovery, violations)
+
+    def invariant_violations(self, node_v: np.ndarray, element_kw: np.ndarray) -> tuple[str, ...]:
+        """The invariants of DESIGN.md §2a that a converged solve breaks, in words.
+
+        ``node_v`` is ``Circuit.AllBusMagPu`` (NaN without a base), ``element_kw`` is
+        ``Circuit.AllElementLosses`` (kW, kvar pairs per element: the losses of a power
+        delivery element, the power a power conversion element absorbs; the source's is
+        minus what it supplies). Vectorised over the elements:
+
+        * **power balance**: ``|Σ_e P_e| ≤ 1e-5 Σ_e |P_e| + 1 kW``, i.e. the substation
+          import equals the loads, the injections and the losses (a solution that does not
+          satisfy Kirchhoff's laws breaks it);
+        * **injections at their set-points**: each injection absorbs its set-point
+          (``|P − P_set| ≤ 1e-4 |S_set| + 0.1 kW``, likewise Q) while every phase node of
+          its bus is inside its constant-PQ range [``INJECTION_VMIN_PU``,
+          ``INJECTION_VMAX_PU``] (below, OpenDSS turns it into a constant impedance on
+          purpose). A set-point changed since the engine last solved also shows here.
+
+        The third invariant, that the result is this step's, is :meth:`_attempt`'s cleared
+        converged flag.
+        """
+        out: list[str] = []
+        p = element_kw[0::2]
+        q = element_kw[1::2]
+        self._sub_kw = (-float(p[self._source_idx].sum()), -float(q[self._source_idx].sum()))
+        self._loss_kw = (float(p[self._pd_idx].sum()), float(q[self._pd_idx].sum()))
+        total = float(p.sum())
+        scale = float(np.abs(p).sum())
+        if not abs(total) <= 1e-5 * scale + 1.0:
+            out.append(f"power balance: substation import {self._sub_kw[0]:.6g} kW differs from "
+                       f"loads + injections + losses by {total:.6g} kW")
+        if self._inj_names:
+            p_set = np.array([self._injections[n][0] for n in self._inj_names]) * 1e3
+            q_set = np.array([self._injections[n][1] for n in self._inj_names]) * 1e3
+            p_got, q_got = p[self._inj_idx], q[self._inj_idx]
+            v_lo = np.fmin.reduceat(node_v[self._inj_nodes], self._inj_start)
+            v_hi = np.fmax.reduceat(node_v[self._inj_nodes], self._inj_start)
+            in_range = (v_lo >= INJECTION_VMIN_PU) & (v_hi <= INJECTION_VMAX_PU)
+            tol = 1e-4 * np.hypot(p_set, q_set) + 0.1
+            bad = ~in_range & (v_hi > INJECTION_VMAX_PU) | in_range & (
+                (np.abs(p_got - p_set) > tol) | (np.abs(q_got - q_set) > tol))
+            for k in np.flatnonzero(bad):
+                name = self._inj_names[k]
+                out.append(f"injection {name!r} at bus {self._injection_bus[name]!r} absorbs "
+                           f"{p_got[k]:.6g} kW, {q_got[k]:.6g} kvar for a set-point of "
+                           f"{p_set[k]:.6g} kW, {q_set[k]:.6g} kvar (bus voltage "
+                           f"{v_lo[k]:.4g}-{v_hi[k]:.4g} pu)")
+        return tuple(out)
+
+    def _nan_result(self, status: str = "diverged", cause: str = "", recovery: str = "",
+                    violations: tuple[str, ...] = ()) -> PowerFlowResult:
         nan = math.nan
         return PowerFlowResult(
             converged=False,
@@ -381,6 +569,7 @@ class DSSFeeder:
             branch_q_mvar=np.full(self._nbranch, nan),
             branch_loading_pct=np.full(self._nbranch, nan),
             total_load_mw=nan, total_load_mvar=nan,
+            status=status, recovery=recovery, cause=cause, violations=tuple(violations),
         )
 
     # ------------------------------------------------------------------ index maps
@@ -458,6 +647,28 @@ class DSSFeeder:
             [k for k, g in enumerate(branch_groups) for _ in g], dtype=np.int64)
         self._branch_names = tuple(br.name for br in self.data.branches) if members else ()
         self._nbranch = len(self._branch_names)
+        # whole-circuit element array (Circuit.AllElementLosses) for the invariants of §2a
+        elements = [e.lower() for e in dss.Circuit.AllElementNames()]
+        el_pos = {e: k for k, e in enumerate(elements)}
+        self._n_elements = len(elements)
+        self._source_idx = np.asarray([k for k, e in enumerate(elements)
+                                       if e.startswith("vsource.")], dtype=np.int64)
+        self._pd_idx = np.asarray([el_pos[n] for n in names if n in el_pos], dtype=np.int64)
+        node_pos = {n: k for k, n in enumerate(node_names)}
+        inj_names, inj_idx, inj_nodes, inj_start = [], [], [], []
+        for inj, bus in self._injection_bus.items():
+            element = f"load.{INJECTION_PREFIX}{inj}".lower()
+            if element not in el_pos:
+                continue
+            idx = [node_pos[f"{bus}.{n}"] for n in (1, 2, 3) if f"{bus}.{n}" in node_pos]
+            inj_names.append(inj)
+            inj_idx.append(el_pos[element])
+            inj_start.append(len(inj_nodes))
+            inj_nodes.extend(idx)
+        self._inj_names = tuple(inj_names)
+        self._inj_idx = np.asarray(inj_idx, dtype=np.int64)
+        self._inj_nodes = np.asarray(inj_nodes, dtype=np.int64)
+        self._inj_start = np.asarray(inj_start, dtype=np.int64)
         self._maps_dirty = False
 
 
@@ -658,12 +869,20 @@ def _z0_from_matrix(z: np.ndarray) -> complex:
     return complex(self_mean + 2 * mutual_mean)
 
 
-def _series_z1(dss, nphases: int) -> complex:
-    """Positive-sequence series impedance (ohm) of the active two-terminal element.
+def _series_z_phase(dss, nphases: int, angles: Sequence[float]) -> complex:
+    """Phase-equivalent series impedance (ohm) of the active two-terminal element.
 
     Its primitive admittance is [[Ys + Ysh/2, −Ys], [−Ys, Ys + Ysh/2]], so the series
     impedance matrix is Zs = (−Y12)⁻¹; a neutral conductor is Kron-reduced
-    (Zpp − Zpn·Znn⁻¹·Znp) and Z1 = mean(Zii) − mean(Zij) over the phases.
+    (Zpp − Zpn·Znn⁻¹·Znp). With the currents of the n phases equal in size and in phase
+    with their own voltages (angles θ_k at the sending end), the drop of phase i along its
+    own voltage is Σ_k Z_ik e^{j(θ_k − θ_i)} |I|; the mean over the phases::
+
+        z_φ = (1/n) Σ_i Σ_k Z_ik e^{j(θ_k − θ_i)}
+
+    For three phases 120° apart this is the positive-sequence Z1 = mean(Zii) − mean(Zij);
+    for one phase Z11; for two phases 120° apart Zs − Zm/2; for the two halves of a
+    split-phase secondary (180°) Zs − Zm (docs/optimization.md §1.6).
     """
     n = dss.CktElement.NumConductors()
     y = _yprim(dss)
@@ -672,7 +891,13 @@ def _series_z1(dss, nphases: int) -> complex:
         p = slice(0, nphases)
         q = slice(nphases, n)
         z = z[p, p] - z[p, q] @ np.linalg.inv(z[q, q]) @ z[q, p]
-    return _z1_from_matrix(z)
+    theta = np.asarray(angles, dtype=float)[:nphases]
+    rot = np.exp(1j * (theta[None, :] - theta[:, None]))
+    return complex((z * rot).sum() / nphases)
+
+
+#: Nominal angles (rad) of phase nodes 1, 2, 3 when no solved voltage angle is at hand.
+_NOMINAL_ANGLE = {1: 0.0, 2: -2.0 * math.pi / 3.0, 3: 2.0 * math.pi / 3.0}
 
 
 @dataclass
@@ -683,7 +908,7 @@ class _Edge:
     nphases: int
     normamps: float
     kva: float
-    windings: tuple[tuple[float, float], ...] = ()  # (kV, kVA) per terminal
+    windings: tuple[tuple[float, float, float], ...] = ()  # (kV, kVA, tap) per terminal
     z_pct: complex = 0j  # transformer leakage impedance, % on winding-1 kVA
     z_line: complex | None = None
     phase_set: frozenset[int] = frozenset()
@@ -696,10 +921,17 @@ def _extract(
     bus_names = list(dss.Circuit.AllBusNames())
     kv_ln: dict[str, float] = {}
     phases: dict[str, int] = {}
+    nodes_of: dict[str, tuple[int, ...]] = {}
+    angle: dict[str, dict[int, float]] = {}  # solved voltage angle (rad) of each node
     for i, bus in enumerate(bus_names):
         dss.Circuit.SetActiveBusi(i)
         kv_ln[bus] = dss.Bus.kVBase()
-        phases[bus] = max(1, sum(1 for n in dss.Bus.Nodes() if 1 <= n <= 3))
+        nodes = [int(n) for n in dss.Bus.Nodes()]
+        nodes_of[bus] = tuple(n for n in nodes if 1 <= n <= 3)
+        phases[bus] = max(1, len(nodes_of[bus]))
+        if base.converged:
+            mag_ang = np.asarray(dss.Bus.puVmagAngle(), dtype=float)
+            angle[bus] = {n: math.radians(a) for n, a in zip(nodes, mag_ang[1::2])}
     regulated = set()
     i = dss.RegControls.First()
     while i:
@@ -720,8 +952,12 @@ def _extract(
                 if any(el.IsOpen(t, 0) for t in range(1, el.NumTerminals() + 1)):
                     open_elements.append(full)
                 else:
-                    edge = _read_edge(dss, full, cls, short, buses, regulated)
-                    edge.phase_set = _phases_of(el.BusNames()[0], edge.nphases)
+                    spec = el.BusNames()[0]
+                    from_nodes = _nodes_of(spec, el.NumConductors())
+                    at = angle.get(buses[0], {})
+                    angles = [at.get(k, _NOMINAL_ANGLE.get(k, 0.0)) for k in from_nodes]
+                    edge = _read_edge(dss, full, cls, short, buses, regulated, angles)
+                    edge.phase_set = _phases_of(spec, edge.nphases)
                     edges.append(edge)
         i = dss.PDElements.Next()
 
@@ -785,18 +1021,22 @@ def _extract(
         fbus, tbus = grp["from"], grp["to"]
         members = grp["members"]
         z_ohm = complex(np.mean([_edge_z_ohm(edges[e], t_to) for e, _, t_to in members]))
+        tap = float(np.mean([_edge_tap(edges[e], t_from, t_to, kv_ln[fbus], kv_ln[tbus])
+                             for e, t_from, t_to in members]))
         ratings = [_edge_rating(edges[e], kv_ln[tbus]) for e, _, _ in members]
         rating = sum(r for r in ratings if r is not None) if any(r is not None for r in ratings) else None
         kv_ll_to = kv_ln[tbus] * _SQRT3
         z_base = kv_ll_to ** 2 / s_base if kv_ll_to > 0 else math.nan
+        n_ph = min(3, sum(len(edges[e].phase_set) or edges[e].nphases for e, _, _ in members))
+        per_phase = 3.0 / n_ph  # n of three phases carry the branch's power (docs §1.6)
         first = edges[members[0][0]]
         short = first.element.split(".", 1)[1].lower()
         branches.append(Branch(
             name=short if names_seen[short] == 1 else first.element.lower(),
             from_bus=fbus, to_bus=tbus,
             r_ohm=z_ohm.real, x_ohm=z_ohm.imag,
-            r_pu=z_ohm.real / z_base, x_pu=z_ohm.imag / z_base,
-            rating_mva=rating, kind=first.kind, element=first.element,
+            r_pu=per_phase * z_ohm.real / z_base, x_pu=per_phase * z_ohm.imag / z_base,
+            rating_mva=rating, kind=first.kind, element=first.element, phases=n_ph, tap=tap,
         ))
         for e, t_from, _ in members:
             if edges[e].element.lower().startswith("line."):
@@ -841,7 +1081,8 @@ def _extract(
     data = FeederData(
         name=name, source_bus=source_bus, base_kv_ll=kv_ln[source_bus] * _SQRT3,
         s_base_mva=s_base,
-        buses=tuple(Bus(name=b, base_kv_ll=kv_ln[b] * _SQRT3, phases=phases[b]) for b in order),
+        buses=tuple(Bus(name=b, base_kv_ll=kv_ln[b] * _SQRT3, phases=phases[b], nodes=nodes_of[b])
+                    for b in order),
         branches=tuple(branches), loads=bus_loads, scale=scale, notes=tuple(notes),
     )
     return data, report, from_terminal, tuple(branch_members)
@@ -854,8 +1095,15 @@ def _phases_of(bus_spec: str, nphases: int) -> frozenset[int]:
     return phases or frozenset(range(1, nphases + 1))
 
 
+def _nodes_of(bus_spec: str, nconductors: int) -> list[int]:
+    """The nodes a terminal connects, in conductor order: ``"650.1.3"`` -> [1, 3]; a bare
+    bus name -> 1..n (OpenDSS's default)."""
+    nodes = [int(n) for n in bus_spec.split(".")[1:] if n.isdigit()]
+    return nodes or list(range(1, nconductors + 1))
+
+
 def _read_edge(dss, full: str, cls: str, short: str, buses: tuple[str, ...],
-               regulated: set[str]) -> _Edge:
+               regulated: set[str], angles: Sequence[float]) -> _Edge:
     el = dss.CktElement
     nph = el.NumPhases()
     if cls == "transformer":
@@ -865,7 +1113,7 @@ def _read_edge(dss, full: str, cls: str, short: str, buses: tuple[str, ...],
         r_pct = 0.0
         for w in range(1, tr.NumWindings() + 1):
             tr.Wdg(w)
-            windings.append((tr.kV(), tr.kVA()))
+            windings.append((tr.kV(), tr.kVA(), tr.Tap()))
             if w <= 2:
                 r_pct += tr.R()
         return _Edge(
@@ -880,7 +1128,7 @@ def _read_edge(dss, full: str, cls: str, short: str, buses: tuple[str, ...],
         if dss.Lines.IsSwitch():
             kind = "switch"
     return _Edge(element=full, kind=kind, buses=buses, nphases=nph, normamps=normamps,
-                 kva=0.0, z_line=_series_z1(dss, nph))
+                 kva=0.0, z_line=_series_z_phase(dss, nph, angles))
 
 
 def _edge_rating(edge: _Edge, kv_ln_to: float) -> float | None:
@@ -888,6 +1136,20 @@ def _edge_rating(edge: _Edge, kv_ln_to: float) -> float | None:
     if edge.kind in ("line", "switch"):
         return edge.normamps * kv_ln_to * edge.nphases / 1e3 if edge.normamps > 0 else None
     return edge.kva / 1e3 if edge.kva > 0 else None
+
+
+def _edge_tap(edge: _Edge, t_from: int, t_to: int, kv_from: float, kv_to: float) -> float:
+    """Off-nominal voltage ratio τ = |V_to| / |V_from| of a transformer at no load, per
+    unit of the buses' bases: (kV_to·tap_to / kV_from·tap_from) / (base_to / base_from)
+    (1 for lines, and where a base is missing)."""
+    if not edge.windings or kv_from <= 0 or kv_to <= 0:
+        return 1.0
+    kv_f, _, tap_f = edge.windings[t_from]
+    kv_t, _, tap_t = edge.windings[t_to]
+    if kv_f <= 0 or tap_f <= 0:
+        return 1.0
+    tau = (kv_t * tap_t / (kv_f * tap_f)) / (kv_to / kv_from)
+    return tau if math.isfinite(tau) and tau > 0 else 1.0
 
 
 def _edge_z_ohm(edge: _Edge, t_to: int) -> complex:

@@ -11,24 +11,38 @@ Conventions
 * ``branches`` are ordered from the substation outward (breadth first), so every branch's
   ``from_bus`` is the source bus or the ``to_bus`` of an earlier branch. The graph is a tree
   rooted at ``source_bus``.
-* Impedances are positive sequence. ``r_ohm``/``x_ohm`` are referred to the voltage base of
-  ``to_bus``; ``r_pu``/``x_pu`` are on ``s_base_mva`` and that bus's base voltage.
+* Impedances are per-phase-averaged positive-sequence equivalents (docs/optimization.md
+  §1.6). ``r_ohm``/``x_ohm`` are the phase-equivalent impedance of the branch's own phases,
+  referred to the voltage base of ``to_bus``; ``r_pu``/``x_pu`` are on ``s_base_mva`` and that
+  bus's three-phase base, scaled by ``3 / phases`` so that a branch carrying a power P on n of
+  three phases drops the voltage of those phases as OpenDSS does.
 * Loads are the feeder's own (background) loads at nominal voltage, positive = consumption.
+* ``v_source_pu`` is the source voltage the scenario holds (``grid.v_source_pu``); ``source``,
+  ``extra_commands`` and ``scale`` say how the feeder was compiled, so every part of a run
+  (plant, Stage I, Stage II, AC validation) can check that it holds the same feeder.
+* ``base_*`` is the AC base case at that source voltage and the nominal loads (bus |V| in
+  pu, mean of phases, in ``buses`` order; branch sending-end flows in ``branches`` order;
+  empty when it did not converge): the operating point the linear network model is
+  calibrated at before any measurement exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Bus:
-    """A bus of the feeder. ``base_kv_ll`` is the line-to-line base voltage in kV."""
+    """A bus of the feeder. ``base_kv_ll`` is the line-to-line base voltage in kV (√3 × the
+    bus's line-to-neutral base, also on one- and two-phase buses); ``nodes`` are its phase
+    nodes (1, 2, 3 = a, b, c; empty when unknown)."""
 
     name: str
     base_kv_ll: float
     phases: int = 3
+    nodes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,9 @@ class Branch:
     ``rating_mva`` is the three-phase normal thermal rating (``None`` when the model has
     none). ``kind`` is ``"line"``, ``"transformer"``, ``"regulator"`` or ``"switch"``.
     ``element`` is the OpenDSS full name (``"Line.l3"``) for look-ups in power-flow results.
+    ``phases`` is the number of phase conductors it carries (1, 2 or 3). ``tap`` is a
+    transformer's off-nominal ratio τ = |V_to|/|V_from| at no load in pu of the two buses'
+    bases, at the taps of the base case (1 for lines; a regulator at +5 % has 1.05).
     """
 
     name: str
@@ -50,6 +67,8 @@ class Branch:
     rating_mva: float | None = None
     kind: str = "line"
     element: str = ""
+    phases: int = 3
+    tap: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,12 @@ class FeederData:
     loads: tuple[BusLoad, ...] = ()
     scale: float = 1.0
     notes: tuple[str, ...] = field(default=())
+    v_source_pu: float = 1.0
+    source: str = ""
+    extra_commands: tuple[str, ...] = ()
+    base_bus_v_pu: tuple[float, ...] = ()
+    base_branch_p_mw: tuple[float, ...] = ()
+    base_branch_q_mvar: tuple[float, ...] = ()
 
     @cached_property
     def bus_names(self) -> tuple[str, ...]:
@@ -110,3 +135,36 @@ class FeederData:
 
     def has_bus(self, name: str) -> bool:
         return str(name).lower() in self.bus_index
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (lists and dicts of numbers and strings), e.g. to hand the
+        feeder to a controller in another process; :meth:`from_dict` inverts it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeederData":
+        """The :class:`FeederData` of :meth:`to_dict`'s output."""
+        d = dict(data)
+        d["buses"] = tuple(Bus(**{**b, "nodes": tuple(b.get("nodes", ()))}) for b in d.get("buses", ()))
+        d["branches"] = tuple(Branch(**br) for br in d.get("branches", ()))
+        d["loads"] = tuple(BusLoad(**ld) for ld in d.get("loads", ()))
+        d["notes"] = tuple(d.get("notes", ()))
+        for key in ("extra_commands", "base_bus_v_pu", "base_branch_p_mw", "base_branch_q_mvar"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """A short hash of what the network models use (buses, bases, branches, impedances,
+        loads, source voltage): equal fingerprints mean the same compiled feeder."""
+        import hashlib
+
+        parts = [self.source_bus, f"{self.s_base_mva:.9g}", f"{self.v_source_pu:.9g}"]
+        parts += [f"{b.name}:{b.base_kv_ll:.6g}:{b.phases}" for b in self.buses]
+        parts += [f"{br.name}:{br.from_bus}:{br.to_bus}:{br.r_pu:.6g}:{br.x_pu:.6g}"
+                  for br in self.branches]
+        parts += [f"{ld.bus}:{ld.p_mw:.6g}:{ld.q_mvar:.6g}" for ld in self.loads]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def bus(self, name: str) -> Bus:
+        """The :class:`Bus` called ``name`` (KeyError when the feeder has none)."""
+        return self.buses[self.bus_index[str(name).lower()]]

@@ -36,7 +36,8 @@ KPI_KEYS = (
     "unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
     "voltage_violation_bus_steps", "thermal_violation_line_steps", "v_min_pu", "v_max_pu",
     "max_line_loading_pct", "restoration_time_s", "fcm_operating_cost",
-    "pf_nonconverged_steps", "controller_solves", "controller_fallbacks",
+    "pf_nonconverged_steps", "pf_invariant_violations", "pf_recovered_steps",
+    "controller_solves", "controller_fallbacks",
     "controller_solve_s_median", "controller_solve_s_max", "ac_validation", "steps", "wall_s",
 )
 
@@ -75,6 +76,29 @@ def converged_mask(ts: pd.DataFrame) -> np.ndarray:
 
 def _f(ts: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(ts[col], errors="coerce").to_numpy(dtype=float)
+
+
+def power_flow_counts(ts: pd.DataFrame, ok: np.ndarray) -> dict[str, int]:
+    """What became of the steps' power flows (``pf.status``, ``pf.recovery``; DESIGN.md §2a):
+
+    * ``pf_nonconverged_steps``: steps without a good result that OpenDSS did not solve
+      (``diverged`` or ``aborted``; every step without a good result when the status
+      column is absent);
+    * ``pf_invariant_violations``: steps OpenDSS solved whose result broke an invariant
+      (an injection off its set-point, the power balance) and was not used;
+    * ``pf_recovered_steps``: good steps that needed a retry or frozen controls.
+    """
+    bad = ~ok
+    if "pf.status" not in ts.columns:
+        return {"pf_nonconverged_steps": int(bad.sum()), "pf_invariant_violations": 0,
+                "pf_recovered_steps": 0}
+    status = ts["pf.status"].astype(str).to_numpy()
+    invariant = status == "invariant"
+    recovered = ok & (ts["pf.recovery"].fillna("").astype(str).to_numpy() != "") \
+        if "pf.recovery" in ts.columns else np.zeros(len(ts), dtype=bool)
+    return {"pf_nonconverged_steps": int((bad & ~invariant).sum()),
+            "pf_invariant_violations": int(invariant.sum()),
+            "pf_recovered_steps": int(recovered.sum())}
 
 
 def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> float:
@@ -226,7 +250,7 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     k["fcm_operating_cost"] = float(np.nansum(ts[cost_cols].apply(
         pd.to_numeric, errors="coerce").to_numpy(float))) if cost_cols else 0.0
 
-    k["pf_nonconverged_steps"] = int((~ok).sum())
+    k.update(power_flow_counts(ts, ok))
     solved = _bool(ts["ctrl.solved"], False) if "ctrl.solved" in ts.columns else np.zeros(n, bool)
     k["controller_solves"] = int(solved.sum())
     k["controller_fallbacks"] = int(_bool(ts["ctrl.fallback"], False).sum()) \

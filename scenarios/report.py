@@ -59,6 +59,8 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "campus_trips": ("Campus trips", ""),
     "campus_trips_offline_steps": ("Campus trips seen as online → offline steps", ""),
     "pf_nonconverged_steps": ("Power flow not converged", "steps"),
+    "pf_invariant_violations": ("Power flow broke an invariant (not used)", "steps"),
+    "pf_recovered_steps": ("Power flow recovered (retry, frozen controls)", "steps"),
     "controller_solves": ("Controller MILP solves", ""),
     "controller_fallbacks": ("Controller fallbacks", ""),
     "controller_solve_s_median": ("MILP solve time, median", "s"),

@@ -16,14 +16,20 @@ power flow and caches the result; ``get_data`` only reads the cache.
 * ``Grid`` inputs (optional): ``load_scale`` (multiplier of the feeder's own loads; several
   inputs multiply) and ``v_source_pu`` (upstream voltage; with several inputs the lowest
   wins). Outputs: ``converged``, ``sub_p_mw``, ``sub_q_mvar`` (import, +), ``losses_mw``,
-  ``losses_mvar``, ``total_load_mw``, ``v_min_pu``, ``v_min_bus``, ``v_max_pu``, and the
+  ``losses_mvar``, ``total_load_mw``, ``v_min_pu``, ``v_min_bus``, ``v_max_pu``,
+  ``pf_status`` (``ok``, ``diverged``, ``aborted``, ``invariant``: what became of the solve,
+  DESIGN.md §2a), ``pf_recovery`` (``""``, ``retried``, ``frozen_controls``), and the
   dicts ``bus_v_pu`` (bus -> pu), ``line_loading_pct``, ``line_p_mw``, ``line_q_mvar``
   (OpenDSS line -> value) and ``branch_p_mw``, ``branch_q_mvar``, ``branch_loading_pct``
   (``FeederData`` branch name -> value, for the controllers' network model).
   ``load_scale`` and ``v_source_pu`` read back the values applied.
 
-A step whose power flow does not converge publishes ``converged = False`` and NaN for every
-number; it never republishes an earlier step's results. Run it as its own process with
+A step whose power flow does not converge, or whose result breaks an invariant (the
+injections at their set-points, the power balance), publishes ``converged = False`` and NaN
+for every number; it never republishes an earlier step's results. ``init`` takes the
+scenario's feeder definition (:func:`scenarios.feeder.feeder_spec`) and, as ``fingerprint``,
+the :meth:`~models.network.FeederData.fingerprint` of the plan's feeder: a plant that
+compiles another network refuses to start. Run it as its own process with
 ``python -m sim.feeder_sim HOST:PORT`` (``main``).
 """
 
@@ -46,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 GRID_SCALARS = (
     "converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "losses_mvar", "total_load_mw",
-    "v_min_pu", "v_min_bus", "v_max_pu",
+    "v_min_pu", "v_min_bus", "v_max_pu", "pf_status", "pf_recovery",
 )
 GRID_DICTS = ("bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar",
               "branch_p_mw", "branch_q_mvar", "branch_loading_pct")
@@ -87,16 +93,23 @@ class FeederSim(mosaik_api_v3.Simulator):
         self._bus_pos: dict[str, int] = {}
         self._bus_names: Sequence[str] | None = None  # the bus list _bus_pos was built from
         self.busy_s = 0.0
+        self.broken_steps = 0
 
     def init(self, sid: SimId, time_resolution: float = 1.0, source: str = "ieee33",
              scale: float = 1.0, step_s: int = 60, extra_commands: Sequence[str] = (),
+             v_source_pu: float | None = None, fingerprint: str | None = None,
              **_: Any) -> Meta:
         if time_resolution <= 0:
             raise ValueError(f"FeederSim needs time_resolution > 0, got {time_resolution}")
         if int(step_s) != step_s or step_s < 1:
             raise ValueError(f"FeederSim needs an integer step_s >= 1, got {step_s}")
         self.step_s = int(step_s)
-        self.feeder = DSSFeeder.open(source, scale=scale, extra_commands=tuple(extra_commands))
+        self.feeder = DSSFeeder.open(source, scale=scale, extra_commands=tuple(extra_commands),
+                                     v_source_pu=v_source_pu)
+        if fingerprint is not None and self.feeder.data.fingerprint() != fingerprint:
+            raise ValueError(f"FeederSim compiled {source} into another network than the plan's "
+                             f"(fingerprint {self.feeder.data.fingerprint()} != {fingerprint}); "
+                             "did the model files change during the run?")
         return self.meta
 
     def create(self, num: int, model: ModelName, **params: Any) -> list[CreateResult]:
@@ -135,7 +148,11 @@ class FeederSim(mosaik_api_v3.Simulator):
             self.feeder.set_source_voltage(min(float(v) for v in grid_in["v_source_pu"].values()))
         self.result = self.feeder.solve()
         if not self.result.converged:
-            logger.warning("t=%s s: power flow did not converge; publishing NaN", time)
+            self.broken_steps += 1
+            if self.broken_steps <= 3:
+                logger.warning("t=%s s: power flow %s; publishing NaN%s", time, self.result.status,
+                               " (later broken steps are counted, not logged)"
+                               if self.broken_steps == 3 else "")
         if self._bus_names is not self.result.bus_names:  # rebuilt only when the feeder's changes
             self._bus_names = self.result.bus_names
             self._bus_pos = {b: i for i, b in enumerate(self._bus_names)}
@@ -183,6 +200,10 @@ def _grid_value(res: PowerFlowResult, attr: str, feeder: DSSFeeder | None) -> An
         return bool(res.converged)
     if attr == "v_min_bus":
         return res.v_min_bus
+    if attr == "pf_status":
+        return res.status
+    if attr == "pf_recovery":
+        return res.recovery
     if attr in GRID_SCALARS:
         return float(getattr(res, attr))
     if attr == "bus_v_pu":

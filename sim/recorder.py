@@ -86,6 +86,10 @@ COLUMN_RULES: dict[str, str] = {
     "line_loading_pct": "line.{key}.loading_pct",
     "line_p_mw": "line.{key}.p_mw",
     "line_q_mvar": "line.{key}.q_mvar",
+    "branch_p_mw": "branch.{key}.p_mw",
+    "branch_q_mvar": "branch.{key}.q_mvar",
+    "pf_status": "pf.status",
+    "pf_recovery": "pf.recovery",
     "pred_bus_v_pu": "pred.bus.{key}.v_pu",
     "pred_sub_p_mw": "pred.sub.p_mw",
     "sub_p_mw": "sub.p_mw",
@@ -399,7 +403,7 @@ def _union_schema(segs: Iterable[Path]) -> pa.Schema:
     return pa.schema([*(pa.field(n, t) for n, t in names.items()), pa.field(INDEX, index_type)])
 
 
-_GROUPS = ("pf.", "sub.", "dc.", "fcm.", "ctrl.", "pred.", "bus.", "line.")
+_GROUPS = ("pf.", "sub.", "dc.", "fcm.", "ctrl.", "pred.", "bus.", "line.", "branch.")
 
 
 def _column_key(name: str) -> tuple:
