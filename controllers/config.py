@@ -69,3 +69,6 @@ class SitingConfig(StrictModel):
     # How the recourse is valued: "lp" = LP relaxation of the Stage-II MILP (both methods,
     # same problem); "milp" = keep its integers (extensive form only). docs/stage1.md §4.
     recourse: Literal["lp", "milp"] = "lp"
+    # May the recourse shed load (priced as unserved energy)? Off: neither Stage II nor the
+    # plant can shed, so a siting that counts on shedding would not be the one that runs.
+    allow_shedding: bool = False

@@ -35,7 +35,13 @@ import pyomo.environ as pyo
 from controllers.blocks import add_dr, add_generator, add_storage, spec_from_catalog
 from controllers.config import ObjectiveWeights, SitingConfig
 from controllers.decomposition import TwoStageProblem, TwoStageSolution, solve_two_stage
-from controllers.network import NetworkParams, build_network, set_loads
+from controllers.network import (
+    NetworkParams,
+    OperatingPoint,
+    base_operating_point,
+    build_network,
+    set_loads,
+)
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
 from models.errors import ScenarioError, read_user_file
 from models.fcm_catalog import DRType, FCMType, GeneratorType, Placement, StorageType
@@ -258,6 +264,10 @@ class FeederRecourse:
     ``soc_shortfall_per_mwh``, as in Stage II). The restoration count of Stage II is left out (it needs a binary per step,
     which the LP relaxation of Benders would reduce to another slack penalty).
 
+    ``operating_point``: the AC point the network is linearised and calibrated at
+    (:func:`controllers.network.base_operating_point`: the feeder's base case); ``None`` is
+    the lossless, uncalibrated LinDistFlow.
+
     ``reusable``: Benders builds one block and moves it between scenarios with
     :meth:`set_scenario` (only the mutable load parameters change).
     """
@@ -276,6 +286,7 @@ class FeederRecourse:
         schedule_mw: np.ndarray | None = None,
         background_scale: float = 1.0,
         screen_thermal: bool = True,
+        operating_point: OperatingPoint | None = None,
     ) -> None:
         xi = np.asarray(trajectories, dtype=float)
         if xi.ndim != 3 or xi.shape[1] != len(campuses):
@@ -286,6 +297,7 @@ class FeederRecourse:
         self.campuses = list(campuses)
         self.params = params
         self.weights = weights
+        self.operating_point = operating_point
         self.n_scenarios, _, self.steps = xi.shape
         self.bg_p = {ld.bus: ld.p_mw * background_scale for ld in feeder.loads}
         self.bg_q = {ld.bus: ld.q_mvar * background_scale for ld in feeder.loads}
@@ -348,7 +360,8 @@ class FeederRecourse:
                 raise TypeError(type(tech).__name__)
             inj.setdefault(cand.bus, []).append(b.p_mw)
         blk.net = pyo.Block()
-        build_network(blk.net, self.feeder, T, self.params, injections=inj)
+        build_network(blk.net, self.feeder, T, self.params, injections=inj,
+                      operating_point=self.operating_point)
         blk.net.p_sub_prev_mw = self.p_sub_init
         blk.sched = pyo.Param(T, mutable=True, initialize=lambda _, t: float(self.schedule[t]))
         blk.imb_up = pyo.Var(T, domain=pyo.NonNegativeReals)
@@ -469,7 +482,12 @@ def build_problem(
     trajectories: np.ndarray,
 ) -> tuple[TwoStageProblem, list[Candidate], RiskSpec]:
     """The Stage-I problem of a validated scenario on ``feeder`` with sampled campus draws
-    ``trajectories`` (N, campuses, T) in MW at the siting step ``siting.step_s``."""
+    ``trajectories`` (N, campuses, T) in MW at the siting step ``siting.step_s``.
+
+    ``feeder`` is the scenario's one compiled feeder (:func:`scenarios.feeder.
+    open_scenario_feeder`): the network is calibrated at its AC base case, the source held
+    at the base case's source-bus voltage (the scenario's ``grid.v_source_pu``), and load is
+    shed only when ``siting.allow_shedding`` says so (the plant cannot shed)."""
     src = scenario.path or "scenario"
     siting: SitingConfig = scenario.siting
     catalog = scenario.fcm.catalog
@@ -482,14 +500,16 @@ def build_problem(
                                 f"{feeder.name}; allowed: {_bus_range(feeder)}")
         campuses.append(CampusSite(bus, c.power_factor))
     grid = scenario.grid
+    op = base_operating_point(feeder)
+    v_source = op.v_pu[feeder.source_bus] if op is not None else feeder.v_source_pu
     params = NetworkParams(
         dt_s=float(siting.step_s), v_min_pu=grid.v_min_pu, v_max_pu=grid.v_max_pu,
-        ramp_limit_mw_per_min=grid.ramp_limit_mw_per_min,
-        loading_frac=grid.max_loading_pct / 100.0,
+        v_source_pu=float(v_source), ramp_limit_mw_per_min=grid.ramp_limit_mw_per_min,
+        loading_frac=grid.max_loading_pct / 100.0, allow_shedding=siting.allow_shedding,
     )
     recourse = FeederRecourse(
         feeder, candidates, trajectories, campuses, params, scenario.controller.weights,
-        background_scale=grid.background_load_scale,
+        background_scale=grid.background_load_scale, operating_point=op,
     )
     spec = RiskSpec(siting.ambiguity, siting.radius, siting.alpha, siting.beta)
     n = recourse.n_scenarios
@@ -536,12 +556,12 @@ def write_siting(result: SitingResult, path: Path) -> Path:
 
 def site_command(scenario: Any, out_dir: Path) -> Path:
     """``run_cosim.py site``: sample shocks, solve Stage I, write ``out_dir/siting.json``."""
-    from models.feeder import DSSFeeder
     from models.shocks import sample_campus_trajectories
+    from scenarios.feeder import open_scenario_feeder
 
     siting: SitingConfig = scenario.siting
     t0 = time.perf_counter()
-    feeder = DSSFeeder.open(scenario.feeder_source(), scenario.feeder.scale).data
+    feeder = open_scenario_feeder(scenario).data
     make_candidates(siting, scenario.fcm.catalog, feeder, scenario.path or "scenario")
     trajectories = sample_campus_trajectories(
         scenario, siting.scenarios, scenario.seed, step_s=siting.step_s,

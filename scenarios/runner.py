@@ -138,9 +138,11 @@ def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
     """LinDistFlow against OpenDSS at the operating points the run visited.
 
     For every converged step t the MILP's network model (:func:`controllers.network.
-    linear_state`, linearised at the AC operating point OpenDSS reported for step t − 1, as
-    the MPC does with ``linearize_at = "ac"``; ``flat_*``: lossless, at the flat start) is evaluated with the net injections OpenDSS
-    was given in step t (background ``s_t·p^nom``, campus and FCM ``p, q``)::
+    linear_state`, linearised and calibrated at the AC operating point OpenDSS reported for
+    step t − 1 with the loads of step t − 1, as the MPC does with ``linearize_at = "ac"``;
+    at t = 0 the plan's initial reading; ``flat_*``: lossless and uncalibrated, at the flat
+    start) is evaluated with the net injections OpenDSS was given in step t (background
+    ``s_t·p^nom``, campus and FCM ``p, q``)::
 
         e_{b,t} = | sqrt(v^LDF_{b,t}) − |V|^OpenDSS_{b,t} |
 
@@ -177,7 +179,10 @@ def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
         p[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.p_mw"].to_numpy(float)
         q[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.q_mvar"].to_numpy(float)
     lines = [br.name for br in fd.branches]
-    has_q = all(f"line.{n}.q_mvar" in ts.columns for n in lines)
+    has_flows = all(f"branch.{n}.q_mvar" in ts.columns for n in lines)
+    if has_flows:
+        flow_p = ts[[f"branch.{n}.p_mw" for n in lines]].to_numpy(float)
+        flow_q = ts[[f"branch.{n}.q_mvar" for n in lines]].to_numpy(float)
     errs: list[np.ndarray] = []
     flat: list[np.ndarray] = []
     for t in range(len(ts)):
@@ -185,12 +190,13 @@ def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
             continue
         if t == 0:
             g = plan.initial_grid
-            op = OperatingPoint(g.get("bus_v_pu", {}), g.get("line_p_mw", {}), g.get("line_q_mvar", {}))
-        elif ok[t - 1] and has_q:
-            row = ts.iloc[t - 1]
-            op = OperatingPoint(dict(zip(names, v_meas[t - 1])),
-                                {n: float(row[f"line.{n}.p_mw"]) for n in lines},
-                                {n: float(row[f"line.{n}.q_mvar"]) for n in lines})
+            op = OperatingPoint(g.get("bus_v_pu", {}), g.get("branch_p_mw", {}),
+                                g.get("branch_q_mvar", {}), g.get("p_load_mw", {}),
+                                g.get("q_load_mvar", {}))
+        elif ok[t - 1] and has_flows:
+            op = OperatingPoint(dict(zip(names, v_meas[t - 1])), dict(zip(lines, flow_p[t - 1])),
+                                dict(zip(lines, flow_q[t - 1])),
+                                dict(zip(names, p[:, t - 1])), dict(zip(names, q[:, t - 1])))
         else:
             op = None
         v_src = v_meas[t, idx[fd.source_bus]]

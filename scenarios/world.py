@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 
 #: Grid outputs recorded and measured (FeederSim contract).
-GRID_OUTPUTS = ("converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "v_min_pu", "v_max_pu",
-                "bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar", "load_scale")
+GRID_OUTPUTS = ("converged", "pf_status", "pf_recovery", "sub_p_mw", "sub_q_mvar", "losses_mw",
+                "v_min_pu", "v_max_pu", "bus_v_pu", "line_loading_pct", "branch_p_mw",
+                "branch_q_mvar", "load_scale")
 CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
 FCM_OUTPUTS = ("p_set_mw", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
 CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
@@ -100,19 +101,25 @@ def scenario_source(scenario: Scenario) -> str:
 
 
 def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> WorldPlan:
-    """Check the scenario against its feeder and compute the schedule (raises ScenarioError)."""
-    from models.feeder import DSSFeeder
+    """Check the scenario against its feeder and compute the schedule (raises ScenarioError).
+
+    The feeder is compiled once (:func:`scenarios.feeder.open_scenario_feeder`); its
+    :class:`~models.network.FeederData` goes to the controller and the AC validation, its
+    fingerprint to the plant."""
+    from scenarios.feeder import open_scenario_feeder
 
     src = scenario_source(scenario)
-    dss_feeder = DSSFeeder.open(scenario.feeder_source(), scenario.feeder.scale,
-                                scenario.feeder.extra_commands)
+    dss_feeder = open_scenario_feeder(scenario)
     feeder = dss_feeder.data
-    dss_feeder.set_source_voltage(scenario.grid.v_source_pu)
     allowed = _allowed_buses(feeder)
     for i, c in enumerate(scenario.campus):
-        if not feeder.has_bus(c.bus):
-            raise ScenarioError(src, f"campus[{i}].bus", f"unknown bus {c.bus!r} on feeder "
-                                f"{feeder.name}; allowed: {allowed}")
+        _check_host_bus(feeder, c.bus, src, f"campus[{i}].bus", allowed)
+        nodes = feeder.bus(c.bus).nodes
+        if len(nodes) < 3:
+            logger.warning("%s: campus[%d] %r sits at bus %r, which has only phase(s) %s: its "
+                           "%.3g MW load is carried by %s", src, i, c.name, c.bus,
+                           ", ".join("abc"[n - 1] for n in nodes), c.capacity_mw,
+                           "one phase" if len(nodes) == 1 else "two phases")
     if siting_file is not None:
         from controllers.stage1 import load_siting
 
@@ -123,9 +130,7 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
         where, field_name = src, "fcm.placements"
     labels: set[str] = set()
     for i, pl in enumerate(placements):
-        if not feeder.has_bus(pl.bus):
-            raise ScenarioError(where, f"{field_name}[{i}].bus", f"unknown bus {pl.bus!r} on feeder "
-                                f"{feeder.name}; allowed: {allowed}")
+        _check_host_bus(feeder, pl.bus, where, f"{field_name}[{i}].bus", allowed)
         if pl.kind not in scenario.fcm.catalog:
             raise ScenarioError(where, f"{field_name}[{i}].kind", f"{pl.kind!r} is not in the "
                                 f"catalog; allowed: {', '.join(sorted(scenario.fcm.catalog))}")
@@ -150,12 +155,27 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
         sim.hours, grid.schedule_interval_s, feeder.total_load_mw, total, losses,
         sim.start_hour, grid.background_load_scale,
     )
-    initial = _initial_reading(solve_at(
+    initial = _initial_reading(dss_feeder, solve_at(
         float(background_shape(0.0, sim.start_hour, grid.background_load_scale)), float(total[0])))
     return WorldPlan(scenario, feeder, tuple(placements), tuple(float(x) for x in schedule),
                      {k: float(np.mean(v)) for k, v in campus_expected.items()},
                      feeder.total_load_mw, initial,
                      {k: float(v[0]) for k, v in campus_expected.items()})
+
+
+def _check_host_bus(feeder: FeederData, bus: str, where: str, field_name: str, allowed: str) -> None:
+    """A bus that can host an injection: known, energized, with a voltage base and a phase
+    node (else ScenarioError naming it)."""
+    if not feeder.has_bus(bus):
+        raise ScenarioError(where, field_name, f"unknown or de-energized bus {bus!r} on feeder "
+                            f"{feeder.name}; allowed: an energized bus, e.g. {allowed}")
+    b = feeder.bus(bus)
+    if not b.base_kv_ll > 0:
+        raise ScenarioError(where, field_name, f"bus {bus!r} has no voltage base in the model; "
+                            "allowed: a bus inside 'set voltagebases' (run 'calcvoltagebases')")
+    if not b.nodes:
+        raise ScenarioError(where, field_name, f"bus {bus!r} has no phase node (1, 2 or 3); "
+                            "allowed: a bus with at least one phase")
 
 
 def initial_fcm_reading(placement: Placement, tech: Any) -> dict[str, Any]:
@@ -173,14 +193,24 @@ def initial_fcm_reading(placement: Placement, tech: Any) -> dict[str, Any]:
     }
 
 
-def _initial_reading(res: Any) -> dict[str, Any]:
+def _initial_reading(feeder: Any, res: Any) -> dict[str, Any]:
     """The grid reading the controller holds before the first step: the OpenDSS snapshot at
-    the starting background load with the campuses at their expected draw, FCMs idle."""
+    the starting background load with the campuses at their expected draw, FCMs idle; with
+    the bus loads it was solved at (``p_load_mw``, ``q_load_mvar``, for the AC validation's
+    calibration at t = 0)."""
+    scale = feeder.load_scale
+    p = {ld.bus: ld.p_mw * scale for ld in feeder.data.loads}
+    q = {ld.bus: ld.q_mvar * scale for ld in feeder.data.loads}
+    for name, bus in feeder.injection_buses.items():
+        p_mw, q_mvar = feeder.injections[name]
+        p[bus] = p.get(bus, 0.0) + p_mw
+        q[bus] = q.get(bus, 0.0) + q_mvar
     return {
+        "p_load_mw": p, "q_load_mvar": q,
         "converged": bool(res.converged), "sub_p_mw": float(res.sub_p_mw),
         "sub_q_mvar": float(res.sub_q_mvar), "bus_v_pu": res.bus_voltages(),
-        "line_p_mw": dict(zip(res.line_names, res.line_p_mw.tolist())),
-        "line_q_mvar": dict(zip(res.line_names, res.line_q_mvar.tolist())),
+        "branch_p_mw": dict(zip(res.branch_names, res.branch_p_mw.tolist())),
+        "branch_q_mvar": dict(zip(res.branch_names, res.branch_q_mvar.tolist())),
     }
 
 
@@ -213,7 +243,8 @@ def _base_case(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]
     """A function ``(load_scale, campus_total_mw) -> PowerFlowResult``: OpenDSS snapshots of
     ``feeder`` (a :class:`models.feeder.DSSFeeder`) with the campuses sharing
     ``campus_total_mw`` in proportion to their expected draw, at their power factor, at their
-    buses; FCMs idle. A base case that does not converge is bad input."""
+    buses; FCMs idle. A base case that does not converge (after :meth:`DSSFeeder.solve`'s
+    recovery) is bad input; the message gives OpenDSS's reason."""
     means = {c.name: float(np.mean(campus_mw[c.name])) for c in scenario.campus}
     total = sum(means.values()) or 1.0
     share_by_bus: dict[str, tuple[float, float]] = {}
@@ -232,12 +263,29 @@ def _base_case(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]
             feeder.set_injection(names[bus], sp * campus_total, sq * campus_total)
         res = feeder.solve()
         if not res.converged:
-            raise ScenarioError(scenario_source(scenario), "grid.background_load_scale",
-                                f"the base case at load scale {load_scale:.3f} does not converge "
-                                "in OpenDSS; lower the background load or the campus size")
+            raise ScenarioError(scenario_source(scenario), _base_case_field(res),
+                                f"the base case at load scale {load_scale:.3f} with "
+                                f"{campus_total:.4g} MW of campus load fails in OpenDSS "
+                                f"({res.status}: {res.cause}); {_base_case_hint(res)}")
         return res
 
     return solve_at
+
+
+def _base_case_field(res: Any) -> str:
+    """The scenario field a failed base case points at: the feeder model when OpenDSS's
+    controls or an invariant fail, the load when the flow diverges."""
+    return "grid.background_load_scale" if res.status == "diverged" else "feeder.source"
+
+
+def _base_case_hint(res: Any) -> str:
+    if res.status == "diverged":
+        return ("lower the background load or the campus size, or allow more iterations "
+                "('set maxiterations=N' in feeder.extra_commands)")
+    if res.status == "aborted":
+        return ("check the model's regulator and capacitor controls, or allow more control "
+                "iterations ('set maxcontroliter=N' in feeder.extra_commands)")
+    return "the model and the injections disagree; see docs/feeders.md, 'When a solve fails'"
 
 
 def _allowed_buses(feeder: FeederData) -> str:
@@ -271,9 +319,13 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     world = mosaik.World({**sim_config(hil), **(extra_sims or {})}, time_resolution=1.0,
                          skip_greetings=True, configure_logging=False)
     sims: dict[str, Any] = {}
+    from scenarios.feeder import feeder_spec
+
+    spec = feeder_spec(sc)
     sims["feeder"] = world.start(
-        "FeederSim", sim_id="Feeder", source=sc.feeder_source(), scale=sc.feeder.scale, step_s=step,
-        extra_commands=list(sc.feeder.extra_commands),
+        "FeederSim", sim_id="Feeder", step_s=step,
+        **{**spec, "extra_commands": list(spec["extra_commands"])},
+        fingerprint=plan.feeder.fingerprint(),
     )
     grid = sims["feeder"].Grid()
     buses = sorted({c.bus for c in sc.campus} | {pl.bus for pl in plan.placements},
@@ -284,9 +336,6 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     start_hour, lam = sc.simulation.start_hour, sc.grid.background_load_scale
     background = sims["input"].Function(function=lambda t: float(background_shape(t, start_hour, lam)))
     world.connect(background, grid, ("value", "load_scale"))
-    if sc.grid.v_source_pu != 1.0:
-        source_v = sims["input"].Constant(constant=float(sc.grid.v_source_pu))
-        world.connect(source_v, grid, ("value", "v_source_pu"))
 
     # the campus operator's published forecasts: over the MPC's horizon at its horizon
     # steps (forecast_mw), and of the coming co-simulation step (next_mw)
@@ -307,7 +356,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         "ControllerSim", sim_id="Ctrl", step_s=step, scenario=sc.model_dump(mode="json"),
         scenario_path=scenario_source(sc), placements=[p.model_dump(mode="json") for p in plan.placements],
         schedule_mw=list(plan.schedule_mw), schedule_interval_s=sc.grid.schedule_interval_s,
-        background_nominal_mw=plan.background_nominal_mw,
+        background_nominal_mw=plan.background_nominal_mw, feeder=plan.feeder.to_dict(),
     )
     ctrl = sims["ctrl"].Controller(campuses={e.full_id: n for n, e in campuses.items()},
                                    fcms={e.full_id: n for n, e in fcms.items()})
@@ -323,10 +372,11 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     # the background multiplier reaches the controller and the recorder as the feeder's
     # read-back of what it applied (the same number), not over edges of its own: every
     # simulator-to-simulator edge adds to mosaik's scheduling cost per step
-    world.connect(grid, ctrl, "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "line_p_mw",
-                  "line_q_mvar", "load_scale", time_shifted=True,
-                  initial_data={**plan.initial_grid,
-                                "load_scale": float(background_shape(0.0, start_hour, lam))})
+    grid_reads = ("converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "branch_p_mw",
+                  "branch_q_mvar", "load_scale")
+    first_reading = {**plan.initial_grid, "load_scale": float(background_shape(0.0, start_hour, lam))}
+    world.connect(grid, ctrl, *grid_reads, time_shifted=True,
+                  initial_data={a: first_reading[a] for a in grid_reads})
     campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
     campus_attrs += [(a, f"campus_{a}") for a in campus_reads(sc.controller)]
     for name, ent in campuses.items():  # before the first step: the day-ahead estimate

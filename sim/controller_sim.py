@@ -9,7 +9,8 @@ Entities
 --------
 ``Controller`` (one): inputs are measurements, all arriving over time-shifted connections
 (values of the previous step; docs/cosim.md §2). Grid: ``converged``, ``sub_p_mw``,
-``sub_q_mvar``, ``bus_v_pu``, ``line_p_mw``, ``line_q_mvar`` (dicts). Campuses: ``campus_p_mw``, ``campus_online``,
+``sub_q_mvar``, ``bus_v_pu``, ``branch_p_mw``, ``branch_q_mvar`` (dicts; branches of the
+plan's ``FeederData``). Campuses: ``campus_p_mw``, ``campus_online``,
 ``campus_forecast_mw``, ``campus_next_mw``. FCMs: ``fcm_p_mw``, ``fcm_q_mvar``, ``fcm_soc_mwh``,
 ``fcm_committed``, ``fcm_time_in_state_s``, ``fcm_debt_mwh``. Background: ``load_scale`` (feeder load
 multiplier, turned into the measured background load). Outputs: ``solved``, ``fallback``,
@@ -26,9 +27,14 @@ adapter calls the controller's ``hold(measurement)``, where the ramp guard
 (``controller.trim``) may correct the plan's storage setpoints. ``none`` and ``rule`` act
 every step.
 
+The network model is the plan's feeder, handed over in ``init`` as ``feeder``
+(:meth:`models.network.FeederData.to_dict`): this adapter compiles no OpenDSS model, so the
+controller optimises the network the plant runs (DESIGN.md §2a).
+
 HIL mode: ``python -m sim.controller_sim HOST:PORT`` runs this simulator as its own process;
 mosaik starts it with ``{"cmd": "python -m sim.controller_sim %(addr)s", "cwd": <repo>}``.
-All parameters are plain JSON (the scenario as a dict), so it behaves the same over TCP.
+All parameters are plain JSON (the scenario and the feeder as dicts), so it behaves the same
+over TCP.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ CONTROLLER_INPUTS = (
     "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "load_scale",
     "campus_p_mw", "campus_online", "campus_forecast_mw", "campus_next_mw",
     "fcm_p_mw", "fcm_q_mvar", "fcm_soc_mwh", "fcm_committed", "fcm_time_in_state_s",
-    "fcm_debt_mwh", "line_p_mw", "line_q_mvar",
+    "fcm_debt_mwh", "branch_p_mw", "branch_q_mvar",
 )
 CONTROLLER_OUTPUTS = (
     "solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw", "p_sched_mw",
@@ -77,21 +83,14 @@ META: Meta = {
 }
 
 
-def _default_factory(scenario: Any, placements: list[Any]) -> Any:
-    """Build the scenario's controller on the feeder's own data (works in any process)."""
-    from controllers.baseline import make_controller
-    from models.feeder import DSSFeeder
-
-    feeder = DSSFeeder.open(scenario.feeder_source(), scenario.feeder.scale).data
-    return make_controller(scenario.controller.kind, feeder, placements, scenario.fcm.catalog, scenario)
-
-
 class ControllerSim(mosaik_api_v3.Simulator):
-    """Hosts one controller; ``factory(scenario, placements)`` may replace the default one."""
+    """Hosts one controller; ``factory(scenario, placements)`` may replace the default one
+    (:func:`controllers.baseline.make_controller` on the plan's feeder)."""
 
     def __init__(self, factory: Callable[[Any, list[Any]], Any] | None = None) -> None:
         super().__init__(META)
-        self.factory = factory or _default_factory
+        self.factory = factory or self._default_factory
+        self.feeder: Any = None
         self.step_s = 60
         self.time_resolution = 1.0
         self.scenario: Any = None
@@ -115,11 +114,14 @@ class ControllerSim(mosaik_api_v3.Simulator):
         self, sid: SimId, time_resolution: float = 1.0, step_s: int = 60,
         scenario: dict[str, Any] | None = None, scenario_path: str = "<scenario>",
         placements: list[dict[str, Any]] | None = None, schedule_mw: list[float] | None = None,
-        schedule_interval_s: float = 3600.0, background_nominal_mw: float = 0.0, **_: Any,
+        schedule_interval_s: float = 3600.0, background_nominal_mw: float = 0.0,
+        feeder: dict[str, Any] | None = None, **_: Any,
     ) -> Meta:
         from models.fcm_catalog import Placement
+        from models.network import FeederData
         from scenarios.config import validate_scenario
 
+        self.feeder = None if feeder is None else FeederData.from_dict(feeder)
         if scenario is None:
             raise ValueError("ControllerSim needs the scenario (a dict of the validated Scenario)")
         self.time_resolution = float(time_resolution)
@@ -194,6 +196,15 @@ class ControllerSim(mosaik_api_v3.Simulator):
         """Wall time in ``step()`` so far and the part of it spent solving (seconds)."""
         return {"controller_s": self.busy_s, "milp_s": self.solve_s}
 
+    def _default_factory(self, scenario: Any, placements: list[Any]) -> Any:
+        from controllers.baseline import make_controller
+
+        if self.feeder is None:
+            raise ValueError("ControllerSim needs the plan's feeder (init parameter 'feeder', "
+                             "FeederData.to_dict()) to build its controller")
+        return make_controller(scenario.controller.kind, self.feeder, placements,
+                               scenario.fcm.catalog, scenario)
+
     # -- translation ------------------------------------------------------------------------
     def _resolve_due(self) -> bool:
         if self.scenario.controller.kind != "mpc":
@@ -251,8 +262,8 @@ class ControllerSim(mosaik_api_v3.Simulator):
             campus_next_mw=nxt,
             background_p_mw=None if load_scale is None else float(load_scale) * self.background_nominal_mw,
             converged=bool(one("converged", True)),
-            branch_p_mw=_floats(one("line_p_mw", {})),
-            branch_q_mvar=_floats(one("line_q_mvar", {})),
+            branch_p_mw=_floats(one("branch_p_mw", {})),
+            branch_q_mvar=_floats(one("branch_q_mvar", {})),
         )
 
 

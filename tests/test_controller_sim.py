@@ -8,6 +8,7 @@ import pytest
 
 from controllers.interface import Dispatch
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
+from scenarios.feeder import open_scenario_feeder
 from scenarios.world import build_world, plan_world
 from sim.controller_sim import CONTROLLER_OUTPUTS, META, ControllerSim
 from sim.recorder import read_timeseries
@@ -29,7 +30,8 @@ def _sim(kind="rule", factory=None):
     sim = ControllerSim(factory) if factory else ControllerSim()
     sim.init("Ctrl", step_s=60, scenario=sc.model_dump(mode="json"), scenario_path=sc.path,
              placements=[p.model_dump(mode="json") for p in sc.fcm.placements],
-             schedule_mw=[3.0, 4.0], schedule_interval_s=3600, background_nominal_mw=3.715)
+             schedule_mw=[3.0, 4.0], schedule_interval_s=3600, background_nominal_mw=3.715,
+             feeder=open_scenario_feeder(sc).data.to_dict())
     sim.create(1, "Controller", campuses={"DC.campus1": "campus1"},
                fcms={f"FCM.{p.label}": p.label for p in sc.fcm.placements})
     for p in sc.fcm.placements:
