@@ -9,9 +9,9 @@ For each branch ``l = (i → j)`` and step ``t`` (flows in MW/Mvar at the sendin
 
     P_lt = Σ_{k: j→k} P_kt + (p^L_jt − s_jt) − g_jt + r_l S_base ℓ_lt
     Q_lt = Σ_{k: j→k} Q_kt + (q^L_jt − ρ_j s_jt) − h_jt + x_l S_base ℓ_lt
-    v_jt = v_it − 2 (r_l P_lt + x_l Q_lt) / S_base + (r_l² + x_l²) ℓ_lt
+    v_jt = τ_l² v_it − 2 (r_l P_lt + x_l Q_lt) / S_base + (r_l² + x_l²) ℓ_lt
 
-``p^L``/``q^L`` are the bus loads (mutable parameters, + = consumption), ``s`` load shed
+``τ_l`` is a transformer's off-nominal ratio (``Branch.tap``; 1 for lines). ``p^L``/``q^L`` are the bus loads (mutable parameters, + = consumption), ``s`` load shed
 (unserved, ``0 ≤ s ≤ p^L``, reactive part ``ρ_j = q^L/p^L`` at nominal), ``g``/``h`` the FCM
 injections at the bus (+ = into the grid). ``ℓ`` is the squared branch current in pu,
 linearised around an operating point (P⁰, Q⁰, v⁰) from an AC power flow::
@@ -23,6 +23,18 @@ linearised around an operating point (P⁰, Q⁰, v⁰) from an AC power flow::
 (the constant term of the Taylor expansion of ``(P² + Q²)/v`` vanishes because the function
 is homogeneous of degree one). At the flat start all ``c`` are zero and the block is the
 lossless LinDistFlow of Baran & Wu.
+
+Calibration at an AC operating point (docs/optimization.md §1.7). When the operating point
+also carries the net bus loads ``p⁰, q⁰`` it was solved at, each branch gets constant
+residuals that make the model reproduce that AC state exactly::
+
+    ε^P_l = P⁰_l − Σ_{k: j→k} P⁰_k − p⁰_j − r_l S_base ℓ⁰_l          (likewise ε^Q_l)
+    δ_l   = v⁰_j − τ_l² v⁰_i + 2 (r_l P⁰_l + x_l Q⁰_l) / S_base − (r_l² + x_l²) ℓ⁰_l
+
+added to the right-hand sides of the balance and drop rows above. They hold what the
+positive-sequence tree leaves out (regulator and transformer taps, capacitors, voltage-
+dependent and unbalanced loads, shunt charging), so only changes from the operating point
+go through the linear model.
 
 Limits, all soft (penalised slack ≥ 0):
 
@@ -47,7 +59,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -92,12 +104,16 @@ class OperatingPoint:
 
     ``v_pu`` maps bus → |V| in pu; ``p_mw``/``q_mvar`` map branch name → sending-end flow
     (MW, Mvar; + = from ``from_bus`` to ``to_bus``). Missing entries count as the flat start
-    (|V| = 1, no flow) for that branch.
+    (|V| = 1, no flow) for that branch. ``p_load_mw``/``q_load_mvar`` (bus → MW, Mvar; + =
+    consumption, net of FCM injections) are the loads the point was solved at; with them the
+    model is calibrated to reproduce the point (:func:`calibration`), without them it is not.
     """
 
     v_pu: Mapping[str, float]
     p_mw: Mapping[str, float]
     q_mvar: Mapping[str, float]
+    p_load_mw: Mapping[str, float] = field(default_factory=dict)
+    q_load_mvar: Mapping[str, float] = field(default_factory=dict)
 
 
 def loss_coefficients(feeder: FeederData, op: OperatingPoint | None) -> dict[str, tuple[float, float, float]]:
@@ -118,6 +134,54 @@ def loss_coefficients(feeder: FeederData, op: OperatingPoint | None) -> dict[str
         ell0 = (p0 * p0 + q0 * q0) / (v0 * s2)
         out[br.name] = (2.0 * p0 / (v0 * s2), 2.0 * q0 / (v0 * s2), -ell0 / v0)
     return out
+
+
+def calibration(feeder: FeederData, op: OperatingPoint | None) -> np.ndarray:
+    """Residuals ``(ε^P, ε^Q, δ)`` per branch (shape ``(3, n_branch)``, feeder order) that
+    make the linear model reproduce the AC operating point ``op`` (module docstring,
+    docs/optimization.md §1.7); zero without an operating point, without its loads, or for
+    a branch whose flows or end voltages the point does not give."""
+    out = np.zeros((3, len(feeder.branches)))
+    if op is None or not op.p_load_mw:
+        return out
+    s_base = feeder.s_base_mva
+    coef = loss_coefficients(feeder, op)
+    v = op.v_pu
+    for k, br in enumerate(feeder.branches):
+        kids = feeder.children[br.to_bus]
+        if br.name not in op.p_mw or any(c.name not in op.p_mw for c in kids):
+            continue
+        p0, q0 = float(op.p_mw[br.name]), float(op.q_mvar.get(br.name, 0.0))
+        cp, cq, cv = coef[br.name]
+        vi = float(v.get(br.from_bus, math.nan)) ** 2
+        vj = float(v.get(br.to_bus, math.nan)) ** 2
+        ell = cp * p0 + cq * q0 + cv * (vi if math.isfinite(vi) else 1.0)
+        j = br.to_bus
+        out[0, k] = (p0 - sum(float(op.p_mw[c.name]) for c in kids)
+                     - float(op.p_load_mw.get(j, 0.0)) - br.r_pu * s_base * ell)
+        out[1, k] = (q0 - sum(float(op.q_mvar.get(c.name, 0.0)) for c in kids)
+                     - float(op.q_load_mvar.get(j, 0.0)) - br.x_pu * s_base * ell)
+        if math.isfinite(vi) and math.isfinite(vj):
+            out[2, k] = (vj - br.tap ** 2 * vi + 2.0 * (br.r_pu * p0 + br.x_pu * q0) / s_base
+                         - (br.r_pu ** 2 + br.x_pu ** 2) * ell)
+    if not np.isfinite(out).all():
+        out = np.where(np.isfinite(out), out, 0.0)
+    return out
+
+
+def base_operating_point(feeder: FeederData) -> OperatingPoint | None:
+    """The feeder's AC base case (``FeederData.base_*``: nominal loads, no injection, the
+    scenario's source voltage) as a calibrating operating point; ``None`` without one."""
+    if not feeder.base_bus_v_pu or not feeder.base_branch_p_mw:
+        return None
+    names = [br.name for br in feeder.branches]
+    return OperatingPoint(
+        v_pu=dict(zip(feeder.bus_names, feeder.base_bus_v_pu)),
+        p_mw=dict(zip(names, feeder.base_branch_p_mw)),
+        q_mvar=dict(zip(names, feeder.base_branch_q_mvar)),
+        p_load_mw={ld.bus: ld.p_mw for ld in feeder.loads},
+        q_load_mvar={ld.bus: ld.q_mvar for ld in feeder.loads},
+    )
 
 
 def operating_point_from_power_flow(result: Any) -> OperatingPoint:
@@ -210,7 +274,8 @@ def build_network(
         bus → list of objects indexable by ``t`` (Pyomo Var/Expression or numbers) whose sum
         is the FCM injection ``g_jt`` / ``h_jt`` at that bus (MW/Mvar, + = into the grid).
     operating_point:
-        Linearisation point for the loss term; ``None`` = flat start (lossless LinDistFlow).
+        Linearisation point for the loss term, and the calibration point when it carries its
+        loads (:func:`calibration`); ``None`` = flat start (lossless LinDistFlow).
     extra_mva:
         bus → bound of the apparent power added to the nominal load there (campus, FCMs),
         used only by the thermal screening (:func:`thermal_screen`).
@@ -218,7 +283,7 @@ def build_network(
     Components added (all indexed by bus/branch name and ``t``)
     ------------------------------------------------------------
     Mutable params ``p_load_mw[j,t]``, ``q_load_mvar[j,t]``, ``v_source_sq``, ``p_sub_prev_mw``,
-    ``cP[l]``, ``cQ[l]``, ``cV[l]``; vars ``P[l,t]``, ``Q[l,t]``, ``v[j,t]``,
+    ``cP[l]``, ``cQ[l]``, ``cV[l]``, ``eP[l]``, ``eQ[l]``, ``dv[l]`` (calibration); vars ``P[l,t]``, ``Q[l,t]``, ``v[j,t]``,
     ``sv_lo/sv_hi[j,t]``, ``s_th[l,t]``, ``s_ramp[t]``, ``shed[j,t]``; expressions ``ell[l,t]``,
     ``p_sub_mw[t]``, ``q_sub_mvar[t]``, ``losses_mw[t]``, ``voltage_slack_pu``,
     ``thermal_slack_mva``, ``ramp_violation_mwh``, ``unserved_mwh``, ``abnormal[t]`` (sum of
@@ -258,6 +323,11 @@ def build_network(
     b.cP = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][0])
     b.cQ = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][1])
     b.cV = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][2])
+    cal = calibration(feeder, operating_point)
+    pos = {br.name: k for k, br in enumerate(feeder.branches)}
+    b.eP = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[0, pos[l]]))
+    b.eQ = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[1, pos[l]]))
+    b.dv = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[2, pos[l]]))
 
     b.P = pyo.Var(b.L, b.T)
     b.Q = pyo.Var(b.L, b.T)
@@ -295,7 +365,7 @@ def build_network(
         br = branch_of[l]
         return b.P[l, t] == (
             sum(b.P[k, t] for k in children[br.to_bus]) + net_p(br.to_bus, t)
-            + br.r_pu * s_base * b.ell[l, t]
+            + br.r_pu * s_base * b.ell[l, t] + b.eP[l]
         )
 
     @b.Constraint(b.L, b.T)
@@ -303,16 +373,16 @@ def build_network(
         br = branch_of[l]
         return b.Q[l, t] == (
             sum(b.Q[k, t] for k in children[br.to_bus]) + net_q(br.to_bus, t)
-            + br.x_pu * s_base * b.ell[l, t]
+            + br.x_pu * s_base * b.ell[l, t] + b.eQ[l]
         )
 
     @b.Constraint(b.L, b.T)
     def v_drop(b, l, t):
         br = branch_of[l]
         return b.v[br.to_bus, t] == (
-            b.v[br.from_bus, t]
+            br.tap ** 2 * b.v[br.from_bus, t]
             - 2.0 * (br.r_pu * b.P[l, t] + br.x_pu * b.Q[l, t]) / s_base
-            + (br.r_pu ** 2 + br.x_pu ** 2) * b.ell[l, t]
+            + (br.r_pu ** 2 + br.x_pu ** 2) * b.ell[l, t] + b.dv[l]
         )
 
     @b.Constraint(b.T)
@@ -388,11 +458,17 @@ def build_network(
 
 
 def set_operating_point(b: pyo.Block, feeder: FeederData, op: OperatingPoint | None) -> None:
-    """Update the loss-linearisation parameters of a built block (``None`` = flat start)."""
+    """Update the loss-linearisation and calibration parameters of a built block (``None`` =
+    flat start, uncalibrated)."""
     for name, (cp, cq, cv) in loss_coefficients(feeder, op).items():
         b.cP[name] = cp
         b.cQ[name] = cq
         b.cV[name] = cv
+    cal = calibration(feeder, op)
+    for k, br in enumerate(feeder.branches):
+        b.eP[br.name] = float(cal[0, k])
+        b.eQ[br.name] = float(cal[1, k])
+        b.dv[br.name] = float(cal[2, k])
 
 
 def set_loads(
@@ -468,15 +544,17 @@ def linear_state(
         row = iV + j  # voltage-drop row stored at the to-bus index
         z2 = br.r_pu ** 2 + br.x_pu ** 2
         put(row, iV + j, 1.0)
-        put(row, iV + i, -1.0 - z2 * cv)
+        put(row, iV + i, -br.tap ** 2 - z2 * cv)
         put(row, iP + k, 2.0 * br.r_pu / s_base - z2 * cp)
         put(row, iQ + k, 2.0 * br.x_pu / s_base - z2 * cq)
     src = bi[feeder.source_bus]
     put(iV + src, iV + src, 1.0)
     rhs = np.zeros((n, p_load.shape[1]))
+    cal = calibration(feeder, op)
     for k, br in enumerate(feeder.branches):
-        rhs[iP + k] = p_load[bi[br.to_bus]]
-        rhs[iQ + k] = q_load[bi[br.to_bus]]
+        rhs[iP + k] = p_load[bi[br.to_bus]] + cal[0, k]
+        rhs[iQ + k] = q_load[bi[br.to_bus]] + cal[1, k]
+        rhs[iV + bi[br.to_bus]] = cal[2, k]
     rhs[iV + src] = v_source_sq
     # summing the duplicate (row, col) entries of the diagonal terms
     try:

@@ -193,9 +193,11 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
                    measurement: Measurement, campus_mw: Mapping[str, Sequence[float]]) -> HorizonInputs:
     """Loads over the horizon: nominal background loads × (measured background / nominal
     total, held), plus each campus's forecast at its POI (``q = p tan φ``); the schedule
-    padded or cut to the horizon; the operating point for ``linearize_at="ac"`` (measured
-    branch flows if given, else downstream sums of the present loads net of the measured
-    FCM output, with the measured voltages, or |V| = 1 when none are usable)."""
+    padded or cut to the horizon; the operating point for ``linearize_at="ac"``: the
+    measured voltages and branch flows (else flows estimated as the downstream sums of the
+    loads, and |V| = 1 when no voltage is usable), with the loads they were measured at
+    (measured background and campus draw, net of the measured FCM output), so that the
+    network model is calibrated to the measured state (docs/optimization.md §1.7)."""
     H = params.horizon_steps
     load = feeder.load_by_bus
     nominal_total = sum(ld.p_mw for ld in feeder.loads)
@@ -217,17 +219,23 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
         ok = measurement.converged and measurement.bus_v_pu
         v = {k: float(x) for k, x in measurement.bus_v_pu.items()
              if math.isfinite(x) and x > 0} if ok else {}
+        p_now = {j: (load[j].p_mw if j in load else 0.0) * scale for j in feeder.bus_names}
+        q_now = {j: (load[j].q_mvar if j in load else 0.0) * scale for j in feeder.bus_names}
+        for cp in params.campuses:
+            now = float(measurement.campus_p_mw.get(cp.name, 0.0))
+            p_now[cp.bus] += now
+            q_now[cp.bus] += now * cp.tan_phi
+        for pl in placements:
+            st = measurement.fcm.get(pl.label)
+            if st is not None:
+                p_now[pl.bus] = p_now.get(pl.bus, 0.0) - float(st.p_mw)
+                q_now[pl.bus] = q_now.get(pl.bus, 0.0) - float(st.q_mvar)
         if ok and measurement.branch_p_mw:
-            op = OperatingPoint(v, dict(measurement.branch_p_mw), dict(measurement.branch_q_mvar))
+            op = OperatingPoint(v, dict(measurement.branch_p_mw), dict(measurement.branch_q_mvar),
+                                p_now, q_now)
         else:
-            p_now = {j: float(arr[0]) for j, arr in p_load.items()}
-            q_now = {j: float(arr[0]) for j, arr in q_load.items()}
-            for pl in placements:
-                st = measurement.fcm.get(pl.label)
-                if st is not None:
-                    p_now[pl.bus] = p_now.get(pl.bus, 0.0) - float(st.p_mw)
-                    q_now[pl.bus] = q_now.get(pl.bus, 0.0) - float(st.q_mvar)
-            op = lossless_operating_point(feeder, v, p_now, q_now)
+            flows = lossless_operating_point(feeder, v, p_now, q_now)
+            op = OperatingPoint(flows.v_pu, flows.p_mw, flows.q_mvar, p_now, q_now)
     return HorizonInputs(p_load, q_load, sched, op, v_src_sq)
 
 

@@ -84,10 +84,12 @@ def test_rolling_driver_reuses_its_model_and_updates_parameters():
     model, n_con = mpc.model.m, mpc.model.n_constraints()
     assert d1.solved and not d1.fallback and d1.status == "optimal"
     assert d1.p_mw["bess_2"] == pytest.approx(-0.5, abs=1e-4)  # import 1.5 wanted: charge (less the loss)
-    d2 = mpc.step(_meas(t_s=3600.0, sub=1.5, sched=(0.5,) * 4, soc=1.0,
+    # import 0.5 wanted in the first hour only (the load's 1.0 after): discharge now; a flat
+    # 0.5 schedule would leave the hour of the discharge free (equal optima)
+    d2 = mpc.step(_meas(t_s=3600.0, sub=1.5, sched=(0.5, 1.0, 1.0, 1.0), soc=1.0,
                         bus_v_pu={"1": 1.0, "2": 1.0}))
     assert mpc.model.m is model and mpc.model.n_constraints() == n_con and mpc.builds == 1
-    assert d2.p_mw["bess_2"] == pytest.approx(0.5, abs=1e-4)  # import 0.5 wanted: discharge
+    assert d2.p_mw["bess_2"] == pytest.approx(0.5, abs=1e-4)
     assert d2.predicted_sub_p_mw == pytest.approx(0.5, abs=1e-6)
     assert set(d2.predicted_v_pu) == {"1", "2"}
     assert mpc.solves == 2 and mpc.fallbacks == 0 and len(mpc.solve_times_s) == 2
@@ -158,19 +160,21 @@ def test_ieee33_plan_voltages_match_opendss_with_the_dispatch_applied(ieee33):
         campuses=(CampusSite("campus1", "18", 0.2, 1.2),),
         weights=ObjectiveWeights(imbalance_per_mwh=10.0),
     )
+    # the measured state: the campus draws 0.6 MW, the FCMs are idle
+    fd.add_injection("campus", "18", 0.6, 0.6 * 0.2)
+    now = fd.solve()
     meas = Measurement(
-        time_s=0.0, sub_p_mw=base.sub_p_mw + 0.6, sub_q_mvar=base.sub_q_mvar,
-        bus_v_pu=base.bus_voltages(), campus_p_mw={"campus1": 0.6}, campus_online={"campus1": True},
+        time_s=0.0, sub_p_mw=now.sub_p_mw, sub_q_mvar=now.sub_q_mvar,
+        bus_v_pu=now.bus_voltages(), campus_p_mw={"campus1": 0.6}, campus_online={"campus1": True},
         fcm={"bess_18": FCMState(soc_mwh=0.5), "gen_33": FCMState(), "dr_18": FCMState()},
         p_sched_mw=np.full(6, base.sub_p_mw),
-        branch_p_mw=dict(zip(base.line_names, base.line_p_mw.tolist())),
-        branch_q_mvar=dict(zip(base.line_names, base.line_q_mvar.tolist())),
+        branch_p_mw=dict(zip(now.branch_names, now.branch_p_mw.tolist())),
+        branch_q_mvar=dict(zip(now.branch_names, now.branch_q_mvar.tolist())),
     )
     res = solve_horizon(fd.data, pls, cat, params, meas)
     assert res.outcome.ok
     first = {k: float(v[0]) for k, v in res.schedule_mw.items()}
     assert sum(abs(v) for v in first.values()) > 0.1  # the plan does something
-    fd.add_injection("campus", "18", 0.6, 0.6 * 0.2)
     for label, p in first.items():
         bus = label.split("_")[1]
         fd.add_injection(f"t_{label}", bus, -p, 0.0)  # load convention: injection < 0
