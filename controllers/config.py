@@ -41,6 +41,11 @@ class ControllerConfig(StrictModel):
     trim: Literal["ramp", "none"] = "ramp"
     # a: the share of the upstream allowance RΔt the import may move per step under the plan
     trim_ramp_frac: float = Field(0.5, gt=0, le=1)
+    # Network rows of the Stage-II MILP: "full" (a voltage row per bus, a line polygon per
+    # rated branch) or "reduced" (a voltage row per group of buses that move together, only
+    # the branches whose flow the FCMs change; for large feeders, docs/optimization.md
+    # §1.5); "auto" reduces above 300 buses.
+    network_rows: Literal["auto", "full", "reduced"] = "auto"
     weights: ObjectiveWeights = ObjectiveWeights()
 
 

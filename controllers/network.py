@@ -80,7 +80,11 @@ class NetworkParams:
     branch rating (1.0 = 100 % of ``rating_mva``); branches without a rating are unlimited.
     ``allow_shedding`` adds the unserved-load variables ``s`` (bounded by the load).
     ``screen_load_factor`` (``None``: off) drops the polygon of a branch that cannot reach its
-    limit: see :func:`thermal_screen`.
+    limit: see :func:`thermal_screen`. ``network_rows`` (compact form only): ``"full"``, one
+    voltage row per bus and step and a polygon per rated branch; ``"reduced"``, one voltage
+    row per group of buses with the same sensitivities to the injections
+    (:func:`voltage_groups`) and polygons only on branches whose flow the injections change
+    (docs/optimization.md §1.5).
     """
 
     dt_s: float = 300.0
@@ -92,6 +96,7 @@ class NetworkParams:
     loading_frac: float = 1.0
     allow_shedding: bool = True
     screen_load_factor: float | None = None
+    network_rows: str = "full"
 
     @property
     def dt_h(self) -> float:
@@ -595,6 +600,35 @@ def path_sensitivities(feeder: FeederData, buses: Sequence[str]) -> tuple[np.nda
     return rv, xv, below
 
 
+#: Sensitivities that agree to this fraction of the largest one count as equal (reduced rows).
+SENSITIVITY_TOL = 1e-4
+
+
+def voltage_groups(dg: np.ndarray, dh: np.ndarray, source: int, mode: str = "full") -> list[np.ndarray]:
+    """Buses (row indices, the source bus left out) whose voltage rows the compact form
+    keeps together.
+
+    ``mode="full"``: every bus alone. ``mode="reduced"``: buses whose sensitivity rows
+    ``(∂v_j/∂g, ∂v_j/∂h)`` agree to :data:`SENSITIVITY_TOL` of the largest sensitivity share
+    a group; such buses move together whatever the FCMs do (every bus that leaves the
+    union of the paths to the injection buses at the same point does, up to the second-order
+    loss terms), so the group's limits hold for every member iff they hold for its lowest
+    and its highest base voltage. Groups keep the order of their first bus."""
+    n = dg.shape[0]
+    rows = [j for j in range(n) if j != source]
+    if mode == "full":
+        return [np.array([j]) for j in rows]
+    if mode != "reduced":
+        raise ValueError(f"network_rows must be 'full' or 'reduced', got {mode!r}")
+    sens = np.hstack([dg, dh])
+    scale = float(np.abs(sens).max()) or 1.0
+    keys = np.round(sens / (scale * SENSITIVITY_TOL)).astype(np.int64)
+    members: dict[bytes, list[int]] = {}
+    for j in rows:
+        members.setdefault(keys[j].tobytes(), []).append(j)
+    return [np.array(m) for m in members.values()]
+
+
 class CompactNetwork:
     """LinDistFlow in superposition form for the rolling controller (docs §1.5).
 
@@ -647,24 +681,37 @@ class CompactNetwork:
         b.N = pyo.Set(initialize=names, ordered=True)
         b.L = pyo.Set(initialize=[br.name for br in feeder.branches], ordered=True)
         b.B = pyo.Set(initialize=inj_buses, ordered=True)
+        sens = self._sensitivities(operating_point)
+        self.sens = sens
         rated = thermal_screen(feeder, params, extra_mva)
+        if params.network_rows == "reduced":  # only branches whose flow the injections move
+            li0 = {br.name: k for k, br in enumerate(feeder.branches)}
+            reach = np.hstack([*sens["P"], *sens["Q"]])
+            moved = np.abs(reach).max(axis=1) > SENSITIVITY_TOL * (float(np.abs(reach).max()) or 1.0)
+            rated = [name for name in rated if moved[li0[name]]]
         b.LR = pyo.Set(initialize=rated, ordered=True)
         n_sides = max(params.thermal_sides, 3)
         b.K = pyo.Set(initialize=list(range(n_sides if rated else 0)), ordered=True)
 
-        b.p_load_mw = pyo.Param(b.N, b.T, mutable=True,
-                                initialize=lambda _, j, t: load[j].p_mw if j in load else 0.0)
-        b.q_load_mvar = pyo.Param(b.N, b.T, mutable=True,
-                                  initialize=lambda _, j, t: load[j].q_mvar if j in load else 0.0)
+        # bus loads: numpy arrays (set_loads); with full rows also mutable params, as the
+        # branch form has them
+        self._p_load = np.array([[load[j].p_mw if j in load else 0.0] * len(time) for j in names])
+        self._q_load = np.array([[load[j].q_mvar if j in load else 0.0] * len(time) for j in names])
+        self._loads_from_params = params.network_rows != "reduced"
+        if self._loads_from_params:
+            b.p_load_mw = pyo.Param(b.N, b.T, mutable=True,
+                                    initialize=lambda _, j, t: load[j].p_mw if j in load else 0.0)
+            b.q_load_mvar = pyo.Param(b.N, b.T, mutable=True,
+                                      initialize=lambda _, j, t: load[j].q_mvar if j in load else 0.0)
+        b.p_load_total_mw = pyo.Param(b.T, mutable=True, initialize=float(self._p_load[:, 0].sum()))
         b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
-        b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
+        if params.network_rows != "reduced":
+            b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
         b.p_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
         b.q_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
         b.p_sub_base = pyo.Param(b.T, mutable=True, initialize=0.0)
         b.q_sub_base = pyo.Param(b.T, mutable=True, initialize=0.0)
         has_q = set(q_injections)
-        sens = self._sensitivities(operating_point)
-        self.sens = sens
 
         def g(bus: str, t: int) -> Any:
             return sum(item[t] for item in injections.get(bus, ()))
@@ -684,10 +731,19 @@ class CompactNetwork:
 
         bi = feeder.bus_index
         li = {br.name: k for k, br in enumerate(feeder.branches)}
-        b.v = pyo.Expression(b.N, b.T, rule=lambda b, j, t: b.v_base[j, t] + lin("v", bi[j], t))
+        self.injections, self.q_injections = injections, q_injections
+        self.groups = voltage_groups(*sens["v"], bi[src], params.network_rows)
+        self.grouped = params.network_rows == "reduced"
+        order = np.concatenate(self.groups) if self.groups else np.zeros(0, dtype=int)
+        self._group_order = order
+        self._group_starts = np.cumsum([0] + [len(m) for m in self.groups[:-1]])
+        rep = [int(m[0]) for m in self.groups]
+        b.VG = pyo.Set(initialize=list(range(len(self.groups))), ordered=True)
+        if not self.grouped:  # per bus: v as an expression of the block, as build_network's
+            b.v = pyo.Expression(b.N, b.T, rule=lambda b, j, t: b.v_base[j, t] + lin("v", bi[j], t))
         # the limit rows carry V_lim² − v^base as plain parameters (cheap to update)
-        b.v_lo_rhs = pyo.Param(b.N, b.T, mutable=True, initialize=params.v_min_pu ** 2 - 1.0)
-        b.v_hi_rhs = pyo.Param(b.N, b.T, mutable=True, initialize=params.v_max_pu ** 2 - 1.0)
+        b.v_lo_rhs = pyo.Param(b.VG, b.T, mutable=True, initialize=params.v_min_pu ** 2 - 1.0)
+        b.v_hi_rhs = pyo.Param(b.VG, b.T, mutable=True, initialize=params.v_max_pu ** 2 - 1.0)
         b.P = pyo.Var(b.LR, b.T)
         b.Q = pyo.Var(b.LR, b.T)
         b.P_def = pyo.Constraint(b.LR, b.T, rule=lambda b, l, t: b.P[l, t] - lin("P", li[l], t) == b.p_base[l, t])
@@ -696,19 +752,18 @@ class CompactNetwork:
         b.p_sub_def = pyo.Constraint(b.T, rule=lambda b, t: b.p_sub[t] - lin("sub", 0, t) == b.p_sub_base[t])
         b.p_sub_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t])
         b.q_sub_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q_sub_base[t] + lin("qsub", 0, t))
-        b.losses_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t] - sum(
-            b.p_load_mw[j, t] for j in b.N) + sum(g(bus, t) for bus in inj_buses))
+        b.losses_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t] - b.p_load_total_mw[t]
+                                     + sum(g(bus, t) for bus in inj_buses))
 
-        b.sv_lo = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
-        b.sv_hi = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
+        b.sv_lo = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
+        b.sv_hi = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
         b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
         b.s_ramp = pyo.Var(b.T, domain=pyo.NonNegativeReals)
-        @b.Constraint(b.N, b.T)
-        def v_limits(b, j, t):  # V_min² ≤ v_jt + σ⁻ − σ⁺ ≤ V_max², v^base moved to the bounds
-            if j == src:
-                return pyo.Constraint.Skip
-            return pyo.inequality(b.v_lo_rhs[j, t], lin("v", bi[j], t) + b.sv_lo[j, t] - b.sv_hi[j, t],
-                                  b.v_hi_rhs[j, t])
+
+        @b.Constraint(b.VG, b.T)
+        def v_limits(b, g, t):  # V_min² ≤ v_jt + σ⁻ − σ⁺ ≤ V_max², v^base moved to the bounds
+            return pyo.inequality(b.v_lo_rhs[g, t], lin("v", rep[g], t) + b.sv_lo[g, t] - b.sv_hi[g, t],
+                                  b.v_hi_rhs[g, t])
 
         shrink = math.cos(math.pi / n_sides)
         branch_of = {br.name: br for br in feeder.branches}
@@ -733,16 +788,41 @@ class CompactNetwork:
             for t in b.T:
                 b.s_ramp[t].fix(0.0)
 
+        if self.grouped:  # a group's slack counts once per member below its limit (≥ 1)
+            b.w_lo = pyo.Param(b.VG, b.T, mutable=True, initialize=1.0)
+            b.w_hi = pyo.Param(b.VG, b.T, mutable=True, initialize=1.0)
+            w_lo, w_hi = b.w_lo, b.w_hi
+        else:
+            w_lo = w_hi = {(g, t): 1.0 for g in b.VG for t in b.T}
         b.voltage_slack_pu = pyo.Expression(
-            expr=sum(b.sv_lo[j, t] / (2 * params.v_min_pu) + b.sv_hi[j, t] / (2 * params.v_max_pu)
-                     for j in b.N for t in b.T if j != src))
+            expr=sum(w_lo[g, t] * b.sv_lo[g, t] / (2 * params.v_min_pu)
+                     + w_hi[g, t] * b.sv_hi[g, t] / (2 * params.v_max_pu) for g in b.VG for t in b.T))
         b.thermal_slack_mva = pyo.Expression(expr=sum(b.s_th[l, t] for l in b.LR for t in b.T))
         b.ramp_violation_mwh = pyo.Expression(expr=sum(b.s_ramp[t] * dt_h for t in b.T))
         b.unserved_mwh = pyo.Expression(expr=0.0)
         b.abnormal = pyo.Expression(b.T, rule=lambda b, t: (
-            sum(b.sv_lo[j, t] + b.sv_hi[j, t] for j in b.N if j != src)
+            sum(b.sv_lo[g, t] + b.sv_hi[g, t] for g in b.VG)
             + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]))
         self.update(None)
+
+    def set_loads(self, p_load_mw: np.ndarray, q_load_mvar: np.ndarray) -> None:
+        """Bus loads over the horizon, shape ``(n_bus, n_steps)`` in ``feeder.bus_names``
+        order (MW, Mvar; + = consumption); :meth:`update` uses them."""
+        self._p_load = np.asarray(p_load_mw, dtype=float)
+        self._q_load = np.asarray(q_load_mvar, dtype=float)
+        self._loads_from_params = False
+
+    def voltages_pu(self, t: int) -> dict[str, float]:
+        """|V| in pu of every bus at step ``t`` of the solved block: ``sqrt(v^base + ∂v/∂g g +
+        ∂v/∂h h)`` with the injections' values (every bus, also when rows are grouped)."""
+        k = list(self.b.T).index(t)
+        g = np.array([sum(float(pyo.value(x[t])) for x in self.injections.get(bus, ()))
+                      for bus in self.inj_buses])
+        h = np.array([sum(float(pyo.value(x[t])) for x in self.q_injections.get(bus, ()))
+                      for bus in self.inj_buses])
+        dg, dh = self.sens["v"]
+        v = self._v_base[:, k] + (dg @ g if g.size else 0.0) + (dh @ h if h.size else 0.0)
+        return dict(zip(self.feeder.bus_names, np.sqrt(np.maximum(v, 0.0)).tolist()))
 
     def _sensitivities(self, op: OperatingPoint | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """∂(v, P, Q, P^sub, Q^sub)/∂(g_b, h_b) at ``op`` by unit injections in the linear model."""
@@ -776,18 +856,34 @@ class CompactNetwork:
         b, f = self.b, self.feeder
         steps = list(b.T)
         names = list(f.bus_names)
-        p = np.array([[b.p_load_mw[j, t].value for t in steps] for j in names])
-        q = np.array([[b.q_load_mvar[j, t].value for t in steps] for j in names])
+        if self._loads_from_params:  # set through the params (set_loads of this module)
+            p = np.array([[b.p_load_mw[j, t].value for t in steps] for j in names])
+            q = np.array([[b.q_load_mvar[j, t].value for t in steps] for j in names])
+        else:
+            p, q = self._p_load, self._q_load
+        b.p_load_total_mw.store_values(dict(zip(steps, p.sum(axis=0).tolist())), check=False)
         P, Q, v = linear_state(f, p, q, op, v_source_sq)
         p_sub, q_sub = self._sub(P, Q, p, q)
         li = {br.name: k for k, br in enumerate(f.branches)}
         vmin2, vmax2 = self.params.v_min_pu ** 2, self.params.v_max_pu ** 2
         b.p_sub_base.store_values({t: float(p_sub[k]) for k, t in enumerate(steps)}, check=False)
         b.q_sub_base.store_values({t: float(q_sub[k]) for k, t in enumerate(steps)}, check=False)
-        vb = {(j, t): float(v[a, k]) for a, j in enumerate(names) for k, t in enumerate(steps)}
-        b.v_base.store_values(vb, check=False)
-        b.v_lo_rhs.store_values({key: vmin2 - x for key, x in vb.items()}, check=False)
-        b.v_hi_rhs.store_values({key: vmax2 - x for key, x in vb.items()}, check=False)
+        self._v_base = v
+        if not self.grouped:
+            b.v_base.store_values({(j, t): float(v[a, k]) for a, j in enumerate(names)
+                                   for k, t in enumerate(steps)}, check=False)
+        # per group and step: the tightest member sets each bound (module docstring)
+        vo = v[self._group_order]
+        lo = np.maximum.reduceat(vmin2 - vo, self._group_starts, axis=0)
+        hi = np.minimum.reduceat(vmax2 - vo, self._group_starts, axis=0)
+        keys = [(g, t) for g in range(len(self.groups)) for t in steps]
+        b.v_lo_rhs.store_values(dict(zip(keys, lo.ravel().tolist())), check=False)
+        b.v_hi_rhs.store_values(dict(zip(keys, hi.ravel().tolist())), check=False)
+        if self.grouped:
+            n_lo = np.maximum(np.add.reduceat((vo < vmin2).astype(float), self._group_starts, axis=0), 1.0)
+            n_hi = np.maximum(np.add.reduceat((vo > vmax2).astype(float), self._group_starts, axis=0), 1.0)
+            b.w_lo.store_values(dict(zip(keys, n_lo.ravel().tolist())), check=False)
+            b.w_hi.store_values(dict(zip(keys, n_hi.ravel().tolist())), check=False)
         rated = list(b.LR)
         b.p_base.store_values({(l, t): float(P[li[l], k]) for l in rated for k, t in enumerate(steps)},
                               check=False)

@@ -139,6 +139,7 @@ class MPCParams:
     first_step_ramp_frac: float = 0.5
     trim: str = "ramp"
     trim_ramp_frac: float = 0.5
+    network_rows: str = "auto"
 
     @property
     def dt_h(self) -> float:
@@ -158,8 +159,20 @@ class MPCParams:
                                       float(cp.capacity_mw)) for cp in scenario.campus),
             resolve_period_s=float(c.resolve_every_steps * scenario.simulation.step_s),
             apply_step_s=float(scenario.simulation.step_s),
-            trim=c.trim, trim_ramp_frac=float(c.trim_ramp_frac),
+            trim=c.trim, trim_ramp_frac=float(c.trim_ramp_frac), network_rows=c.network_rows,
         )
+
+
+#: ``network_rows = "auto"`` reduces the compact form's rows above this many buses.
+AUTO_GROUP_BUSES = 300
+
+
+def resolve_network_rows(mode: str, n_buses: int) -> str:
+    """``"full"`` or ``"reduced"`` for ``controller.network_rows`` (``"auto"``: full up to
+    :data:`AUTO_GROUP_BUSES` buses, reduced above, docs/optimization.md §1.5)."""
+    if mode == "auto":
+        return "reduced" if n_buses > AUTO_GROUP_BUSES else "full"
+    return mode
 
 
 def _tan_phi(pf: float) -> float:
@@ -308,6 +321,7 @@ class Stage2Model:
             dt_s=p.horizon_step_s, v_min_pu=p.v_min_pu, v_max_pu=p.v_max_pu,
             ramp_limit_mw_per_min=p.ramp_limit_mw_per_min, loading_frac=p.loading_frac,
             allow_shedding=p.allow_shedding, screen_load_factor=p.screen_load_factor,
+            network_rows=resolve_network_rows(p.network_rows, len(self.feeder.buses)),
         )
         if p.network_form == "compact" and not p.allow_shedding:
             self.compact: CompactNetwork | None = CompactNetwork(
@@ -438,10 +452,15 @@ class Stage2Model:
         inp = horizon_inputs(self.feeder, self.placements, p, measurement, campus_mw)
         net = m.net
         steps = list(m.T)
-        net.p_load_mw.store_values(
-            {(j, t): float(inp.p_load[j][k]) for j in net.N for k, t in enumerate(steps)}, check=False)
-        net.q_load_mvar.store_values(
-            {(j, t): float(inp.q_load[j][k]) for j in net.N for k, t in enumerate(steps)}, check=False)
+        if self.compact is not None:
+            names = self.feeder.bus_names
+            self.compact.set_loads(np.array([inp.p_load[j] for j in names]),
+                                   np.array([inp.q_load[j] for j in names]))
+        else:
+            net.p_load_mw.store_values(
+                {(j, t): float(inp.p_load[j][k]) for j in net.N for k, t in enumerate(steps)}, check=False)
+            net.q_load_mvar.store_values(
+                {(j, t): float(inp.q_load[j][k]) for j in net.N for k, t in enumerate(steps)}, check=False)
         m.p_sched_mw.store_values({t: float(inp.p_sched[k]) for k, t in enumerate(steps)}, check=False)
         net.p_sub_prev_mw = float(measurement.sub_p_mw)
         if self.compact is not None:
@@ -485,6 +504,8 @@ class Stage2Model:
         return {k: float(pyo.value(self.m.term[k])) for k in self.m.TERMS}
 
     def predicted_v_pu(self, t: int = 0) -> dict[str, float]:
+        if self.compact is not None:
+            return self.compact.voltages_pu(t)
         return {j: math.sqrt(max(float(pyo.value(self.m.net.v[j, t])), 0.0)) for j in self.m.net.N}
 
     def predicted_sub_p_mw(self, t: int = 0) -> float:
