@@ -705,6 +705,8 @@ class CompactNetwork:
                                       initialize=lambda _, j, t: load[j].q_mvar if j in load else 0.0)
         b.p_load_total_mw = pyo.Param(b.T, mutable=True, initialize=float(self._p_load[:, 0].sum()))
         b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
+        b.abnormal_max = pyo.Param(b.T, mutable=True, initialize=1.0)
+        self._inj_bound = np.array([abs(float((extra_mva or {}).get(bus, 0.0))) for bus in inj_buses])
         if params.network_rows != "reduced":
             b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
         b.p_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
@@ -805,6 +807,38 @@ class CompactNetwork:
             + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]))
         self.update(None)
 
+    def _set_abnormal_bound(self, lo: np.ndarray, hi: np.ndarray, P: np.ndarray, Q: np.ndarray,
+                            p_sub: np.ndarray, steps: list[int]) -> None:
+        """``abnormal_max[t]``: an upper bound of ``abnormal[t]`` (the sum of the step's
+        slacks) at any injections within their bounds ``|g_b|, |h_b| ≤ X_b`` (``extra_mva``:
+        the ratings at bus b), for the restoration indicator's big-M (docs/optimization.md
+        §3.1). Each slack is at most its base violation plus the largest change the
+        injections can make of its row: ``Σ_b (|∂/∂g_b| + |∂/∂h_b|) X_b``."""
+        b, params = self.b, self.params
+        bound = self._inj_bound
+
+        def swing(kind: str) -> np.ndarray:
+            dg, dh = self.sens[kind]
+            return (np.abs(dg) + np.abs(dh)) @ bound if bound.size else np.zeros(dg.shape[0])
+
+        rep = [int(m[0]) for m in self.groups]
+        xv = swing("v")[rep][:, None]
+        total = (np.maximum(lo + xv, 0.0) + np.maximum(xv - hi, 0.0)).sum(axis=0)
+        rated = list(b.LR)
+        if rated:
+            li = {br.name: k for k, br in enumerate(self.feeder.branches)}
+            pos = [li[name] for name in rated]
+            shrink = math.cos(math.pi / max(params.thermal_sides, 3))
+            s_max = np.array([self.feeder.branches[k].rating_mva for k in pos]) * params.loading_frac * shrink
+            xs = (swing("P") + swing("Q"))[pos][:, None]
+            total = total + np.maximum(np.abs(P[pos]) + np.abs(Q[pos]) + xs - s_max[:, None], 0.0).sum(axis=0)
+        if params.ramp_limit_mw_per_min is not None:
+            prev = np.concatenate(([float(pyo.value(b.p_sub_prev_mw))], p_sub[:-1]))
+            x_sub = float(swing("sub")[0])
+            ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
+            total = total + np.maximum(np.abs(p_sub - prev) + 2.0 * x_sub - ramp, 0.0)
+        b.abnormal_max.store_values(dict(zip(steps, (1.0 + 1.1 * total).tolist())), check=False)
+
     def set_loads(self, p_load_mw: np.ndarray, q_load_mvar: np.ndarray) -> None:
         """Bus loads over the horizon, shape ``(n_bus, n_steps)`` in ``feeder.bus_names``
         order (MW, Mvar; + = consumption); :meth:`update` uses them."""
@@ -879,6 +913,7 @@ class CompactNetwork:
         keys = [(g, t) for g in range(len(self.groups)) for t in steps]
         b.v_lo_rhs.store_values(dict(zip(keys, lo.ravel().tolist())), check=False)
         b.v_hi_rhs.store_values(dict(zip(keys, hi.ravel().tolist())), check=False)
+        self._set_abnormal_bound(lo, hi, P, Q, p_sub, steps)
         if self.grouped:
             n_lo = np.maximum(np.add.reduceat((vo < vmin2).astype(float), self._group_starts, axis=0), 1.0)
             n_hi = np.maximum(np.add.reduceat((vo > vmax2).astype(float), self._group_starts, axis=0), 1.0)

@@ -99,7 +99,9 @@ class MPCParams:
 
     ``resolve_period_s`` is the time between ``step`` calls (``resolve_every_steps ×
     simulation.step_s``); it is the step of the fallback rule controller.
-    ``big_m_abnormal`` bounds the sum of slacks at one step (restoration indicator).
+    ``big_m_abnormal`` bounds the sum of slacks at one step (restoration indicator) in the
+    branch form; the compact form computes a bound of its own at every solve
+    (:meth:`controllers.network.CompactNetwork._set_abnormal_bound`).
     ``allow_shedding``: plan with load shedding (unserved energy). Off by default: the plant
     has no shedding actuator, so a plan that sheds would not be the plan that runs; the
     unserved-energy term is then 0 in the plan and measured in the plant (KPIs).
@@ -341,8 +343,11 @@ class Stage2Model:
             m.T, rule=lambda m, t: m.net.p_sub_mw[t] - m.p_sched_mw[t] == m.imb_pos[t] - m.imb_neg[t]
         )
         m.z = pyo.Var(m.T, domain=pyo.Binary)
+        # big-M: the compact form's bound of the step's slacks, updated every solve; the
+        # branch form's fixed big_m_abnormal
+        big_m = m.net.abnormal_max if self.compact is not None else {t: p.big_m_abnormal for t in T}
         m.restoration = pyo.Constraint(
-            m.T, rule=lambda m, t: p.big_m_abnormal * m.z[t] >= m.net.abnormal[t]
+            m.T, rule=lambda m, t: big_m[t] * m.z[t] >= m.net.abnormal[t]
         )
         # restored for good: once the plan is in normal state it stays there (Σ z counts the
         # steps until the last abnormal one; this also makes the binaries easy to branch on)
