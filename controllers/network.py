@@ -121,57 +121,117 @@ class OperatingPoint:
     q_load_mvar: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Tree:
+    """Index arrays of a feeder's tree for the vectorised evaluations below (built once
+    per :class:`FeederData` object)."""
+
+    names: tuple[str, ...]
+    frm: np.ndarray        # from-bus index of each branch
+    to: np.ndarray         # to-bus index of each branch
+    parent: np.ndarray     # index of the branch feeding each branch's from-bus (−1: source)
+    r: np.ndarray
+    x: np.ndarray
+    tap2: np.ndarray       # τ²
+    source: int
+
+
+_TREES: dict[int, tuple[FeederData, _Tree]] = {}
+
+
+def _tree(feeder: FeederData) -> _Tree:
+    hit = _TREES.get(id(feeder))
+    if hit is not None and hit[0] is feeder:
+        return hit[1]
+    bi = feeder.bus_index
+    names = tuple(br.name for br in feeder.branches)
+    pos = {br.to_bus: k for k, br in enumerate(feeder.branches)}
+    tree = _Tree(
+        names=names,
+        frm=np.array([bi[br.from_bus] for br in feeder.branches], dtype=np.int64),
+        to=np.array([bi[br.to_bus] for br in feeder.branches], dtype=np.int64),
+        parent=np.array([pos.get(br.from_bus, -1) for br in feeder.branches], dtype=np.int64),
+        r=np.array([br.r_pu for br in feeder.branches], dtype=float),
+        x=np.array([br.x_pu for br in feeder.branches], dtype=float),
+        tap2=np.array([br.tap ** 2 for br in feeder.branches], dtype=float),
+        source=bi[feeder.source_bus],
+    )
+    if len(_TREES) > 64:
+        _TREES.clear()
+    _TREES[id(feeder)] = (feeder, tree)
+    return tree
+
+
+def _op_arrays(feeder: FeederData, op: OperatingPoint) -> tuple[np.ndarray, ...]:
+    """``(P⁰, Q⁰, has_flow, V⁰)`` of ``op`` as arrays in feeder order (NaN: not given)."""
+    tree = _tree(feeder)
+    p0 = np.array([op.p_mw.get(n, math.nan) for n in tree.names], dtype=float)
+    q0 = np.array([op.q_mvar.get(n, 0.0) for n in tree.names], dtype=float)
+    v0 = np.array([op.v_pu.get(b, math.nan) for b in feeder.bus_names], dtype=float)
+    return p0, np.nan_to_num(q0), np.isfinite(p0), v0
+
+
+def _loss_arrays(feeder: FeederData, op: OperatingPoint | None) -> np.ndarray:
+    """``(c^P, c^Q, c^V)`` per branch, shape ``(3, n_branch)`` (see :func:`loss_coefficients`)."""
+    n = len(feeder.branches)
+    if op is None:
+        return np.zeros((3, n))
+    tree = _tree(feeder)
+    p0, q0, has, v_bus = _op_arrays(feeder, op)
+    vf = v_bus[tree.frm]
+    v0 = np.where(np.isfinite(vf), vf, 1.0) ** 2
+    s2 = feeder.s_base_mva ** 2
+    p0 = np.where(has, p0, 0.0)
+    ell0 = (p0 * p0 + q0 * q0) / (v0 * s2)
+    out = np.vstack([2.0 * p0 / (v0 * s2), 2.0 * q0 / (v0 * s2), -ell0 / v0])
+    out[:, ~has] = 0.0
+    return out
+
+
 def loss_coefficients(feeder: FeederData, op: OperatingPoint | None) -> dict[str, tuple[float, float, float]]:
     """Linearised squared-current coefficients ``(c^P, c^Q, c^V)`` per branch name.
 
     ``ℓ ≈ c^P P + c^Q Q + c^V v_i`` with ``c^P = 2P⁰/(v⁰S²)``, ``c^Q = 2Q⁰/(v⁰S²)``,
-    ``c^V = −ℓ⁰/v⁰`` (docs/optimization.md §1.2). ``op=None`` is the flat start (all zero).
+    ``c^V = −ℓ⁰/v⁰`` (docs/optimization.md §1.2). ``op=None`` is the flat start (all zero);
+    a branch ``op`` gives no flow for is at the flat start, a missing voltage counts as 1 pu.
     """
-    s2 = feeder.s_base_mva ** 2
-    out: dict[str, tuple[float, float, float]] = {}
-    for br in feeder.branches:
-        if op is None or br.name not in op.p_mw:
-            out[br.name] = (0.0, 0.0, 0.0)
-            continue
-        p0 = float(op.p_mw[br.name])
-        q0 = float(op.q_mvar.get(br.name, 0.0))
-        v0 = float(op.v_pu.get(br.from_bus, 1.0)) ** 2
-        ell0 = (p0 * p0 + q0 * q0) / (v0 * s2)
-        out[br.name] = (2.0 * p0 / (v0 * s2), 2.0 * q0 / (v0 * s2), -ell0 / v0)
-    return out
+    c = _loss_arrays(feeder, op)
+    return {name: (float(c[0, k]), float(c[1, k]), float(c[2, k]))
+            for k, name in enumerate(_tree(feeder).names)}
 
 
 def calibration(feeder: FeederData, op: OperatingPoint | None) -> np.ndarray:
     """Residuals ``(ε^P, ε^Q, δ)`` per branch (shape ``(3, n_branch)``, feeder order) that
     make the linear model reproduce the AC operating point ``op`` (module docstring,
     docs/optimization.md §1.7); zero without an operating point, without its loads, or for
-    a branch whose flows or end voltages the point does not give."""
-    out = np.zeros((3, len(feeder.branches)))
+    a branch whose flows (or whose children's flows) or end voltages the point does not
+    give."""
+    n = len(feeder.branches)
+    out = np.zeros((3, n))
     if op is None or not op.p_load_mw:
         return out
+    tree = _tree(feeder)
     s_base = feeder.s_base_mva
-    coef = loss_coefficients(feeder, op)
-    v = op.v_pu
-    for k, br in enumerate(feeder.branches):
-        kids = feeder.children[br.to_bus]
-        if br.name not in op.p_mw or any(c.name not in op.p_mw for c in kids):
-            continue
-        p0, q0 = float(op.p_mw[br.name]), float(op.q_mvar.get(br.name, 0.0))
-        cp, cq, cv = coef[br.name]
-        vi = float(v.get(br.from_bus, math.nan)) ** 2
-        vj = float(v.get(br.to_bus, math.nan)) ** 2
-        ell = cp * p0 + cq * q0 + cv * (vi if math.isfinite(vi) else 1.0)
-        j = br.to_bus
-        out[0, k] = (p0 - sum(float(op.p_mw[c.name]) for c in kids)
-                     - float(op.p_load_mw.get(j, 0.0)) - br.r_pu * s_base * ell)
-        out[1, k] = (q0 - sum(float(op.q_mvar.get(c.name, 0.0)) for c in kids)
-                     - float(op.q_load_mvar.get(j, 0.0)) - br.x_pu * s_base * ell)
-        if math.isfinite(vi) and math.isfinite(vj):
-            out[2, k] = (vj - br.tap ** 2 * vi + 2.0 * (br.r_pu * p0 + br.x_pu * q0) / s_base
-                         - (br.r_pu ** 2 + br.x_pu ** 2) * ell)
-    if not np.isfinite(out).all():
-        out = np.where(np.isfinite(out), out, 0.0)
-    return out
+    cp, cq, cv = _loss_arrays(feeder, op)
+    p0, q0, has, v_bus = _op_arrays(feeder, op)
+    p0 = np.where(has, p0, 0.0)
+    vi = v_bus[tree.frm] ** 2
+    vj = v_bus[tree.to] ** 2
+    ell = cp * p0 + cq * q0 + cv * np.where(np.isfinite(vi), vi, 1.0)
+    kids = tree.parent >= 0
+    child_p = np.bincount(tree.parent[kids], weights=p0[kids], minlength=n)
+    child_q = np.bincount(tree.parent[kids], weights=q0[kids], minlength=n)
+    kid_missing = np.bincount(tree.parent[kids], weights=(~has[kids]).astype(float), minlength=n) > 0
+    names = feeder.bus_names
+    pl = np.array([float(op.p_load_mw.get(names[j], 0.0)) for j in tree.to])
+    ql = np.array([float(op.q_load_mvar.get(names[j], 0.0)) for j in tree.to])
+    ok = has & ~kid_missing
+    out[0] = np.where(ok, p0 - child_p - pl - tree.r * s_base * ell, 0.0)
+    out[1] = np.where(ok, q0 - child_q - ql - tree.x * s_base * ell, 0.0)
+    drop = (vj - tree.tap2 * vi + 2.0 * (tree.r * p0 + tree.x * q0) / s_base
+            - (tree.r ** 2 + tree.x ** 2) * ell)
+    out[2] = np.where(ok & np.isfinite(drop), drop, 0.0)
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 def base_operating_point(feeder: FeederData) -> OperatingPoint | None:
@@ -519,59 +579,50 @@ def linear_state(
     p_load = np.atleast_2d(np.asarray(p_load_mw, dtype=float))
     q_load = np.atleast_2d(np.asarray(q_load_mvar, dtype=float))
     nb, nl = len(feeder.buses), len(feeder.branches)
-    bi = feeder.bus_index
-    li = {br.name: k for k, br in enumerate(feeder.branches)}
+    tree = _tree(feeder)
     s_base = feeder.s_base_mva
-    coef = loss_coefficients(feeder, op)
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-
-    def put(r: int, c: int, v: float) -> None:
-        if v != 0.0:
-            rows.append(r)
-            cols.append(c)
-            vals.append(v)
-
+    cp, cq, cv = _loss_arrays(feeder, op)
     n = 2 * nl + nb
     iP, iQ, iV = 0, nl, 2 * nl
-    for k, br in enumerate(feeder.branches):
-        cp, cq, cv = coef[br.name]
-        i, j = bi[br.from_bus], bi[br.to_bus]
-        kids = [li[c.name] for c in feeder.children[br.to_bus]]
-        for row, z in ((iP + k, br.r_pu), (iQ + k, br.x_pu)):
-            put(row, row, 1.0)
-            for c in kids:
-                put(row, row - k + c, -1.0)
-            put(row, iP + k, -z * s_base * cp)
-            put(row, iQ + k, -z * s_base * cq)
-            put(row, iV + i, -z * s_base * cv)
-        row = iV + j  # voltage-drop row stored at the to-bus index
-        z2 = br.r_pu ** 2 + br.x_pu ** 2
-        put(row, iV + j, 1.0)
-        put(row, iV + i, -br.tap ** 2 - z2 * cv)
-        put(row, iP + k, 2.0 * br.r_pu / s_base - z2 * cp)
-        put(row, iQ + k, 2.0 * br.x_pu / s_base - z2 * cq)
-    src = bi[feeder.source_bus]
-    put(iV + src, iV + src, 1.0)
+    k = np.arange(nl)
+    kids = np.flatnonzero(tree.parent >= 0)
+    z2 = tree.r ** 2 + tree.x ** 2
+    rows, cols, vals = [], [], []
+
+    def put(r: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.broadcast_to(v, r.shape))
+
+    for base, z in ((iP, tree.r), (iQ, tree.x)):  # balance rows of P and of Q
+        put(base + k, base + k, 1.0 - (z * s_base * cp if base == iP else z * s_base * cq))
+        put(base + tree.parent[kids], base + kids, -1.0)
+        put(base + k, (iQ if base == iP else iP) + k, -z * s_base * (cq if base == iP else cp))
+        put(base + k, iV + tree.frm, -z * s_base * cv)
+    row = iV + tree.to  # voltage-drop row stored at the to-bus index
+    put(row, row, 1.0)
+    put(row, iV + tree.frm, -tree.tap2 - z2 * cv)
+    put(row, iP + k, 2.0 * tree.r / s_base - z2 * cp)
+    put(row, iQ + k, 2.0 * tree.x / s_base - z2 * cq)
+    put(np.array([iV + tree.source]), np.array([iV + tree.source]), 1.0)
     rhs = np.zeros((n, p_load.shape[1]))
     cal = calibration(feeder, op)
-    for k, br in enumerate(feeder.branches):
-        rhs[iP + k] = p_load[bi[br.to_bus]] + cal[0, k]
-        rhs[iQ + k] = q_load[bi[br.to_bus]] + cal[1, k]
-        rhs[iV + bi[br.to_bus]] = cal[2, k]
-    rhs[iV + src] = v_source_sq
-    # summing the duplicate (row, col) entries of the diagonal terms
+    rhs[iP:iP + nl] = p_load[tree.to] + cal[0][:, None]
+    rhs[iQ:iQ + nl] = q_load[tree.to] + cal[1][:, None]
+    rhs[iV + tree.to] = cal[2][:, None]
+    rhs[iV + tree.source] = v_source_sq
+    r_all, c_all, v_all = (np.concatenate(x) for x in (rows, cols, vals))
+    # duplicate (row, col) entries are summed by the sparse constructor
     try:
         from scipy.sparse import csc_matrix
         from scipy.sparse.linalg import splu
 
-        a = csc_matrix((vals, (rows, cols)), shape=(n, n))
-        x = splu(a).solve(rhs)
+        a_mat = csc_matrix((v_all, (r_all, c_all)), shape=(n, n))
+        x = splu(a_mat).solve(rhs)
     except ImportError:  # pragma: no cover - scipy comes with pandas/pandapower stacks
-        a = np.zeros((n, n))
-        np.add.at(a, (rows, cols), vals)
-        x = np.linalg.solve(a, rhs)
+        a_mat = np.zeros((n, n))
+        np.add.at(a_mat, (r_all, c_all), v_all)
+        x = np.linalg.solve(a_mat, rhs)
     return x[iP:iP + nl], x[iQ:iQ + nl], x[iV:]
 
 

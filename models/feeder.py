@@ -150,6 +150,9 @@ class DSSFeeder:
         ``diverged``, ``aborted``, ``invariant`` (see :class:`PowerFlowResult.status`)."""
         self.last_cause = ""
         """Why the most recent failed solve failed, in words (``""`` before any failure)."""
+        self.check_invariants = True
+        """Check DESIGN.md §2a after every solve (:meth:`invariant_violations`). Off only to
+        measure what the check costs (``benchmarks/bench_real_feeders.py``)."""
         self.data: FeederData
         self.topology_report: TopologyReport
         self.base_case: PowerFlowResult
@@ -384,17 +387,21 @@ class DSSFeeder:
         status, recovery, cause = self._run_solution(cold, controls)
         if status != "ok":
             return self._failed(status, cause, recovery)
-        node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
-        element_kw = np.asarray(dss.Circuit.AllElementLosses(), dtype=float)
-        if node_v.size != self._node_bus.size or element_kw.size != 2 * self._n_elements:
+        node_v, element_kw = self._read_state()
+        if node_v.size != self._node_bus.size or (
+                element_kw is not None and element_kw.size != 2 * self._n_elements):
             self._build_maps()  # topology changed behind our back
-            node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
-            element_kw = np.asarray(dss.Circuit.AllElementLosses(), dtype=float)
+            node_v, element_kw = self._read_state()
         # a node without a voltage base has no per-unit value (OpenDSS would give volts)
         node_v = np.where(self._node_has_base, node_v, math.nan)
-        violations = self.invariant_violations(node_v, element_kw)
-        if violations:
-            return self._failed("invariant", "; ".join(violations[:3]), recovery, violations)
+        if element_kw is None:
+            kw, kvar = dss.Circuit.TotalPower()
+            loss_w, loss_var = dss.Circuit.Losses()
+            self._sub_kw, self._loss_kw = (-kw, -kvar), (loss_w / 1e3, loss_var / 1e3)
+        else:
+            violations = self.invariant_violations(node_v, element_kw)
+            if violations:
+                return self._failed("invariant", "; ".join(violations[:3]), recovery, violations)
         if recovery:
             self.solve_counts[recovery] += 1
         self.solve_counts["ok"] += 1
@@ -446,6 +453,14 @@ class DSSFeeder:
             total_load_mvar=sub_q - loss_kvar / 1e3,
             recovery=recovery,
         )
+
+    def _read_state(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Node voltages (pu) and, when the invariants are checked, the element powers."""
+        dss = self._dss
+        node_v = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+        if not self.check_invariants:
+            return node_v, None
+        return node_v, np.asarray(dss.Circuit.AllElementLosses(), dtype=float)
 
     def _run_solution(self, cold: bool, controls: bool = True) -> tuple[str, str, str]:
         """Solve with the recovery of :meth:`solve`: ``(status, recovery, cause)``."""

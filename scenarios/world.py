@@ -372,11 +372,10 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     # the background multiplier reaches the controller and the recorder as the feeder's
     # read-back of what it applied (the same number), not over edges of its own: every
     # simulator-to-simulator edge adds to mosaik's scheduling cost per step
-    grid_reads = ("converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "branch_p_mw",
-                  "branch_q_mvar", "load_scale")
+    reads = grid_reads(sc.controller)
     first_reading = {**plan.initial_grid, "load_scale": float(background_shape(0.0, start_hour, lam))}
-    world.connect(grid, ctrl, *grid_reads, time_shifted=True,
-                  initial_data={a: first_reading[a] for a in grid_reads})
+    world.connect(grid, ctrl, *reads, time_shifted=True,
+                  initial_data={a: first_reading[a] for a in reads})
     campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
     campus_attrs += [(a, f"campus_{a}") for a in campus_reads(sc.controller)]
     for name, ent in campuses.items():  # before the first step: the day-ahead estimate
@@ -400,6 +399,20 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         world.connect(ent, rec, *FCM_OUTPUTS)
     world.connect(ctrl, rec, *CTRL_OUTPUTS)
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec)
+
+
+def grid_reads(controller: Any) -> tuple[str, ...]:
+    """The grid measurements the ``[controller]`` section reads: the import, the converged
+    flag and the background multiplier for every controller; the bus voltages for ``rule``
+    (DR in sags) and ``mpc``; the reactive import and the branch flows (its operating point)
+    for ``mpc``. Only these are connected: on a large feeder the dicts cost more to hand
+    over than a controller that does not read them is worth."""
+    reads = ("converged", "sub_p_mw", "load_scale")
+    if controller.kind in ("rule", "mpc"):
+        reads += ("bus_v_pu",)
+    if controller.kind == "mpc":
+        reads += ("sub_q_mvar", "branch_p_mw", "branch_q_mvar")
+    return reads
 
 
 def campus_reads(controller: Any) -> tuple[str, ...]:

@@ -268,8 +268,14 @@ class ControllerSim(mosaik_api_v3.Simulator):
 
 
 def _floats(d: dict[str, Any] | None) -> dict[str, float]:
-    """A dict of finite floats (NaN entries of a diverged step are left out)."""
-    return {str(k): float(v) for k, v in (d or {}).items() if v is not None and math.isfinite(float(v))}
+    """A dict of finite floats (NaN and infinite entries, e.g. of a diverged step, are left
+    out); ``x - x == 0`` holds exactly for the finite floats."""
+    items = (d or {}).items()
+    try:  # the common case, FeederSim's dicts of floats: one comprehension
+        return {str(k): float(v) for k, v in items if v - v == 0.0}
+    except TypeError:  # None or another type among the values
+        return {str(k): float(v) for k, v in items
+                if isinstance(v, (int, float)) and float(v) - float(v) == 0.0}
 
 
 def _num(x: Any, default: float = 0.0) -> float:
