@@ -668,7 +668,15 @@ class DSSFeeder:
         self._n_elements = len(elements)
         self._source_idx = np.asarray([k for k, e in enumerate(elements)
                                        if e.startswith("vsource.")], dtype=np.int64)
-        self._pd_idx = np.asarray([el_pos[n] for n in names if n in el_pos], dtype=np.int64)
+        # losses as OpenDSS reports them (Circuit.Losses): the series elements, not the
+        # shunt ones (capacitors), whose "losses" are their reactive output
+        series = []
+        i = dss.PDElements.First()
+        while i:
+            if not dss.PDElements.IsShunt():
+                series.append(dss.CktElement.Name().lower())
+            i = dss.PDElements.Next()
+        self._pd_idx = np.asarray([el_pos[n] for n in series if n in el_pos], dtype=np.int64)
         node_pos = {n: k for k, n in enumerate(node_names)}
         inj_names, inj_idx, inj_nodes, inj_start = [], [], [], []
         for inj, bus in self._injection_bus.items():
