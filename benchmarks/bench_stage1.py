@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controllers.decomposition import recourse_size, solve_benders, solve_extensive  # noqa: E402
 from controllers.stage1 import build_problem  # noqa: E402
-from models.feeder import DSSFeeder  # noqa: E402
+from scenarios.feeder import open_scenario_feeder  # noqa: E402
 from models.shocks import sample_campus_trajectories  # noqa: E402
 from scenarios.config import DEFAULT_SCENARIO, load_scenario  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
         logging.getLogger("controllers").setLevel(logging.INFO)
 
     base = load_scenario(DEFAULT_SCENARIO)
-    feeder = DSSFeeder.open(base.feeder_source(), base.feeder.scale).data
+    feeder = open_scenario_feeder(base).data  # the run's own feeder definition
     print(f"# bench_stage1  {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  "
           f"{platform.node()}  cores={os.cpu_count()}  python {platform.python_version()}")
     print(f"# ieee33, {len(base.siting.candidate_buses)} buses x {len(base.siting.kinds)} kinds, "
