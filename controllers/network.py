@@ -163,29 +163,50 @@ def _tree(feeder: FeederData) -> _Tree:
 
 
 def _op_arrays(feeder: FeederData, op: OperatingPoint) -> tuple[np.ndarray, ...]:
-    """``(P⁰, Q⁰, has_flow, V⁰)`` of ``op`` as arrays in feeder order (NaN: not given)."""
+    """``(P⁰, Q⁰, has_flow, V⁰)`` of ``op`` as arrays in feeder order (``P⁰`` 0 and
+    ``has_flow`` False where the point gives no flow, ``V⁰`` NaN where it gives no voltage)."""
     tree = _tree(feeder)
     p0 = np.array([op.p_mw.get(n, math.nan) for n in tree.names], dtype=float)
     q0 = np.array([op.q_mvar.get(n, 0.0) for n in tree.names], dtype=float)
     v0 = np.array([op.v_pu.get(b, math.nan) for b in feeder.bus_names], dtype=float)
-    return p0, np.nan_to_num(q0), np.isfinite(p0), v0
+    has = np.isfinite(p0)
+    return np.where(has, p0, 0.0), np.nan_to_num(q0), has, v0
 
 
-def _loss_arrays(feeder: FeederData, op: OperatingPoint | None) -> np.ndarray:
-    """``(c^P, c^Q, c^V)`` per branch, shape ``(3, n_branch)`` (see :func:`loss_coefficients`)."""
+def _linearisation(feeder: FeederData, op: OperatingPoint | None,
+                   calibrate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Loss coefficients ``(c^P, c^Q, c^V)`` and calibration residuals ``(ε^P, ε^Q, δ)`` at
+    ``op``, each of shape ``(3, n_branch)`` in feeder order (:func:`loss_coefficients`,
+    :func:`calibration`), from one reading of the operating point."""
     n = len(feeder.branches)
+    coef, cal = np.zeros((3, n)), np.zeros((3, n))
     if op is None:
-        return np.zeros((3, n))
+        return coef, cal
     tree = _tree(feeder)
+    s_base = feeder.s_base_mva
     p0, q0, has, v_bus = _op_arrays(feeder, op)
-    vf = v_bus[tree.frm]
-    v0 = np.where(np.isfinite(vf), vf, 1.0) ** 2
-    s2 = feeder.s_base_mva ** 2
-    p0 = np.where(has, p0, 0.0)
+    vf = v_bus[tree.frm] ** 2
+    v0 = np.where(np.isfinite(vf), vf, 1.0)
+    s2 = s_base ** 2
     ell0 = (p0 * p0 + q0 * q0) / (v0 * s2)
-    out = np.vstack([2.0 * p0 / (v0 * s2), 2.0 * q0 / (v0 * s2), -ell0 / v0])
-    out[:, ~has] = 0.0
-    return out
+    coef[:] = np.where(has, np.vstack([2.0 * p0 / (v0 * s2), 2.0 * q0 / (v0 * s2), -ell0 / v0]), 0.0)
+    if not calibrate or not op.p_load_mw:
+        return coef, cal
+    ell = coef[0] * p0 + coef[1] * q0 + coef[2] * v0
+    kids = tree.parent >= 0
+    child_p = np.bincount(tree.parent[kids], weights=p0[kids], minlength=n)
+    child_q = np.bincount(tree.parent[kids], weights=q0[kids], minlength=n)
+    kid_missing = np.bincount(tree.parent[kids], weights=(~has[kids]).astype(float), minlength=n) > 0
+    names = feeder.bus_names
+    pl = np.array([float(op.p_load_mw.get(names[j], 0.0)) for j in tree.to])
+    ql = np.array([float(op.q_load_mvar.get(names[j], 0.0)) for j in tree.to])
+    ok = has & ~kid_missing
+    cal[0] = np.where(ok, p0 - child_p - pl - tree.r * s_base * ell, 0.0)
+    cal[1] = np.where(ok, q0 - child_q - ql - tree.x * s_base * ell, 0.0)
+    drop = (v_bus[tree.to] ** 2 - tree.tap2 * vf + 2.0 * (tree.r * p0 + tree.x * q0) / s_base
+            - (tree.r ** 2 + tree.x ** 2) * ell)
+    cal[2] = np.where(ok & np.isfinite(drop), drop, 0.0)
+    return coef, np.where(np.isfinite(cal), cal, 0.0)
 
 
 def loss_coefficients(feeder: FeederData, op: OperatingPoint | None) -> dict[str, tuple[float, float, float]]:
@@ -195,7 +216,7 @@ def loss_coefficients(feeder: FeederData, op: OperatingPoint | None) -> dict[str
     ``c^V = −ℓ⁰/v⁰`` (docs/optimization.md §1.2). ``op=None`` is the flat start (all zero);
     a branch ``op`` gives no flow for is at the flat start, a missing voltage counts as 1 pu.
     """
-    c = _loss_arrays(feeder, op)
+    c = _linearisation(feeder, op, calibrate=False)[0]
     return {name: (float(c[0, k]), float(c[1, k]), float(c[2, k]))
             for k, name in enumerate(_tree(feeder).names)}
 
@@ -206,32 +227,19 @@ def calibration(feeder: FeederData, op: OperatingPoint | None) -> np.ndarray:
     docs/optimization.md §1.7); zero without an operating point, without its loads, or for
     a branch whose flows (or whose children's flows) or end voltages the point does not
     give."""
-    n = len(feeder.branches)
-    out = np.zeros((3, n))
-    if op is None or not op.p_load_mw:
-        return out
-    tree = _tree(feeder)
-    s_base = feeder.s_base_mva
-    cp, cq, cv = _loss_arrays(feeder, op)
-    p0, q0, has, v_bus = _op_arrays(feeder, op)
-    p0 = np.where(has, p0, 0.0)
-    vi = v_bus[tree.frm] ** 2
-    vj = v_bus[tree.to] ** 2
-    ell = cp * p0 + cq * q0 + cv * np.where(np.isfinite(vi), vi, 1.0)
-    kids = tree.parent >= 0
-    child_p = np.bincount(tree.parent[kids], weights=p0[kids], minlength=n)
-    child_q = np.bincount(tree.parent[kids], weights=q0[kids], minlength=n)
-    kid_missing = np.bincount(tree.parent[kids], weights=(~has[kids]).astype(float), minlength=n) > 0
-    names = feeder.bus_names
-    pl = np.array([float(op.p_load_mw.get(names[j], 0.0)) for j in tree.to])
-    ql = np.array([float(op.q_load_mvar.get(names[j], 0.0)) for j in tree.to])
-    ok = has & ~kid_missing
-    out[0] = np.where(ok, p0 - child_p - pl - tree.r * s_base * ell, 0.0)
-    out[1] = np.where(ok, q0 - child_q - ql - tree.x * s_base * ell, 0.0)
-    drop = (vj - tree.tap2 * vi + 2.0 * (tree.r * p0 + tree.x * q0) / s_base
-            - (tree.r ** 2 + tree.x ** 2) * ell)
-    out[2] = np.where(ok & np.isfinite(drop), drop, 0.0)
-    return np.where(np.isfinite(out), out, 0.0)
+    return _linearisation(feeder, op)[1]
+
+
+def load_arrays(feeder: FeederData) -> tuple[np.ndarray, np.ndarray]:
+    """The feeder's own (nominal) bus loads as arrays in ``feeder.bus_names`` order (MW,
+    Mvar; + = consumption; 0 at buses without a load)."""
+    p = np.zeros(len(feeder.buses))
+    q = np.zeros(len(feeder.buses))
+    bi = feeder.bus_index
+    for ld in feeder.loads:
+        p[bi[ld.bus]] += ld.p_mw
+        q[bi[ld.bus]] += ld.q_mvar
+    return p, q
 
 
 def base_operating_point(feeder: FeederData) -> OperatingPoint | None:
@@ -384,15 +392,12 @@ def build_network(
     )
     b.v_source_sq = pyo.Param(mutable=True, initialize=params.v_source_pu ** 2)
     b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
-    coef = loss_coefficients(feeder, operating_point)
-    b.cP = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][0])
-    b.cQ = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][1])
-    b.cV = pyo.Param(b.L, mutable=True, initialize=lambda _, l: coef[l][2])
-    cal = calibration(feeder, operating_point)
+    coef, cal = _linearisation(feeder, operating_point)
     pos = {br.name: k for k, br in enumerate(feeder.branches)}
-    b.eP = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[0, pos[l]]))
-    b.eQ = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[1, pos[l]]))
-    b.dv = pyo.Param(b.L, mutable=True, initialize=lambda _, l: float(cal[2, pos[l]]))
+    for name, values in (("cP", coef[0]), ("cQ", coef[1]), ("cV", coef[2]),
+                         ("eP", cal[0]), ("eQ", cal[1]), ("dv", cal[2])):
+        b.add_component(name, pyo.Param(b.L, mutable=True,
+                                        initialize=lambda _, l, v=values: float(v[pos[l]])))
 
     b.P = pyo.Var(b.L, b.T)
     b.Q = pyo.Var(b.L, b.T)
@@ -525,15 +530,11 @@ def build_network(
 def set_operating_point(b: pyo.Block, feeder: FeederData, op: OperatingPoint | None) -> None:
     """Update the loss-linearisation and calibration parameters of a built block (``None`` =
     flat start, uncalibrated)."""
-    for name, (cp, cq, cv) in loss_coefficients(feeder, op).items():
-        b.cP[name] = cp
-        b.cQ[name] = cq
-        b.cV[name] = cv
-    cal = calibration(feeder, op)
-    for k, br in enumerate(feeder.branches):
-        b.eP[br.name] = float(cal[0, k])
-        b.eQ[br.name] = float(cal[1, k])
-        b.dv[br.name] = float(cal[2, k])
+    coef, cal = _linearisation(feeder, op)
+    names = [br.name for br in feeder.branches]
+    for param, values in ((b.cP, coef[0]), (b.cQ, coef[1]), (b.cV, coef[2]),
+                          (b.eP, cal[0]), (b.eQ, cal[1]), (b.dv, cal[2])):
+        param.store_values(dict(zip(names, values.tolist())), check=False)
 
 
 def set_loads(
@@ -581,7 +582,7 @@ def linear_state(
     nb, nl = len(feeder.buses), len(feeder.branches)
     tree = _tree(feeder)
     s_base = feeder.s_base_mva
-    cp, cq, cv = _loss_arrays(feeder, op)
+    (cp, cq, cv), cal = _linearisation(feeder, op)
     n = 2 * nl + nb
     iP, iQ, iV = 0, nl, 2 * nl
     k = np.arange(nl)
@@ -606,7 +607,6 @@ def linear_state(
     put(row, iQ + k, 2.0 * tree.x / s_base - z2 * cq)
     put(np.array([iV + tree.source]), np.array([iV + tree.source]), 1.0)
     rhs = np.zeros((n, p_load.shape[1]))
-    cal = calibration(feeder, op)
     rhs[iP:iP + nl] = p_load[tree.to] + cal[0][:, None]
     rhs[iQ:iQ + nl] = q_load[tree.to] + cal[1][:, None]
     rhs[iV + tree.to] = cal[2][:, None]
@@ -734,8 +734,9 @@ class CompactNetwork:
         b.B = pyo.Set(initialize=inj_buses, ordered=True)
         sens = self._sensitivities(operating_point)
         self.sens = sens
+        self.grouped = params.network_rows == "reduced"
         rated = thermal_screen(feeder, params, extra_mva)
-        if params.network_rows == "reduced":  # only branches whose flow the injections move
+        if self.grouped:  # only branches whose flow the injections move
             li0 = {br.name: k for k, br in enumerate(feeder.branches)}
             reach = np.hstack([*sens["P"], *sens["Q"]])
             moved = np.abs(reach).max(axis=1) > SENSITIVITY_TOL * (float(np.abs(reach).max()) or 1.0)
@@ -746,9 +747,10 @@ class CompactNetwork:
 
         # bus loads: numpy arrays (set_loads); with full rows also mutable params, as the
         # branch form has them
-        self._p_load = np.array([[load[j].p_mw if j in load else 0.0] * len(time) for j in names])
-        self._q_load = np.array([[load[j].q_mvar if j in load else 0.0] * len(time) for j in names])
-        self._loads_from_params = params.network_rows != "reduced"
+        p_nom, q_nom = load_arrays(feeder)
+        self._p_load = np.repeat(p_nom[:, None], len(time), axis=1)
+        self._q_load = np.repeat(q_nom[:, None], len(time), axis=1)
+        self._loads_from_params = not self.grouped
         if self._loads_from_params:
             b.p_load_mw = pyo.Param(b.N, b.T, mutable=True,
                                     initialize=lambda _, j, t: load[j].p_mw if j in load else 0.0)
@@ -757,8 +759,7 @@ class CompactNetwork:
         b.p_load_total_mw = pyo.Param(b.T, mutable=True, initialize=float(self._p_load[:, 0].sum()))
         b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
         b.abnormal_max = pyo.Param(b.T, mutable=True, initialize=1.0)
-        self._inj_bound = np.array([abs(float((extra_mva or {}).get(bus, 0.0))) for bus in inj_buses])
-        if params.network_rows != "reduced":
+        if not self.grouped:
             b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
         b.p_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
         b.q_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
@@ -786,11 +787,11 @@ class CompactNetwork:
         li = {br.name: k for k, br in enumerate(feeder.branches)}
         self.injections, self.q_injections = injections, q_injections
         self.groups = voltage_groups(*sens["v"], bi[src], params.network_rows)
-        self.grouped = params.network_rows == "reduced"
         order = np.concatenate(self.groups) if self.groups else np.zeros(0, dtype=int)
         self._group_order = order
         self._group_starts = np.cumsum([0] + [len(m) for m in self.groups[:-1]])
         rep = [int(m[0]) for m in self.groups]
+        self._swings = self._slack_swings(rep, rated, extra_mva or {})
         b.VG = pyo.Set(initialize=list(range(len(self.groups))), ordered=True)
         if not self.grouped:  # per bus: v as an expression of the block, as build_network's
             b.v = pyo.Expression(b.N, b.T, rule=lambda b, j, t: b.v_base[j, t] + lin("v", bi[j], t))
@@ -858,36 +859,47 @@ class CompactNetwork:
             + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]))
         self.update(None)
 
-    def _set_abnormal_bound(self, lo: np.ndarray, hi: np.ndarray, P: np.ndarray, Q: np.ndarray,
-                            p_sub: np.ndarray, steps: list[int]) -> None:
-        """``abnormal_max[t]``: an upper bound of ``abnormal[t]`` (the sum of the step's
-        slacks) at any injections within their bounds ``|g_b|, |h_b| ≤ X_b`` (``extra_mva``:
-        the ratings at bus b), for the restoration indicator's big-M (docs/optimization.md
-        §3.1). Each slack is at most its base violation plus the largest change the
-        injections can make of its row: ``Σ_b (|∂/∂g_b| + |∂/∂h_b|) X_b``."""
-        b, params = self.b, self.params
-        bound = self._inj_bound
+    def _slack_swings(self, rep: list[int], rated: list[str],
+                      extra_mva: Mapping[str, float]) -> dict[str, Any]:
+        """The constants of :meth:`_set_abnormal_bound`, fixed with the sensitivities: the
+        largest change the injections (``|g_b|, |h_b| ≤ X_b``, ``X_b`` = ``extra_mva``, the
+        ratings at bus b) can make of each slack's row, ``Σ_b (|∂/∂g_b| + |∂/∂h_b|) X_b``,
+        and the rated branches' positions and polygon radii."""
+        bound = np.array([abs(float(extra_mva.get(bus, 0.0))) for bus in self.inj_buses])
 
         def swing(kind: str) -> np.ndarray:
             dg, dh = self.sens[kind]
             return (np.abs(dg) + np.abs(dh)) @ bound if bound.size else np.zeros(dg.shape[0])
 
-        rep = [int(m[0]) for m in self.groups]
-        xv = swing("v")[rep][:, None]
-        total = (np.maximum(lo + xv, 0.0) + np.maximum(xv - hi, 0.0)).sum(axis=0)
-        rated = list(b.LR)
-        if rated:
-            li = {br.name: k for k, br in enumerate(self.feeder.branches)}
-            pos = [li[name] for name in rated]
-            shrink = math.cos(math.pi / max(params.thermal_sides, 3))
-            s_max = np.array([self.feeder.branches[k].rating_mva for k in pos]) * params.loading_frac * shrink
-            xs = (swing("P") + swing("Q"))[pos][:, None]
-            total = total + np.maximum(np.abs(P[pos]) + np.abs(Q[pos]) + xs - s_max[:, None], 0.0).sum(axis=0)
+        li = {br.name: k for k, br in enumerate(self.feeder.branches)}
+        pos = [li[name] for name in rated]
+        params = self.params
+        shrink = math.cos(math.pi / max(params.thermal_sides, 3))
+        return {
+            "v": swing("v")[rep][:, None],
+            "pos": pos,
+            "flow": (swing("P") + swing("Q"))[pos][:, None],
+            "s_max": (np.array([self.feeder.branches[k].rating_mva for k in pos], dtype=float)
+                      * params.loading_frac * shrink)[:, None],
+            "sub": float(swing("sub")[0]),
+        }
+
+    def _set_abnormal_bound(self, lo: np.ndarray, hi: np.ndarray, P: np.ndarray, Q: np.ndarray,
+                            p_sub: np.ndarray, steps: list[int]) -> None:
+        """``abnormal_max[t]``: an upper bound of ``abnormal[t]`` (the sum of the step's
+        slacks) at any injections within their bounds, for the restoration indicator's big-M
+        (docs/optimization.md §3.1): each slack is at most its base violation plus the
+        largest change the injections can make of its row (:meth:`_slack_swings`)."""
+        b, params, sw = self.b, self.params, self._swings
+        total = (np.maximum(lo + sw["v"], 0.0) + np.maximum(sw["v"] - hi, 0.0)).sum(axis=0)
+        pos = sw["pos"]
+        if pos:
+            total = total + np.maximum(np.abs(P[pos]) + np.abs(Q[pos]) + sw["flow"] - sw["s_max"],
+                                       0.0).sum(axis=0)
         if params.ramp_limit_mw_per_min is not None:
             prev = np.concatenate(([float(pyo.value(b.p_sub_prev_mw))], p_sub[:-1]))
-            x_sub = float(swing("sub")[0])
             ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
-            total = total + np.maximum(np.abs(p_sub - prev) + 2.0 * x_sub - ramp, 0.0)
+            total = total + np.maximum(np.abs(p_sub - prev) + 2.0 * sw["sub"] - ramp, 0.0)
         b.abnormal_max.store_values(dict(zip(steps, (1.0 + 1.1 * total).tolist())), check=False)
 
     def set_loads(self, p_load_mw: np.ndarray, q_load_mvar: np.ndarray) -> None:

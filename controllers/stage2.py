@@ -249,8 +249,8 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
             op = OperatingPoint(v, dict(measurement.branch_p_mw), dict(measurement.branch_q_mvar),
                                 p_now, q_now)
         else:
-            flows = lossless_operating_point(feeder, v, p_now, q_now)
-            op = OperatingPoint(flows.v_pu, flows.p_mw, flows.q_mvar, p_now, q_now)
+            op = replace(lossless_operating_point(feeder, v, p_now, q_now),
+                         p_load_mw=p_now, q_load_mvar=q_now)
     return HorizonInputs(p_load, q_load, sched, op, v_src_sq)
 
 

@@ -148,8 +148,6 @@ class DSSFeeder:
         self.solve_counts: Counter[str] = Counter()
         """Solves by outcome: ``ok``, ``retried``, ``frozen_controls`` (both also ``ok``),
         ``diverged``, ``aborted``, ``invariant`` (see :class:`PowerFlowResult.status`)."""
-        self.last_cause = ""
-        """Why the most recent failed solve failed, in words (``""`` before any failure)."""
         self.check_invariants = True
         """Check DESIGN.md §2a after every solve (:meth:`invariant_violations`). Off only to
         measure what the check costs (``benchmarks/bench_real_feeders.py``)."""
@@ -286,7 +284,8 @@ class DSSFeeder:
                                 f"bus {self.data.source_bus!r}); allowed: an energized bus")
         dss = self._dss
         dss.Circuit.SetActiveBus(bus_key)  # read the bus right after activating it
-        nodes = tuple(int(n) for n in dss.Bus.Nodes() if 1 <= n <= 3)
+        all_nodes = [int(n) for n in dss.Bus.Nodes()]
+        nodes = tuple(n for n in all_nodes if 1 <= n <= 3)
         kv_ln = float(dss.Bus.kVBase())
         if not kv_ln > 0:
             raise ScenarioError(self.source, f"{where}.bus",
@@ -300,7 +299,7 @@ class DSSFeeder:
             spec = f"bus1={bus_key}.{nodes[0]} phases=1 conn=wye kv={kv_ln:.10g}"
         elif len(nodes) == 2:  # between the two phases: 120° apart, or 180° (split phase)
             mag_ang = np.asarray(dss.Bus.puVmagAngle(), dtype=float)
-            ang = dict(zip((int(n) for n in dss.Bus.Nodes()), mag_ang[1::2]))
+            ang = dict(zip(all_nodes, mag_ang[1::2]))
             split = (len(ang) >= 2 and all(n in ang for n in nodes)
                      and math.cos(math.radians(ang[nodes[0]] - ang[nodes[1]])) < -0.9)
             kv_ll = kv_ln * (2.0 if split else _SQRT3)
@@ -397,11 +396,12 @@ class DSSFeeder:
         if element_kw is None:
             kw, kvar = dss.Circuit.TotalPower()
             loss_w, loss_var = dss.Circuit.Losses()
-            self._sub_kw, self._loss_kw = (-kw, -kvar), (loss_w / 1e3, loss_var / 1e3)
+            sub_kw, sub_kvar, loss_kw, loss_kvar = -kw, -kvar, loss_w / 1e3, loss_var / 1e3
         else:
             violations = self.invariant_violations(node_v, element_kw)
             if violations:
                 return self._failed("invariant", "; ".join(violations[:3]), recovery, violations)
+            sub_kw, sub_kvar, loss_kw, loss_kvar = self._totals_kw(element_kw)
         if recovery:
             self.solve_counts[recovery] += 1
         self.solve_counts["ok"] += 1
@@ -425,8 +425,6 @@ class DSSFeeder:
         q_br = np.bincount(self._branch_group, weights=powers[self._branch_pos + 1], minlength=self._nbranch)
         pct_br = np.zeros(self._nbranch)
         np.maximum.at(pct_br, self._branch_pd_group, pct_all[self._branch_pd])
-        sub_kw, sub_kvar = self._sub_kw
-        loss_kw, loss_kvar = self._loss_kw
         sub_p, sub_q = sub_kw / 1e3, sub_kvar / 1e3
         return PowerFlowResult(
             converged=True,
@@ -466,28 +464,27 @@ class DSSFeeder:
         """Solve with the recovery of :meth:`solve`: ``(status, recovery, cause)``."""
         dss = self._dss
         solve_fn = dss.Solution.Solve if controls else dss.Solution.SolveNoControl
-        ok, cause, control = self._attempt(solve_fn)
-        if ok:
+        status, cause = self._attempt(solve_fn)
+        if status == "ok":
             return "ok", "", ""
-        if control:
-            ok, again, _ = self._attempt(dss.Solution.Solve)
-            if ok:
+        if status == "control":
+            if self._attempt(dss.Solution.Solve)[0] == "ok":
                 return "ok", "retried", ""
-            ok, frozen, _ = self._attempt(dss.Solution.SolveNoControl)
-            if ok:
+            frozen, why = self._attempt(dss.Solution.SolveNoControl)
+            if frozen == "ok":
                 return "ok", "frozen_controls", ""
-            return "aborted", "", (f"{cause}; a retry ({again}) and a solve with the controls "
-                                   f"frozen ({frozen}) failed too")
-        if not cause.startswith("OpenDSS stopped") and not cold:
+            return "aborted", "", f"{cause}; a retry and a solve with the controls frozen ({why}) failed too"
+        if status == "diverged" and not cold:
             dss.Solution.InitSnap()  # a warm start that went astray: once more from cold
-            ok, again, _ = self._attempt(solve_fn)
-            if ok:
+            again, why = self._attempt(solve_fn)
+            if again == "ok":
                 return "ok", "retried", ""
-            cause = f"{cause}; a retry from a cold start: {again}"
-        return ("aborted" if cause.startswith("OpenDSS stopped") else "diverged"), "", cause
+            cause = f"{cause}; a retry from a cold start: {why}"
+        return ("diverged" if status == "diverged" else "aborted"), "", cause
 
-    def _attempt(self, solve_fn) -> tuple[bool, str, bool]:
-        """One solve: ``(converged, cause, control_failure)``. The converged flag is cleared
+    def _attempt(self, solve_fn) -> tuple[str, str]:
+        """One solve: ``(status, cause)`` with status ``ok``, ``diverged``, ``aborted`` or
+        ``control`` (aborted for too many control iterations). The converged flag is cleared
         first, so a solve that does not run cannot pass for this step's result; after an
         abort the engine is made ready to solve again."""
         dss = self._dss
@@ -500,21 +497,25 @@ class DSSFeeder:
             # later solve of this engine fails with error #99
             dss.Text.Command("set mode=snapshot")
             control = "#485" in msg or "control iterations" in msg.lower()
-            return False, f"OpenDSS stopped the solve: {msg}", control
+            return ("control" if control else "aborted"), f"OpenDSS stopped the solve: {msg}"
         if dss.Solution.Converged():
-            return True, "", False
-        return False, (f"no convergence within {dss.Solution.Iterations()} iterations "
-                       f"(maxiterations = {dss.Solution.MaxIterations()})"), False
+            return "ok", ""
+        return "diverged", (f"no convergence within {dss.Solution.Iterations()} iterations "
+                            f"(maxiterations = {dss.Solution.MaxIterations()})")
 
     def _failed(self, status: str, cause: str, recovery: str,
                 violations: tuple[str, ...] = ()) -> PowerFlowResult:
         self._needs_reinit = True
         self.solve_counts[status] += 1
-        self.last_cause = cause
-        level = logging.WARNING if self.solve_counts[status] <= 3 else logging.DEBUG
-        log.log(level, "%s: power flow %s: %s%s", self.source, status, cause,
-                " (further ones are logged at DEBUG level)" if self.solve_counts[status] == 3 else "")
+        log.debug("%s: power flow %s: %s", self.source, status, cause)  # the caller reports it
         return self._nan_result(status, cause, recovery, violations)
+
+    def _totals_kw(self, element_kw: np.ndarray) -> tuple[float, float, float, float]:
+        """Substation import (kW, kvar) and losses of the series elements (kW, kvar) from
+        ``Circuit.AllElementLosses`` (what ``TotalPower`` and ``Losses`` give)."""
+        p, q = element_kw[0::2], element_kw[1::2]
+        return (-float(p[self._source_idx].sum()), -float(q[self._source_idx].sum()),
+                float(p[self._pd_idx].sum()), float(q[self._pd_idx].sum()))
 
     def invariant_violations(self, node_v: np.ndarray, element_kw: np.ndarray) -> tuple[str, ...]:
         """The invariants of DESIGN.md §2a that a converged solve breaks, in words.
@@ -539,12 +540,11 @@ class DSSFeeder:
         out: list[str] = []
         p = element_kw[0::2]
         q = element_kw[1::2]
-        self._sub_kw = (-float(p[self._source_idx].sum()), -float(q[self._source_idx].sum()))
-        self._loss_kw = (float(p[self._pd_idx].sum()), float(q[self._pd_idx].sum()))
         total = float(p.sum())
         scale = float(np.abs(p).sum())
         if not abs(total) <= 1e-5 * scale + 1.0:
-            out.append(f"power balance: substation import {self._sub_kw[0]:.6g} kW differs from "
+            sub_kw = -float(p[self._source_idx].sum())
+            out.append(f"power balance: substation import {sub_kw:.6g} kW differs from "
                        f"loads + injections + losses by {total:.6g} kW")
         if self._inj_names:
             p_set = np.array([self._injections[n][0] for n in self._inj_names]) * 1e3
@@ -1113,8 +1113,7 @@ def _extract(
 
 def _phases_of(bus_spec: str, nphases: int) -> frozenset[int]:
     """Phase nodes (1..3) a terminal connects: ``"650.1.3"`` -> {1, 3}; none given -> 1..n."""
-    nodes = [int(n) for n in bus_spec.split(".")[1:] if n.isdigit()]
-    phases = frozenset(n for n in nodes[:nphases] if 1 <= n <= 3)
+    phases = frozenset(n for n in _nodes_of(bus_spec, nphases)[:nphases] if 1 <= n <= 3)
     return phases or frozenset(range(1, nphases + 1))
 
 

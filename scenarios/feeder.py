@@ -22,7 +22,7 @@ def feeder_spec(scenario: Any) -> dict[str, Any]:
     return {
         "source": scenario.feeder_source(),
         "scale": float(scenario.feeder.scale),
-        "extra_commands": tuple(str(c) for c in scenario.feeder.extra_commands),
+        "extra_commands": [str(c) for c in scenario.feeder.extra_commands],
         "v_source_pu": None if v == 1.0 else v,
     }
 

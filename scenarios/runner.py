@@ -156,7 +156,7 @@ def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
 
     import numpy as np
 
-    from controllers.network import OperatingPoint, linear_state
+    from controllers.network import OperatingPoint, linear_state, load_arrays
 
     fd = plan.feeder
     sc = plan.scenario
@@ -166,8 +166,7 @@ def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
         return {"max_abs_v_error_pu": math.nan, "mean_abs_v_error_pu": math.nan, "steps": 0}
     v_meas = ts[bus_cols].to_numpy(float)
     ok = np.isfinite(v_meas).all(axis=1)
-    p_nom = np.array([fd.load_by_bus[b].p_mw if b in fd.load_by_bus else 0.0 for b in names])
-    q_nom = np.array([fd.load_by_bus[b].q_mvar if b in fd.load_by_bus else 0.0 for b in names])
+    p_nom, q_nom = load_arrays(fd)
     scale = ts["sub.load_scale"].to_numpy(float)
     p = np.outer(p_nom, scale)
     q = np.outer(q_nom, scale)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from controllers.network import OperatingPoint, base_operating_point, linear_state
+from controllers.network import OperatingPoint, base_operating_point, linear_state, load_arrays
 
 
 def snapshot_accuracy(feeder: Any, loads_mw: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
@@ -50,11 +50,7 @@ def snapshot_accuracy(feeder: Any, loads_mw: Mapping[str, tuple[float, float]]) 
         feeder.set_injections({n: (0.0, 0.0) for n in names})
         feeder.solve()
     bi = fd.bus_index
-    p_net = np.zeros((len(fd.buses), 1))
-    q_net = np.zeros((len(fd.buses), 1))
-    for ld in fd.loads:
-        p_net[bi[ld.bus], 0] += ld.p_mw
-        q_net[bi[ld.bus], 0] += ld.q_mvar
+    p_net, q_net = (x[:, None] for x in load_arrays(fd))
     for bus, (pp, qq) in loads_mw.items():
         p_net[bi[bus.lower()], 0] += pp
         q_net[bi[bus.lower()], 0] += qq

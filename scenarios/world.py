@@ -321,12 +321,8 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     sims: dict[str, Any] = {}
     from scenarios.feeder import feeder_spec
 
-    spec = feeder_spec(sc)
-    sims["feeder"] = world.start(
-        "FeederSim", sim_id="Feeder", step_s=step,
-        **{**spec, "extra_commands": list(spec["extra_commands"])},
-        fingerprint=plan.feeder.fingerprint(),
-    )
+    sims["feeder"] = world.start("FeederSim", sim_id="Feeder", step_s=step, **feeder_spec(sc),
+                                 fingerprint=plan.feeder.fingerprint())
     grid = sims["feeder"].Grid()
     buses = sorted({c.bus for c in sc.campus} | {pl.bus for pl in plan.placements},
                    key=lambda b: plan.feeder.bus_index[b.lower()])

@@ -150,7 +150,8 @@ class FeederSim(mosaik_api_v3.Simulator):
         if not self.result.converged:
             self.broken_steps += 1
             if self.broken_steps <= 3:
-                logger.warning("t=%s s: power flow %s; publishing NaN%s", time, self.result.status,
+                logger.warning("t=%s s: power flow %s (%s); publishing NaN%s", time,
+                               self.result.status, self.result.cause,
                                " (later broken steps are counted, not logged)"
                                if self.broken_steps == 3 else "")
         if self._bus_names is not self.result.bus_names:  # rebuilt only when the feeder's changes

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from controllers.network import base_operating_point, linear_state
+from controllers.network import base_operating_point, linear_state, load_arrays
 from models.feeder import DSSFeeder
 from scenarios.validation import campus_buses, snapshot_accuracy
 
@@ -51,12 +51,7 @@ def test_calibrated_lindistflow_follows_opendss_with_campuses(shared_dir, name):
 def test_calibration_reproduces_the_operating_point(shared_dir, name):
     fd = _open(shared_dir, name).data
     op = base_operating_point(fd)
-    bi = fd.bus_index
-    p = np.zeros((len(fd.buses), 1))
-    q = np.zeros((len(fd.buses), 1))
-    for ld in fd.loads:
-        p[bi[ld.bus], 0] += ld.p_mw
-        q[bi[ld.bus], 0] += ld.q_mvar
+    p, q = (x[:, None] for x in load_arrays(fd))  # the nominal loads the base case solved
     P, _, v = linear_state(fd, p, q, op, v_source_sq=op.v_pu[fd.source_bus] ** 2)
     np.testing.assert_allclose(np.sqrt(v[:, 0]), fd.base_bus_v_pu, atol=1e-9)
     np.testing.assert_allclose(P[:, 0], fd.base_branch_p_mw, atol=1e-9)

@@ -71,3 +71,32 @@ def test_stage_one_uses_the_scenarios_source_voltage_and_does_not_shed(tmp_path)
     shedding = validate_scenario({**sc.model_dump(), "siting": {**sc.siting.model_dump(),
                                                                   "allow_shedding": True}}, sc.path)
     assert build_problem(shedding, fd, xi)[0].recourse.params.allow_shedding
+
+
+def test_stage_one_network_is_the_plants_on_a_multi_voltage_feeder(shared_dir, tmp_path):
+    """On IEEE 123 (4.16 kV and 0.48 kV, one-phase laterals, four regulators) Stage I's
+    recourse network, with no campus draw and no FCM, gives OpenDSS's base-case voltages:
+    the same compiled feeder (extra_commands included), calibrated at its AC base case."""
+    import pyomo.environ as pyo
+
+    from controllers.solve import make_solver, solve
+
+    sc = validate_scenario({
+        "name": "ieee123_site", "seed": 3,
+        "feeder": {"source": str(shared_dir / "feeders" / "ieee123" / "IEEE123Master.dss"),
+                   "extra_commands": ["set maxcontroliter=30"]},
+        "grid": {"v_min_pu": 0.9, "v_max_pu": 1.1},
+        "campus": [{"name": "c66", "bus": "66", "capacity_mw": 0.4}],
+        "fcm": {"placements": []},
+        "siting": {"scenarios": 1, "candidate_buses": ["66", "610"], "horizon_hours": 0.5},
+    }, tmp_path / "ieee123_site.toml")
+    fd = open_scenario_feeder(sc).data
+    problem, candidates, _ = build_problem(sc, fd, np.zeros((1, 1, 6)))
+    m = pyo.ConcreteModel()
+    m.blk = pyo.Block()
+    cost = problem.recourse.build(m.blk, {c.key: 0.0 for c in candidates}, 0)
+    m.obj = pyo.Objective(expr=cost)
+    assert solve(m, make_solver("appsi_highs", 60.0, 1e-6)).ok
+    v_model = np.sqrt([pyo.value(m.blk.net.v[b, 0]) for b in fd.bus_names])
+    np.testing.assert_allclose(v_model, fd.base_bus_v_pu, atol=1e-6)
+    assert fd.bus("610").base_kv_ll == pytest.approx(0.48)
