@@ -45,6 +45,12 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SQRT3 = math.sqrt(3.0)
 
 
+#: Relative power-balance tolerance of :meth:`DSSFeeder.invariant_violations`, as a share of
+#: Σ|P| over the elements: the default convergence tolerance of OpenDSS (1e-4 pu), about 8×
+#: the largest mismatch a converged solve was measured to leave (GW scenario, 2 GW).
+BALANCE_TOL = 1e-4
+
+
 @dataclass(frozen=True)
 class PowerFlowResult:
     """One snapshot power flow. Arrays are NaN when ``converged`` is False.
@@ -525,9 +531,11 @@ class DSSFeeder:
         delivery element, the power a power conversion element absorbs; the source's is
         minus what it supplies). Vectorised over the elements:
 
-        * **power balance**: ``|Σ_e P_e| ≤ 1e-5 Σ_e |P_e| + 1 kW``, i.e. the substation
+        * **power balance**: ``|Σ_e P_e| ≤ ε Σ_e |P_e| + 1 kW``, i.e. the substation
           import equals the loads, the injections and the losses (a solution that does not
-          satisfy Kirchhoff's laws breaks it);
+          satisfy Kirchhoff's laws breaks it). ``ε`` = :data:`BALANCE_TOL`: a solve
+          converged at OpenDSS's default tolerance (1e-4 pu) leaves a mismatch of up to
+          about 1.2e-5 Σ|P| (the GW scenario's base case), which shrinks with the tolerance;
         * **injections at their set-points**: each injection absorbs its set-point
           (``|P − P_set| ≤ 1e-4 |S_set| + 0.1 kW``, likewise Q) while every phase node of
           its bus is inside its constant-PQ range [``INJECTION_VMIN_PU``,
@@ -542,7 +550,7 @@ class DSSFeeder:
         q = element_kw[1::2]
         total = float(p.sum())
         scale = float(np.abs(p).sum())
-        if not abs(total) <= 1e-5 * scale + 1.0:
+        if not abs(total) <= BALANCE_TOL * scale + 1.0:
             sub_kw = -float(p[self._source_idx].sum())
             out.append(f"power balance: substation import {sub_kw:.6g} kW differs from "
                        f"loads + injections + losses by {total:.6g} kW")

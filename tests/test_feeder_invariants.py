@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,25 @@ def test_plant_refuses_a_feeder_that_is_not_the_plans():
     sim.init("F", source="ieee33", fingerprint=good)
     with pytest.raises(ValueError, match="another network than the plan's"):
         FeederSim().init("F", source="ieee69", fingerprint=good)
+
+
+
+def test_the_gw_scenario_plans_and_its_balance_mismatch_is_the_tolerance():
+    # the GW scenario (ieee33 × 330, a 1 GW campus) converges at OpenDSS's default tolerance
+    # with a power-balance mismatch of ~1e-5 Σ|P| (50 kW of 2 GW): a good result, which a
+    # tolerance of 1e-5 Σ|P| once refused at planning. The mismatch is the convergence
+    # tolerance's: it shrinks tenfold and more with it.
+    from scenarios.config import load_scenario
+
+    plan_world(load_scenario(Path(__file__).parents[1] / "scenarios" / "ieee33_gw_shock.toml"))
+    feeder = DSSFeeder.open("ieee33", scale=330.0)
+    feeder.set_load_scale(0.94)
+    feeder.add_injection("campus", "3", 782.8, 782.8 * 0.2031)
+    mismatch = []
+    for tol in (1e-4, 1e-6):
+        feeder._dss.Solution.Convergence(tol)
+        res = feeder.solve()
+        assert res.status == "ok" and res.converged, res.violations
+        p = np.asarray(feeder._dss.Circuit.AllElementLosses())[0::2]
+        mismatch.append(abs(p.sum()) / np.abs(p).sum())
+    assert mismatch[0] < 1e-4 and mismatch[1] < mismatch[0] / 10
