@@ -1,4 +1,4 @@
-"""Baseline controllers (``none``, ``rule``) and the controller factory used by ControllerSim.
+"""Baseline controllers (``none``, ``rule``); :mod:`controllers.factory` makes them by name.
 
 Both have the :class:`controllers.interface.Controller` interface ``step(measurement) ->
 Dispatch`` and act on every call (ControllerSim calls them every co-simulation step).
@@ -39,7 +39,8 @@ Notation: ``P^sub`` the measured import (previous step), ``S`` the schedule in f
    bound, so hitting the bound is not a step change of the import). While its bus is below ``v_min_pu`` a store
    charges only what holding the ramp needs, ``max(0, P^sub − a·RΔt − U)`` (charging there
    would deepen the sag): the import may then stay below the schedule.
-4. **DR.** A DR module curtails fully (``D̄``; the device enforces its budget) only in a
+4. **DR.** A DR module curtails fully (``D̄``; the device enforces its budget and the load
+   of its bus, which the rule expects from the measured background) only in a
    sag, when its bus voltage is below ``v_sag_pu`` (lower than the operating limit
    ``v_min_pu``), and stops once the voltage is back above ``v_min_pu + dr_release_pu``
    (the wide band keeps its own voltage lift from switching it off again).
@@ -65,10 +66,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.blocks import placement_sizes
-from controllers.interface import Controller, Dispatch, Measurement
+from controllers.interface import Dispatch, Measurement
 from models.errors import ScenarioError
-from models.fcm_catalog import DRType, FCMType, GeneratorType, Placement, StorageType
+from models.fcm import technology_of
+from models.fcm_catalog import FCMType, Placement
 from models.network import FeederData
 
 logger = logging.getLogger(__name__)
@@ -121,16 +122,23 @@ class RuleController:
         self.params = params
         self.placements = list(placements)
         self.catalog = dict(catalog)
-        self.sizes = {pl.label: placement_sizes(pl, catalog[pl.kind]) for pl in placements}
+        self.sizes = {pl.label: technology_of(catalog[pl.kind]).sizes(pl, catalog[pl.kind])
+                      for pl in placements}
         self.dr_active: set[str] = set()
         self.dr_since_s: dict[str, float] = {}
+        load = feeder.load_by_bus
+        self.host_nominal_mw = {pl.label: load[pl.bus].p_mw if pl.bus in load else 0.0
+                                for pl in placements}
+        self.nominal_total_mw = sum(ld.p_mw for ld in feeder.loads)
         for pl in placements:
             if not feeder.has_bus(pl.bus):
                 raise ScenarioError("fcm", f"placements[{pl.label}].bus",
                                     f"unknown bus {pl.bus!r} of feeder {feeder.name}")
-        self.storages = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], StorageType)]
-        self.gens = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], GeneratorType)]
-        self.drs = [pl for pl in self.placements if isinstance(self.catalog[pl.kind], DRType)]
+        # the rules know three roles; a placement of another technology is held at 0
+        role = {pl.label: technology_of(self.catalog[pl.kind]).name for pl in self.placements}
+        self.storages = [pl for pl in self.placements if role[pl.label] == "storage"]
+        self.gens = [pl for pl in self.placements if role[pl.label] == "generator"]
+        self.drs = [pl for pl in self.placements if role[pl.label] == "dr"]
 
     def step(self, measurement: Measurement) -> Dispatch:
         p = self.params
@@ -260,7 +268,7 @@ class RuleController:
         return v is None or not math.isfinite(v) or v >= self.params.v_min_pu
 
     def _gen_expected(self, pl: Placement, st: Any, p_set: float, p_min: float, p_cap: float) -> float:
-        """What the generator will deliver this step for ``p_set`` (models.devices.Generator
+        """What the generator will deliver this step for ``p_set`` (models.fcm.generator.Generator
         without its min up/down bookkeeping: a committed unit stays within its ramp and at or
         above its minimum; an uncommitted one reaches at most ``max(P_min, RΔt)``)."""
         tech = self.catalog[pl.kind]
@@ -291,13 +299,21 @@ class RuleController:
         self._dr_track(pl, m)
         left = max(budget - used, 0.0) / dt_h if budget > 0 else d_cap
         if pl.label in self.dr_active and left > 1e-9:
-            return d_cap, min(d_cap, left)
+            return d_cap, min(d_cap, left, self._host_mw(pl, m))
         recovered = v is None or not math.isfinite(v) or v > p.v_min_pu + p.dr_release_pu
         was_curtailing = st is not None and st.p_mw > 1e-9
         if debt > 1e-9 and recovered and not was_curtailing:  # no +D̄ → −D̄ swing in one step
             return -d_cap, -min(d_cap, debt / dt_h)
-        # deferred; the device still pays at its deadline (models.devices.DemandResponse)
+        # deferred; the device still pays at its deadline (models.fcm.dr.DemandResponse)
         return 0.0, self._dr_expected(pl, m, 0.0, dt_h)
+
+    def _host_mw(self, pl: Placement, m: Measurement) -> float:
+        """The load of the DR module's bus, which bounds its curtailment: its nominal load ×
+        the measured background scale (the device's bound, a step late as measured)."""
+        bg = m.background_p_mw
+        scale = (bg / self.nominal_total_mw if bg is not None and math.isfinite(bg)
+                 and self.nominal_total_mw > 0 else 1.0)
+        return max(0.0, self.host_nominal_mw[pl.label] * scale)
 
     def _dr_track(self, pl: Placement, m: Measurement) -> None:
         """Time since the module's curtailment ended, counted from its measured output (the
@@ -307,7 +323,7 @@ class RuleController:
             else self.dr_since_s.get(pl.label, 0.0) + self.params.step_s
 
     def _dr_expected(self, pl: Placement, m: Measurement, p_set: float, dt_h: float) -> float:
-        """What the DR device (models.devices.DemandResponse) delivers this step for the
+        """What the DR device (models.fcm.dr.DemandResponse) delivers this step for the
         setpoint ``p_set``: curtailment within its budget, or payback at ``−p_set`` unless
         the deadline forces more."""
         d_cap, budget = self.sizes[pl.label]
@@ -316,7 +332,7 @@ class RuleController:
         if p_set > 1e-9:
             used = float(st.soc_mwh) if st is not None else 0.0
             left = max(budget - used, 0.0) / dt_h if budget > 0 else d_cap
-            return min(p_set, d_cap, left)
+            return min(p_set, d_cap, left, self._host_mw(pl, m))
         if debt <= 1e-9:
             return 0.0
         tech = self.catalog[pl.kind]
@@ -372,25 +388,3 @@ def rule_params_from_scenario(scenario: Any, step_s: float | None = None) -> Rul
         ramp_limit_mw_per_min=scenario.grid.ramp_limit_mw_per_min,
         v_min_pu=scenario.grid.v_min_pu,
     )
-
-
-def make_controller(kind: str, feeder: FeederData, placements: Sequence[Placement],
-                    catalog: Mapping[str, FCMType], scenario: Any, forecaster: Any = None) -> Controller:
-    """The controller named by ``controller.kind``: ``none``, ``rule`` or ``mpc``.
-
-    ``forecaster`` overrides the one ``controller.forecaster`` selects (e.g. a
-    :class:`controllers.forecast.PerfectForecaster` holding the realised campus series).
-    """
-    for i, pl in enumerate(placements):
-        if pl.kind not in catalog:
-            raise ScenarioError("fcm", f"placements[{i}].kind",
-                                f"{pl.kind!r} is not in the catalog; allowed: {', '.join(sorted(catalog))}")
-    if kind == "none":
-        return IdleController(placements)
-    if kind == "rule":
-        return RuleController(feeder, placements, catalog, rule_params_from_scenario(scenario))
-    if kind == "mpc":
-        from controllers.stage2 import RollingMPC
-
-        return RollingMPC.from_scenario(feeder, placements, catalog, scenario, forecaster=forecaster)
-    raise ScenarioError("controller", "kind", f"unknown controller {kind!r}; allowed: none, rule, mpc")

@@ -36,9 +36,9 @@ from typing import Any, Callable, Hashable, Mapping, Protocol
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
-from pyomo.contrib.appsi.solvers import Highs
 
 from controllers.risk import RiskEvaluation, RiskSpec, WorstCase, add_risk_block
+from controllers.solve import SolveStatus, highs, make_solver, solve, status_of
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +120,6 @@ def relax_integers(blk: pyo.Block) -> int:
     return count
 
 
-def _highs(time_limit_s: float | None = None, mip_gap: float | None = None) -> Highs:
-    solver = Highs()
-    solver.config.load_solution = False
-    # HiGHS prints a warning to stdout for every zero coefficient pushed by a mutable
-    # parameter (the flat-start loss terms); library code must not print.
-    solver.highs_options["output_flag"] = False
-    if time_limit_s is not None:
-        solver.config.time_limit = max(float(time_limit_s), 0.1)
-    if mip_gap is not None:
-        solver.config.mip_gap = float(mip_gap)
-    return solver
-
-
 def _first_stage_values(blk: pyo.Block) -> dict[str, float]:
     return {
         v.getname(fully_qualified=False): float(v.value)
@@ -174,13 +161,10 @@ def choose_method(problem: TwoStageProblem, method: str = "auto", recourse: str 
 
 
 def _status(tc: TerminationCondition) -> str:
-    if tc == TerminationCondition.optimal:
-        return "optimal"
-    if tc == TerminationCondition.maxTimeLimit:
-        return "time_limit"
-    if tc in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
-        return "infeasible"
-    return tc.name
+    """``optimal``, ``time_limit`` (a stop on a limit, with or without an incumbent),
+    ``infeasible``, or the termination's own name."""
+    status = status_of(tc)
+    return tc.name if status is SolveStatus.ERROR else status.value
 
 
 def solve_extensive(
@@ -216,7 +200,7 @@ def solve_extensive(
     m.capex = pyo.Expression(expr=capex)
     m.obj = pyo.Objective(expr=m.capex + m.risk.value)
     build_s = time.perf_counter() - t0
-    solver = _highs(time_limit_s, mip_gap)
+    solver = highs(time_limit_s, mip_gap)
     res = solver.solve(m)
     status = _status(res.termination_condition)
     if status == "infeasible":
@@ -272,7 +256,7 @@ class _IncrementalSolver:
 
     def __init__(self, model: pyo.Block):
         self.model = model
-        self.solver = _highs()
+        self.solver = highs()
         self.params = [p for p in model.component_data_objects(pyo.Param, descend_into=True)
                        if p.parent_component().mutable]
         self.last: dict[int, float] | None = None
@@ -412,7 +396,7 @@ def solve_benders(
     master.cuts = pyo.ConstraintList()
     subs = _Subproblems(problem, keys, bounds)
     evaluator = WorstCase(problem.p0, problem.risk, problem.distances)
-    msolver = _highs(None, mip_gap / 4)
+    msolver = highs(None, mip_gap / 4)
     log.info("benders: %d scenarios, %d linking variables, setup %.2f s",
              n, len(keys), time.perf_counter() - t0)
 
@@ -467,6 +451,46 @@ def solve_benders(
         recourse_costs=best["q"], risk=best["risk"], solve_s=time.perf_counter() - t0,
         recourse_relaxed=True, iterations=it, history=history,
     )
+
+
+def evaluate_recourse(
+    problem: TwoStageProblem,
+    link: Mapping[Hashable, float],
+    *,
+    time_limit_s: float | None = None,
+    mip_gap: float = 1e-4,
+) -> tuple[np.ndarray, RiskEvaluation, str]:
+    """Every scenario's recourse at fixed first-stage values ``link`` (module counts), with
+    its integers kept: ``Q_s(n̂)`` by one MILP per scenario (a reusable recourse is built once
+    and moved between scenarios), and R at ``w·Q(n̂)``. Returns ``(Q, R, status)`` with
+    status ``optimal``, or ``feasible`` when a scenario stopped at its time limit with an
+    incumbent (its Q_s is then an upper bound). Raises :class:`RecourseInfeasible` or
+    :class:`SolveFailed`."""
+    rec = problem.recourse
+    reusable = bool(getattr(rec, "reusable", False)) and hasattr(rec, "set_scenario")
+    fixed = {k: float(v) for k, v in link.items()}
+    q = np.empty(problem.n_scenarios)
+    status = "optimal"
+    m = solver = None
+    for s in range(problem.n_scenarios):
+        if m is None or not reusable:
+            m = pyo.ConcreteModel()
+            m.rec = pyo.Block()
+            m.obj = pyo.Objective(expr=rec.build(m.rec, fixed, s))
+            solver = make_solver("appsi_highs", time_limit_s, mip_gap)
+        else:
+            rec.set_scenario(m.rec, s)
+        out = solve(m, solver)
+        if out.status is SolveStatus.INFEASIBLE:
+            raise RecourseInfeasible(f"recourse of scenario {s} is infeasible at n = {fixed}")
+        if not out.ok:
+            raise SolveFailed(f"recourse MILP of scenario {s} ended with {out.status.value} "
+                              f"{out.message}")
+        if out.status is SolveStatus.FEASIBLE:
+            status = "feasible"
+        q[s] = out.objective
+    risk = WorstCase(problem.p0, problem.risk, problem.distances).evaluate(problem.recourse_weight * q)
+    return q, risk, status
 
 
 def solve_two_stage(

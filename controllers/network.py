@@ -291,30 +291,38 @@ def lossless_operating_point(
 
 
 def thermal_screen(feeder: FeederData, params: NetworkParams,
-                   extra_mva: Mapping[str, float] | None = None) -> list[str]:
-    """Branches that keep their line-limit polygon.
+                   extra_mva: Mapping[str, float] | None = None,
+                   peak_load_mva: Mapping[str, float] | None = None) -> list[str]:
+    """Branches that keep their line-limit polygon (the one thermal screen of both stages).
 
-    Without screening (``params.screen_load_factor is None``) every rated branch. With it, a
-    branch is kept only if an upper bound of its apparent flow can exceed the polygon::
+    A branch is kept only if an upper bound of its apparent flow can exceed the polygon::
 
-        B_l = 1.1 · Σ_{j below l} (λ |S^L_j| + X_j)  >  S̄_l cos(π/n)
+        B_l = 1.1 · Σ_{j below l} (L_j + X_j)  >  S̄_l·loading·cos(π/n)
 
-    ``λ`` = ``screen_load_factor`` (largest multiple of the nominal loads expected), ``X_j``
-    = ``extra_mva[j]`` (campus capacity, FCM ratings at bus j), 1.1 a margin for losses.
-    A dropped branch cannot bind while the loads stay within these bounds (the caller
-    checks); dropping it removes ``n·|T|`` rows.
+    ``L_j`` is the largest apparent load at bus j: ``peak_load_mva[j]`` when given (Stage I:
+    background and campus peaks over all scenarios and steps), else ``λ |S^L_j|`` with ``λ`` =
+    ``screen_load_factor`` (Stage II: the largest multiple of the nominal loads expected;
+    ``None`` and no peaks: no screening, every rated branch). ``X_j`` = ``extra_mva[j]``
+    (campus capacity, FCM ratings at bus j); 1.1 is a margin for the losses. Since
+    ``|S_l| ≤ Σ_{j below l} |S_j|``, a dropped branch cannot bind while the loads stay within
+    these bounds; dropping it removes ``n·|T|`` rows.
     """
     rated = [br for br in feeder.branches
              if br.rating_mva is not None and br.rating_mva > 0 and params.thermal_sides >= 3]
-    if params.screen_load_factor is None:
+    if params.screen_load_factor is None and peak_load_mva is None:
         return [br.name for br in rated]
     extra = extra_mva or {}
     load = feeder.load_by_bus
+
+    def own(j: str) -> float:
+        if peak_load_mva is not None:
+            return abs(float(peak_load_mva.get(j, 0.0)))
+        return params.screen_load_factor * (math.hypot(load[j].p_mw, load[j].q_mvar) if j in load else 0.0)
+
     below: dict[str, float] = {}
     for br in reversed(feeder.branches):
         j = br.to_bus
-        own = params.screen_load_factor * (math.hypot(load[j].p_mw, load[j].q_mvar) if j in load else 0.0)
-        below[j] = own + abs(float(extra.get(j, 0.0))) + sum(below[c.to_bus] for c in feeder.children[j])
+        below[j] = own(j) + abs(float(extra.get(j, 0.0))) + sum(below[c.to_bus] for c in feeder.children[j])
     shrink = math.cos(math.pi / max(params.thermal_sides, 3))
     return [br.name for br in rated
             if 1.1 * below[br.to_bus] > br.rating_mva * params.loading_frac * shrink]
@@ -329,6 +337,7 @@ def build_network(
     q_injections: Mapping[str, Sequence[Any]] | None = None,
     operating_point: OperatingPoint | None = None,
     extra_mva: Mapping[str, float] | None = None,
+    peak_load_mva: Mapping[str, float] | None = None,
 ) -> pyo.Block:
     """Add the LinDistFlow model (module docstring, docs/optimization.md §1) to block ``b``.
 
@@ -349,9 +358,10 @@ def build_network(
     operating_point:
         Linearisation point for the loss term, and the calibration point when it carries its
         loads (:func:`calibration`); ``None`` = flat start (lossless LinDistFlow).
-    extra_mva:
-        bus → bound of the apparent power added to the nominal load there (campus, FCMs),
-        used only by the thermal screening (:func:`thermal_screen`).
+    extra_mva, peak_load_mva:
+        bus → bound of the apparent power added to the nominal load there (campus, FCMs), and
+        bus → largest apparent load; used only by the thermal screening
+        (:func:`thermal_screen`).
 
     Components added (all indexed by bus/branch name and ``t``)
     ------------------------------------------------------------
@@ -359,8 +369,9 @@ def build_network(
     ``cP[l]``, ``cQ[l]``, ``cV[l]``, ``eP[l]``, ``eQ[l]``, ``dv[l]`` (calibration); vars ``P[l,t]``, ``Q[l,t]``, ``v[j,t]``,
     ``sv_lo/sv_hi[j,t]``, ``s_th[l,t]``, ``s_ramp[t]``, ``shed[j,t]``; expressions ``ell[l,t]``,
     ``p_sub_mw[t]``, ``q_sub_mvar[t]``, ``losses_mw[t]``, ``voltage_slack_pu``,
-    ``thermal_slack_mva``, ``ramp_violation_mwh``, ``unserved_mwh``, ``abnormal[t]`` (sum of
-    all slacks at ``t``, for the restoration term).
+    ``thermal_slack_mva``, ``ramp_violation_mwh``, ``unserved_mwh``, ``v_abnormal_pu[t]`` (how
+    far step ``t`` is outside its voltage limits, in pu) and the mutable ``v_abnormal_max[t]``,
+    a bound of it from the box on ``v`` (for the restoration term's big-M).
     """
     injections = injections or {}
     q_injections = q_injections or {}
@@ -380,7 +391,7 @@ def build_network(
     b.T = pyo.Set(initialize=list(time), ordered=True)
     b.N = pyo.Set(initialize=list(feeder.bus_names), ordered=True)
     b.L = pyo.Set(initialize=[br.name for br in feeder.branches], ordered=True)
-    rated = thermal_screen(feeder, params, extra_mva)
+    rated = thermal_screen(feeder, params, extra_mva, peak_load_mva)
     b.LR = pyo.Set(initialize=rated, ordered=True)
     b.K = pyo.Set(initialize=list(range(params.thermal_sides if rated else 0)), ordered=True)
 
@@ -401,11 +412,7 @@ def build_network(
 
     b.P = pyo.Var(b.L, b.T)
     b.Q = pyo.Var(b.L, b.T)
-    b.v = pyo.Var(b.N, b.T, bounds=(0.0, 4.0), initialize=1.0)
-    b.sv_lo = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
-    b.sv_hi = pyo.Var(b.N, b.T, domain=pyo.NonNegativeReals)
-    b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
-    b.s_ramp = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+    b.v = pyo.Var(b.N, b.T, bounds=(0.0, V_SQ_MAX), initialize=1.0)
     shed_buses = [j for j in feeder.bus_names if j in load] if params.allow_shedding else []
     b.NS = pyo.Set(initialize=shed_buses, ordered=True)
     b.shed = pyo.Var(b.NS, b.T, domain=pyo.NonNegativeReals)
@@ -459,26 +466,6 @@ def build_network(
     def v_source(b, t):
         return b.v[src, t] == b.v_source_sq
 
-    vmin2, vmax2 = params.v_min_pu ** 2, params.v_max_pu ** 2
-
-    @b.Constraint(b.N, b.T)
-    def v_limits(b, j, t):  # one ranged row: V_min² ≤ v + σ⁻ − σ⁺ ≤ V_max²
-        if j == src:
-            return pyo.Constraint.Skip
-        return pyo.inequality(vmin2, b.v[j, t] + b.sv_lo[j, t] - b.sv_hi[j, t], vmax2)
-
-    n = max(params.thermal_sides, 3)
-    shrink = math.cos(math.pi / n)
-
-    @b.Constraint(b.LR, b.K, b.T)
-    def thermal(b, l, k, t):
-        theta = 2.0 * math.pi * k / n
-        s_max = branch_of[l].rating_mva * params.loading_frac
-        return (
-            math.cos(theta) * b.P[l, t] + math.sin(theta) * b.Q[l, t]
-            <= s_max * shrink + b.s_th[l, t]
-        )
-
     src_branches = children[src]
     b.p_sub_mw = pyo.Expression(
         b.T, rule=lambda b, t: sum(b.P[l, t] for l in src_branches) + net_p(src, t)
@@ -489,6 +476,59 @@ def build_network(
     b.losses_mw = pyo.Expression(
         b.T, rule=lambda b, t: sum(branch_of[l].r_pu * s_base * b.ell[l, t] for l in b.L)
     )
+    b.shed_max = pyo.Constraint(b.NS, b.T, rule=lambda b, j, t: b.shed[j, t] <= b.p_load_mw[j, t])
+    b.unserved_mwh = pyo.Expression(expr=sum(b.shed[j, t] * dt_h for j in b.NS for t in b.T))
+
+    vmin2, vmax2 = params.v_min_pu ** 2, params.v_max_pu ** 2
+    b.VG = pyo.Set(initialize=[j for j in feeder.bus_names if j != src], ordered=True)
+    add_limits(b, feeder, params, lambda j, t: b.v[j, t], lambda j, t: vmin2, lambda j, t: vmax2)
+    # v ∈ [0, V_SQ_MAX]: no voltage slack can exceed these at an optimum
+    per_bus = vmin2 / (2 * params.v_min_pu) + (V_SQ_MAX - vmax2) / (2 * params.v_max_pu)
+    b.v_abnormal_max = pyo.Param(b.T, mutable=True, initialize=per_bus * len(b.VG))
+    return b
+
+
+V_SQ_MAX = 4.0
+"""Upper bound of the branch form's ``v = |V|²`` (2 pu), a box that keeps its LP bounded."""
+
+
+def add_limits(b: pyo.Block, feeder: FeederData, params: NetworkParams, v_row: Any,
+               v_lo: Any, v_hi: Any, w_lo: Any = None, w_hi: Any = None) -> None:
+    """The soft limit rows of docs/optimization.md §1.3 on a network block of either form.
+
+    ``b`` has ``T``, the voltage rows' index ``VG`` (buses, or groups of buses), the rated
+    branches ``LR`` with flows ``P[l,t]``/``Q[l,t]``, ``p_sub_mw[t]`` and ``p_sub_prev_mw``;
+    ``v_row(g, t)``, ``v_lo(g, t)`` and ``v_hi(g, t)`` give each voltage row's expression and
+    bounds (``V_min²``/``V_max²``, or those less a base value). Adds::
+
+        v_lo ≤ v_row + σ⁻ − σ⁺ ≤ v_hi,                     σ± ≥ 0     (one ranged row)
+        cos θ_k P_lt + sin θ_k Q_lt ≤ S̄_l·loading·cos(π/n) + τ_lt,   θ_k = 2πk/n,  τ ≥ 0
+        |P^sub_t − P^sub_{t−1}| ≤ R Δt + ρ_t,               ρ ≥ 0     (P^sub_{−1} measured)
+
+    and the terms ``voltage_slack_pu`` = Σ (w⁻σ⁻/(2V_min) + w⁺σ⁺/(2V_max)) (pu·steps of |V|;
+    ``w`` = 1 unless a group row stands for several buses), ``thermal_slack_mva`` = Σ τ,
+    ``ramp_violation_mwh`` = Σ ρ Δt_h, and ``v_abnormal_pu[t]`` = Σ_g (σ⁻/(2V_min) +
+    σ⁺/(2V_max)) at step ``t``: how far, in pu of |V|, the step is outside its voltage
+    limits (the restoration term's measure, docs/optimization.md §3.1).
+    """
+    b.sv_lo = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
+    b.sv_hi = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
+    b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
+    b.s_ramp = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+
+    @b.Constraint(b.VG, b.T)
+    def v_limits(b, g, t):  # one ranged row: V_min² ≤ v + σ⁻ − σ⁺ ≤ V_max²
+        return pyo.inequality(v_lo(g, t), v_row(g, t) + b.sv_lo[g, t] - b.sv_hi[g, t], v_hi(g, t))
+
+    n = max(params.thermal_sides, 3)
+    shrink = math.cos(math.pi / n)
+    rating = {br.name: br.rating_mva for br in feeder.branches}
+
+    @b.Constraint(b.LR, b.K, b.T)
+    def thermal(b, l, k, t):
+        theta = 2.0 * math.pi * k / n
+        return (math.cos(theta) * b.P[l, t] + math.sin(theta) * b.Q[l, t]
+                <= rating[l] * params.loading_frac * shrink + b.s_th[l, t])
 
     if params.ramp_limit_mw_per_min is not None:
         ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
@@ -497,34 +537,22 @@ def build_network(
         def prev(t: int) -> Any:
             return b.p_sub_prev_mw if t == first else b.p_sub_mw[b.T.prev(t)]
 
-        b.ramp_up = pyo.Constraint(
-            b.T, rule=lambda b, t: b.p_sub_mw[t] - prev(t) <= ramp + b.s_ramp[t]
-        )
-        b.ramp_down = pyo.Constraint(
-            b.T, rule=lambda b, t: prev(t) - b.p_sub_mw[t] <= ramp + b.s_ramp[t]
-        )
+        b.ramp_up = pyo.Constraint(b.T, rule=lambda b, t: b.p_sub_mw[t] - prev(t) <= ramp + b.s_ramp[t])
+        b.ramp_down = pyo.Constraint(b.T, rule=lambda b, t: prev(t) - b.p_sub_mw[t] <= ramp + b.s_ramp[t])
     else:
         for t in b.T:
             b.s_ramp[t].fix(0.0)
 
-    b.shed_max = pyo.Constraint(b.NS, b.T, rule=lambda b, j, t: b.shed[j, t] <= b.p_load_mw[j, t])
-
+    lo2, hi2 = 2 * params.v_min_pu, 2 * params.v_max_pu
+    if w_lo is None:
+        w_lo = w_hi = {(g, t): 1.0 for g in b.VG for t in b.T}
     b.voltage_slack_pu = pyo.Expression(
-        expr=sum(b.sv_lo[j, t] / (2 * params.v_min_pu) + b.sv_hi[j, t] / (2 * params.v_max_pu)
-                 for j in b.N for t in b.T if j != src)
-    )
+        expr=sum(w_lo[g, t] * b.sv_lo[g, t] / lo2 + w_hi[g, t] * b.sv_hi[g, t] / hi2
+                 for g in b.VG for t in b.T))
     b.thermal_slack_mva = pyo.Expression(expr=sum(b.s_th[l, t] for l in b.LR for t in b.T))
-    b.ramp_violation_mwh = pyo.Expression(expr=sum(b.s_ramp[t] * dt_h for t in b.T))
-    b.unserved_mwh = pyo.Expression(expr=sum(b.shed[j, t] * dt_h for j in b.NS for t in b.T))
-    b.abnormal = pyo.Expression(
-        b.T,
-        rule=lambda b, t: (
-            sum(b.sv_lo[j, t] + b.sv_hi[j, t] for j in b.N if j != src)
-            + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]
-            + sum(b.shed[j, t] for j in b.NS)
-        ),
-    )
-    return b
+    b.ramp_violation_mwh = pyo.Expression(expr=sum(b.s_ramp[t] * params.dt_h for t in b.T))
+    b.v_abnormal_pu = pyo.Expression(
+        b.T, rule=lambda b, t: sum(b.sv_lo[g, t] / lo2 + b.sv_hi[g, t] / hi2 for g in b.VG))
 
 
 def set_operating_point(b: pyo.Block, feeder: FeederData, op: OperatingPoint | None) -> None:
@@ -704,15 +732,18 @@ class CompactNetwork:
 
     The block gets the same named components as :func:`build_network` (``v``, ``P``/``Q``
     for the rated branches, ``p_sub_mw``, ``q_sub_mvar``, ``losses_mw``, the slack terms,
-    ``abnormal``, ``p_load_mw``/``q_load_mvar``, ``p_sub_prev_mw``), with ``v``, ``P``, ``Q``
-    as expressions.
+    ``v_abnormal_pu``/``v_abnormal_max``, ``p_load_mw``/``q_load_mvar``, ``p_sub_prev_mw``),
+    with ``v``, ``P``, ``Q`` as expressions; after :meth:`update`, ``p_sub_base`` holds the
+    import with the FCMs at zero (MW per step) and :attr:`sub_swing_mw` how far they can move
+    it.
     """
 
     def __init__(self, b: pyo.Block, feeder: FeederData, time: Sequence[int], params: NetworkParams,
                  injections: Mapping[str, Sequence[Any]] | None = None,
                  q_injections: Mapping[str, Sequence[Any]] | None = None,
                  extra_mva: Mapping[str, float] | None = None,
-                 operating_point: OperatingPoint | None = None) -> None:
+                 operating_point: OperatingPoint | None = None,
+                 peak_load_mva: Mapping[str, float] | None = None) -> None:
         self.b = b
         self.feeder = feeder
         self.params = params
@@ -735,7 +766,7 @@ class CompactNetwork:
         sens = self._sensitivities(operating_point)
         self.sens = sens
         self.grouped = params.network_rows == "reduced"
-        rated = thermal_screen(feeder, params, extra_mva)
+        rated = thermal_screen(feeder, params, extra_mva, peak_load_mva)
         if self.grouped:  # only branches whose flow the injections move
             li0 = {br.name: k for k, br in enumerate(feeder.branches)}
             reach = np.hstack([*sens["P"], *sens["Q"]])
@@ -758,7 +789,7 @@ class CompactNetwork:
                                       initialize=lambda _, j, t: load[j].q_mvar if j in load else 0.0)
         b.p_load_total_mw = pyo.Param(b.T, mutable=True, initialize=float(self._p_load[:, 0].sum()))
         b.p_sub_prev_mw = pyo.Param(mutable=True, initialize=0.0)
-        b.abnormal_max = pyo.Param(b.T, mutable=True, initialize=1.0)
+        b.v_abnormal_max = pyo.Param(b.T, mutable=True, initialize=1.0)
         if not self.grouped:
             b.v_base = pyo.Param(b.N, b.T, mutable=True, initialize=1.0)
         b.p_base = pyo.Param(b.LR, b.T, mutable=True, initialize=0.0)
@@ -791,7 +822,7 @@ class CompactNetwork:
         self._group_order = order
         self._group_starts = np.cumsum([0] + [len(m) for m in self.groups[:-1]])
         rep = [int(m[0]) for m in self.groups]
-        self._swings = self._slack_swings(rep, rated, extra_mva or {})
+        self._swings = self._slack_swings(rep, extra_mva or {})
         b.VG = pyo.Set(initialize=list(range(len(self.groups))), ordered=True)
         if not self.grouped:  # per bus: v as an expression of the block, as build_network's
             b.v = pyo.Expression(b.N, b.T, rule=lambda b, j, t: b.v_base[j, t] + lin("v", bi[j], t))
@@ -809,98 +840,46 @@ class CompactNetwork:
         b.losses_mw = pyo.Expression(b.T, rule=lambda b, t: b.p_sub[t] - b.p_load_total_mw[t]
                                      + sum(g(bus, t) for bus in inj_buses))
 
-        b.sv_lo = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
-        b.sv_hi = pyo.Var(b.VG, b.T, domain=pyo.NonNegativeReals)
-        b.s_th = pyo.Var(b.LR, b.T, domain=pyo.NonNegativeReals)
-        b.s_ramp = pyo.Var(b.T, domain=pyo.NonNegativeReals)
-
-        @b.Constraint(b.VG, b.T)
-        def v_limits(b, g, t):  # V_min² ≤ v_jt + σ⁻ − σ⁺ ≤ V_max², v^base moved to the bounds
-            return pyo.inequality(b.v_lo_rhs[g, t], lin("v", rep[g], t) + b.sv_lo[g, t] - b.sv_hi[g, t],
-                                  b.v_hi_rhs[g, t])
-
-        shrink = math.cos(math.pi / n_sides)
-        branch_of = {br.name: br for br in feeder.branches}
-
-        @b.Constraint(b.LR, b.K, b.T)
-        def thermal(b, l, k, t):
-            theta = 2.0 * math.pi * k / n_sides
-            s_max = branch_of[l].rating_mva * params.loading_frac
-            return (math.cos(theta) * b.P[l, t] + math.sin(theta) * b.Q[l, t]
-                    <= s_max * shrink + b.s_th[l, t])
-
-        if params.ramp_limit_mw_per_min is not None:
-            ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
-            first = b.T.first()
-
-            def prev(t: int) -> Any:
-                return b.p_sub_prev_mw if t == first else b.p_sub_mw[b.T.prev(t)]
-
-            b.ramp_up = pyo.Constraint(b.T, rule=lambda b, t: b.p_sub_mw[t] - prev(t) <= ramp + b.s_ramp[t])
-            b.ramp_down = pyo.Constraint(b.T, rule=lambda b, t: prev(t) - b.p_sub_mw[t] <= ramp + b.s_ramp[t])
-        else:
-            for t in b.T:
-                b.s_ramp[t].fix(0.0)
-
         if self.grouped:  # a group's slack counts once per member below its limit (≥ 1)
             b.w_lo = pyo.Param(b.VG, b.T, mutable=True, initialize=1.0)
             b.w_hi = pyo.Param(b.VG, b.T, mutable=True, initialize=1.0)
-            w_lo, w_hi = b.w_lo, b.w_hi
+            weights = (b.w_lo, b.w_hi)
         else:
-            w_lo = w_hi = {(g, t): 1.0 for g in b.VG for t in b.T}
-        b.voltage_slack_pu = pyo.Expression(
-            expr=sum(w_lo[g, t] * b.sv_lo[g, t] / (2 * params.v_min_pu)
-                     + w_hi[g, t] * b.sv_hi[g, t] / (2 * params.v_max_pu) for g in b.VG for t in b.T))
-        b.thermal_slack_mva = pyo.Expression(expr=sum(b.s_th[l, t] for l in b.LR for t in b.T))
-        b.ramp_violation_mwh = pyo.Expression(expr=sum(b.s_ramp[t] * dt_h for t in b.T))
+            weights = (None, None)
+        # V_min² ≤ v_jt + σ⁻ − σ⁺ ≤ V_max², with v^base moved to the bounds
+        add_limits(b, feeder, params, lambda g, t: lin("v", rep[g], t),
+                   lambda g, t: b.v_lo_rhs[g, t], lambda g, t: b.v_hi_rhs[g, t], *weights)
         b.unserved_mwh = pyo.Expression(expr=0.0)
-        b.abnormal = pyo.Expression(b.T, rule=lambda b, t: (
-            sum(b.sv_lo[g, t] + b.sv_hi[g, t] for g in b.VG)
-            + sum(b.s_th[l, t] for l in b.LR) + b.s_ramp[t]))
         self.update(None)
 
-    def _slack_swings(self, rep: list[int], rated: list[str],
-                      extra_mva: Mapping[str, float]) -> dict[str, Any]:
+    def _slack_swings(self, rep: list[int], extra_mva: Mapping[str, float]) -> dict[str, Any]:
         """The constants of :meth:`_set_abnormal_bound`, fixed with the sensitivities: the
         largest change the injections (``|g_b|, |h_b| ≤ X_b``, ``X_b`` = ``extra_mva``, the
-        ratings at bus b) can make of each slack's row, ``Σ_b (|∂/∂g_b| + |∂/∂h_b|) X_b``,
-        and the rated branches' positions and polygon radii."""
+        ratings at bus b) can make of each voltage row and of the import,
+        ``Σ_b (|∂/∂g_b| + |∂/∂h_b|) X_b``."""
         bound = np.array([abs(float(extra_mva.get(bus, 0.0))) for bus in self.inj_buses])
 
         def swing(kind: str) -> np.ndarray:
             dg, dh = self.sens[kind]
             return (np.abs(dg) + np.abs(dh)) @ bound if bound.size else np.zeros(dg.shape[0])
 
-        li = {br.name: k for k, br in enumerate(self.feeder.branches)}
-        pos = [li[name] for name in rated]
-        params = self.params
-        shrink = math.cos(math.pi / max(params.thermal_sides, 3))
-        return {
-            "v": swing("v")[rep][:, None],
-            "pos": pos,
-            "flow": (swing("P") + swing("Q"))[pos][:, None],
-            "s_max": (np.array([self.feeder.branches[k].rating_mva for k in pos], dtype=float)
-                      * params.loading_frac * shrink)[:, None],
-            "sub": float(swing("sub")[0]),
-        }
+        return {"v": swing("v")[rep][:, None], "sub": float(swing("sub")[0])}
 
-    def _set_abnormal_bound(self, lo: np.ndarray, hi: np.ndarray, P: np.ndarray, Q: np.ndarray,
-                            p_sub: np.ndarray, steps: list[int]) -> None:
-        """``abnormal_max[t]``: an upper bound of ``abnormal[t]`` (the sum of the step's
-        slacks) at any injections within their bounds, for the restoration indicator's big-M
-        (docs/optimization.md §3.1): each slack is at most its base violation plus the
-        largest change the injections can make of its row (:meth:`_slack_swings`)."""
-        b, params, sw = self.b, self.params, self._swings
-        total = (np.maximum(lo + sw["v"], 0.0) + np.maximum(sw["v"] - hi, 0.0)).sum(axis=0)
-        pos = sw["pos"]
-        if pos:
-            total = total + np.maximum(np.abs(P[pos]) + np.abs(Q[pos]) + sw["flow"] - sw["s_max"],
-                                       0.0).sum(axis=0)
-        if params.ramp_limit_mw_per_min is not None:
-            prev = np.concatenate(([float(pyo.value(b.p_sub_prev_mw))], p_sub[:-1]))
-            ramp = params.ramp_limit_mw_per_min * params.dt_s / 60.0
-            total = total + np.maximum(np.abs(p_sub - prev) + 2.0 * sw["sub"] - ramp, 0.0)
-        b.abnormal_max.store_values(dict(zip(steps, (1.0 + 1.1 * total).tolist())), check=False)
+    @property
+    def sub_swing_mw(self) -> float:
+        """The largest change of ``P^sub`` the injections can make (MW, :meth:`_slack_swings`):
+        ``|P^sub_t − P^sub,base_t|`` is at most this."""
+        return self._swings["sub"]
+
+    def _set_abnormal_bound(self, lo: np.ndarray, hi: np.ndarray, steps: list[int]) -> None:
+        """``v_abnormal_max[t]``: an upper bound of ``v_abnormal_pu[t]`` at any injections
+        within their bounds, for the restoration indicator's big-M (docs/optimization.md
+        §3.1): each row's slack is at most its base violation plus the largest change the
+        injections can make of the row (:meth:`_slack_swings`), in pu of |V|."""
+        p, sw = self.params, self._swings
+        total = (np.maximum(lo + sw["v"], 0.0) / (2 * p.v_min_pu)
+                 + np.maximum(sw["v"] - hi, 0.0) / (2 * p.v_max_pu)).sum(axis=0)
+        self.b.v_abnormal_max.store_values(dict(zip(steps, total.tolist())), check=False)
 
     def set_loads(self, p_load_mw: np.ndarray, q_load_mvar: np.ndarray) -> None:
         """Bus loads over the horizon, shape ``(n_bus, n_steps)`` in ``feeder.bus_names``
@@ -976,7 +955,8 @@ class CompactNetwork:
         keys = [(g, t) for g in range(len(self.groups)) for t in steps]
         b.v_lo_rhs.store_values(dict(zip(keys, lo.ravel().tolist())), check=False)
         b.v_hi_rhs.store_values(dict(zip(keys, hi.ravel().tolist())), check=False)
-        self._set_abnormal_bound(lo, hi, P, Q, p_sub, steps)
+        self._set_abnormal_bound(lo, hi, steps)
+        self.p_sub_base = p_sub
         if self.grouped:
             n_lo = np.maximum(np.add.reduceat((vo < vmin2).astype(float), self._group_starts, axis=0), 1.0)
             n_hi = np.maximum(np.add.reduceat((vo > vmax2).astype(float), self._group_starts, axis=0), 1.0)

@@ -46,7 +46,8 @@ from typing import Literal, Sequence
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
-from pyomo.contrib.appsi.solvers import Highs
+
+from controllers.solve import highs
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,6 @@ class RiskEvaluation:
     probabilities: np.ndarray
     expected: float
     cvar: float
-
-
-def _quiet_highs() -> Highs:
-    """appsi HiGHS that does not print (HiGHS writes warnings straight to stdout)."""
-    solver = Highs()
-    solver.highs_options["output_flag"] = False
-    return solver
 
 
 def nominal_probabilities(n: int) -> np.ndarray:
@@ -262,7 +256,7 @@ class WorstCase:
             expr=sum(((1 - b) * m.p[s] + b * m.q[s]) * m.Q[s] for s in m.S), sense=pyo.maximize
         )
         self.model = m
-        self.solver = _quiet_highs()
+        self.solver = highs(load_solution=True)
 
     def evaluate(self, values: Sequence[float]) -> RiskEvaluation:
         """R(Q), a worst-case law p*, E_{p*}[Q] and CVaR_α^{p*}(Q) (by :func:`cvar`)."""
@@ -303,7 +297,7 @@ def dual_risk_value(
     m.risk = pyo.Block()
     value = add_risk_block(m.risk, [float(v) for v in values], p0, spec, distances)
     m.obj = pyo.Objective(expr=value)
-    res = _quiet_highs().solve(m)
+    res = highs(load_solution=True).solve(m)
     if res.termination_condition != TerminationCondition.optimal:
         raise RuntimeError(f"dual risk LP ended with {res.termination_condition}")
     return float(pyo.value(m.obj))

@@ -59,17 +59,54 @@ class SolveOutcome:
         return self.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
 
+#: HiGHS threads: one for every instance of the process. HiGHS keeps one thread scheduler
+#: per process, set by its first run; an instance asking for another count later fails
+#: (``Option 'threads' ... scheduler has already been initialized``), so every instance
+#: must ask for the same. One: its MIP search is serial, and the co-simulation has the
+#: other core.
+HIGHS_THREADS = 1
+
+
+def highs(time_limit_s: float | None = None, mip_gap: float | None = None, *,
+          load_solution: bool = False) -> Any:
+    """The one HiGHS set-up of the project: a persistent APPSI instance that does not print
+    (HiGHS writes warnings, e.g. for every zero coefficient a mutable parameter pushes,
+    straight to stdout, and library code must not print), on :data:`HIGHS_THREADS`
+    threads, with an optional time limit (s) and relative MIP gap; solutions are loaded only
+    when asked (``load_solution``; :func:`solve` loads them itself)."""
+    from pyomo.contrib.appsi.solvers import Highs
+
+    solver = Highs()
+    solver.config.load_solution = load_solution
+    solver.highs_options["output_flag"] = False
+    solver.highs_options["threads"] = HIGHS_THREADS
+    if time_limit_s is not None:
+        solver.config.time_limit = max(float(time_limit_s), 0.1)
+    if mip_gap is not None:
+        solver.config.mip_gap = float(mip_gap)
+    return solver
+
+
+def status_of(tc: Any, has_solution: bool = False) -> SolveStatus:
+    """The :class:`SolveStatus` of an APPSI termination condition (``has_solution``: an
+    incumbent exists, which turns a stop on a limit into ``feasible``)."""
+    from pyomo.contrib.appsi.base import TerminationCondition as TC
+
+    if tc == TC.optimal:
+        return SolveStatus.OPTIMAL
+    if tc in (TC.maxTimeLimit, TC.maxIterations, TC.interrupted):
+        return SolveStatus.FEASIBLE if has_solution else SolveStatus.TIME_LIMIT
+    if tc in (TC.infeasible, TC.infeasibleOrUnbounded):
+        return SolveStatus.INFEASIBLE
+    return SolveStatus.ERROR
+
+
 def make_solver(name: str = "appsi_highs", time_limit_s: float | None = None,
                 mip_gap: float | None = None) -> Any:
     """A solver object; ``appsi_highs`` is persistent (keep it to reuse a loaded model)."""
     if name in ("appsi_highs", "highs"):
-        from pyomo.contrib.appsi.solvers import Highs
-
-        solver = Highs()
-        solver.config.load_solution = False
+        solver = highs(mip_gap=mip_gap)
         solver.config.time_limit = time_limit_s
-        solver.config.mip_gap = mip_gap
-        solver.highs_options["threads"] = 1
         return solver
     solver = pyo.SolverFactory(name)
     if solver is None or not solver.available(exception_flag=False):
@@ -102,8 +139,6 @@ def _is_appsi(solver: Any) -> bool:
 
 
 def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOutcome:
-    from pyomo.contrib.appsi.base import TerminationCondition as TC
-
     solver.config.load_solution = False
     solver.config.warmstart = bool(warmstart)
     limit = time_limit_s if time_limit_s is not None else getattr(solver, "_dcshock_limit", None)
@@ -122,20 +157,19 @@ def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOu
     res = solver.solve(model)
     dt = time.perf_counter() - t0
     tc = res.termination_condition
-    has_sol = res.best_feasible_objective is not None
+    status = status_of(tc, res.best_feasible_objective is not None)
     gap = _gap(res.best_feasible_objective, res.best_objective_bound)
-    if tc == TC.optimal:
+    if status is SolveStatus.OPTIMAL:
         res.solution_loader.load_vars()
-        return SolveOutcome(SolveStatus.OPTIMAL, float(res.best_feasible_objective), gap, dt)
-    if tc in (TC.maxTimeLimit, TC.maxIterations, TC.interrupted):
-        if has_sol:
-            res.solution_loader.load_vars()
-            return SolveOutcome(SolveStatus.FEASIBLE, float(res.best_feasible_objective), gap, dt,
-                                f"stopped: {tc.name}")
-        return SolveOutcome(SolveStatus.TIME_LIMIT, solve_s=dt, message=f"stopped: {tc.name}")
-    if tc in (TC.infeasible, TC.infeasibleOrUnbounded):
-        return SolveOutcome(SolveStatus.INFEASIBLE, solve_s=dt, message=tc.name)
-    return SolveOutcome(SolveStatus.ERROR, solve_s=dt, message=f"termination {tc.name}")
+        return SolveOutcome(status, float(res.best_feasible_objective), gap, dt)
+    if status is SolveStatus.FEASIBLE:
+        res.solution_loader.load_vars()
+        return SolveOutcome(status, float(res.best_feasible_objective), gap, dt, f"stopped: {tc.name}")
+    if status is SolveStatus.TIME_LIMIT:
+        return SolveOutcome(status, solve_s=dt, message=f"stopped: {tc.name}")
+    if status is SolveStatus.INFEASIBLE:
+        return SolveOutcome(status, solve_s=dt, message=tc.name)
+    return SolveOutcome(status, solve_s=dt, message=f"termination {tc.name}")
 
 
 def _solve_factory(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOutcome:

@@ -9,9 +9,9 @@ First stage, for every candidate k = (kind, bus) of ``siting.candidate_buses × 
 ``p_mw_per_module``, ``B`` = ``siting.budget``, ``P^min`` = ``siting.min_capacity_mw``).
 
 Second stage per sampled shock scenario s (:class:`FeederRecourse`): the Stage-II problem
-over the siting horizon from nominal device states, built from the shared LinDistFlow network
-block (:func:`controllers.network.build_network`) and FCM blocks
-(:mod:`controllers.blocks`) with sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``; its cost is Q_s(n).
+over the siting horizon from nominal device states, built by the builder Stage II uses
+(:class:`controllers.horizon.HorizonProblem`: the same network form, FCM blocks and objective
+terms) with sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``; its cost is Q_s(n).
 
 Objective: ``min capex(n) + R(w·Q(n))`` with R the DRO-CVaR functional of
 :mod:`controllers.risk` and w = ``siting.shock_events`` (how many shock events of the siting
@@ -25,26 +25,26 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Hashable, Literal, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from controllers.blocks import add_dr, add_generator, add_storage, spec_from_catalog
-from controllers.config import ObjectiveWeights, SitingConfig
-from controllers.decomposition import TwoStageProblem, TwoStageSolution, solve_two_stage
-from controllers.network import (
-    NetworkParams,
-    OperatingPoint,
-    base_operating_point,
-    build_network,
-    set_loads,
+from controllers.config import SitingConfig
+from controllers.decomposition import (
+    TwoStageProblem,
+    TwoStageSolution,
+    evaluate_recourse,
+    solve_two_stage,
 )
+from controllers.horizon import CampusSite, HorizonProblem, MPCParams, Unit
+from controllers.network import OperatingPoint, base_operating_point, load_arrays
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
 from models.errors import ScenarioError, read_user_file
-from models.fcm_catalog import DRType, FCMType, GeneratorType, Placement, StorageType
+from models.fcm_catalog import FCMType, Placement
 from models.network import FeederData
 
 log = logging.getLogger(__name__)
@@ -188,85 +188,23 @@ def first_stage_builder(
     return build
 
 
-def screen_thermal_limits(
-    feeder: FeederData,
-    load_p_max: Mapping[str, float],
-    load_q_max: Mapping[str, float],
-    fcm_p_max: Mapping[str, float],
-    params: NetworkParams,
-) -> tuple[FeederData, int]:
-    """Drop thermal limits that no recourse can reach (an exact model reduction).
-
-    On the lossless LinDistFlow of the siting recourse the flow of branch l (feeding the
-    subtree D_l) is bounded by
-
-        −Σ_{j∈D_l} G_j ≤ P_l ≤ Σ_{j∈D_l} (P^L_j + G_j),     |Q_l| ≤ Σ_{j∈D_l} |Q^L_j|
-
-    with P^L/Q^L the largest bus load over all scenarios and steps and G_j the largest FCM
-    power at bus j (injection, or consumption when charging or paying back). When
-    ``sqrt(P̂² + Q̂²) ≤ S̄_l·loading·cos(π/n)`` every side of the n-gon holds for every
-    feasible flow, so the branch's rating is removed. Returns the screened feeder and the
-    number of limits kept.
-    """
-    if params.thermal_sides < 3:
-        return feeder, 0
-    shrink = math.cos(math.pi / params.thermal_sides) * params.loading_frac
-    down_p: dict[str, float] = {}
-    down_q: dict[str, float] = {}
-    down_g: dict[str, float] = {}
-    for br in reversed(feeder.branches):
-        j = br.to_bus
-        kids = feeder.children[j]
-        down_p[j] = abs(load_p_max.get(j, 0.0)) + sum(down_p[c.to_bus] for c in kids)
-        down_q[j] = abs(load_q_max.get(j, 0.0)) + sum(down_q[c.to_bus] for c in kids)
-        down_g[j] = abs(fcm_p_max.get(j, 0.0)) + sum(down_g[c.to_bus] for c in kids)
-    branches = []
-    kept = 0
-    for br in feeder.branches:
-        if br.rating_mva is not None and br.rating_mva > 0:
-            j = br.to_bus
-            p_hat = down_p[j] + down_g[j]
-            if math.hypot(p_hat, down_q[j]) <= br.rating_mva * shrink * (1 - 1e-9):
-                br = replace(br, rating_mva=None)
-            else:
-                kept += 1
-        branches.append(br)
-    return replace(feeder, branches=tuple(branches)), kept
-
-
-@dataclass(frozen=True)
-class CampusSite:
-    """Where a campus draws its power and at which power factor (Q = P·tan(acos pf))."""
-
-    bus: str
-    power_factor: float = 0.98
-
-    @property
-    def q_per_p(self) -> float:
-        return math.tan(math.acos(self.power_factor))
-
-
 class FeederRecourse:
     """The Stage-II problem of one shock scenario as Stage I's recourse (docs/stage1.md §1).
 
-    Over ``T`` steps of Δt from nominal device states (storage at ``soc_init``, generators
-    off, no DR debt), with campus draws ξ_s (MW) added to the bus loads and the substation
-    schedule ``P^sched_t`` (MW)::
-
-        Q_s = W_imb Σ_t (m⁺_t + m⁻_t) Δt_h + W_ramp ramp_violation_mwh + W_uns unserved_mwh
-              + W_v voltage_slack_pu + W_th thermal_slack_mva
-              + W_op Σ_k op_cost_k + W_soc Σ_k e^short_k
-        P^sub_t − P^sched_t = m⁺_t − m⁻_t,   m± ≥ 0
-
-    with the network terms of :func:`controllers.network.build_network`, the FCM blocks of
-    :mod:`controllers.blocks` (sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``, big-M
-    ``p_k M_k``) and the storage end target ``E_T ≥ E_0`` (shortfall ``e^short`` priced by
-    ``soc_shortfall_per_mwh``, as in Stage II). The restoration count of Stage II is left out (it needs a binary per step,
-    which the LP relaxation of Benders would reduce to another slack penalty).
+    Each scenario's block is :class:`controllers.horizon.HorizonProblem`, the builder the
+    rolling controller uses, so its cost ``Q_s`` has the same terms (imbalance, ramp,
+    unserved energy, restoration, voltage and thermal slack, operating cost, storage end
+    target), constraints and network form: over ``T`` steps of Δt from nominal device states
+    (storage at ``soc_init``, generators off, no DR debt), with sizes ``P̄_k = p_k n_k``,
+    ``Ē_k = e_k n_k`` (big-M ``p_k M_k``), campus draws ξ_s (MW) added to the bus loads and
+    the substation schedule ``P^sched_t`` (MW). DR curtails at most the background load of
+    its bus. Under the LP relaxation (Benders, ``recourse = "lp"``) the commitment,
+    charge/discharge and restoration binaries are relaxed.
 
     ``operating_point``: the AC point the network is linearised and calibrated at
     (:func:`controllers.network.base_operating_point`: the feeder's base case); ``None`` is
-    the lossless, uncalibrated LinDistFlow.
+    the lossless, uncalibrated LinDistFlow. The thermal screen takes the largest bus loads
+    over all scenarios and steps (:func:`controllers.network.thermal_screen`).
 
     ``reusable``: Benders builds one block and moves it between scenarios with
     :meth:`set_scenario` (only the mutable load parameters change).
@@ -280,12 +218,10 @@ class FeederRecourse:
         candidates: Sequence[Candidate],
         trajectories: np.ndarray,
         campuses: Sequence[CampusSite],
-        params: NetworkParams,
-        weights: ObjectiveWeights,
+        params: MPCParams,
         *,
         schedule_mw: np.ndarray | None = None,
         background_scale: float = 1.0,
-        screen_thermal: bool = True,
         operating_point: OperatingPoint | None = None,
     ) -> None:
         xi = np.asarray(trajectories, dtype=float)
@@ -295,149 +231,156 @@ class FeederRecourse:
         self.candidates = list(candidates)
         self.xi = xi
         self.campuses = list(campuses)
-        self.params = params
-        self.weights = weights
-        self.operating_point = operating_point
         self.n_scenarios, _, self.steps = xi.shape
-        self.bg_p = {ld.bus: ld.p_mw * background_scale for ld in feeder.loads}
-        self.bg_q = {ld.bus: ld.q_mvar * background_scale for ld in feeder.loads}
+        self.params = replace(params, horizon_steps=self.steps, campuses=tuple(campuses),
+                              apply_step_s=None)
+        self.weights = params.weights
+        self.operating_point = operating_point
+        p_nom, q_nom = load_arrays(feeder)
+        self.bg_p, self.bg_q = p_nom * background_scale, q_nom * background_scale
         if schedule_mw is None:
-            schedule_mw = sum(self.bg_p.values()) + xi.sum(axis=1).mean(axis=0)
+            schedule_mw = self.bg_p.sum() + xi.sum(axis=1).mean(axis=0)
         self.schedule = np.broadcast_to(np.asarray(schedule_mw, dtype=float), (self.steps,)).copy()
         self.p_sub_init = float(self.schedule[0])
-        if screen_thermal:
-            p_max = {j: max(v) for j, v in self._loads_max()[0].items()}
-            q_max = {j: max(v) for j, v in self._loads_max()[1].items()}
-            g_max: dict[str, float] = {}
-            for c in self.candidates:
-                g_max[c.bus] = g_max.get(c.bus, 0.0) + c.p_mw_per_module * c.max_modules
-            self.feeder, kept = screen_thermal_limits(feeder, p_max, q_max, g_max, params)
-            log.info("thermal screening: %d of %d rated branches can bind", kept,
-                     sum(1 for b in feeder.branches if b.rating_mva))
-
-    def _loads_max(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-        """Bus loads with every campus at its largest draw over all scenarios and steps."""
-        peak = np.abs(self.xi).max(axis=(0, 2))
-        p = {j: [self.bg_p.get(j, 0.0)] for j in self.feeder.bus_names}
-        q = {j: [abs(self.bg_q.get(j, 0.0))] for j in self.feeder.bus_names}
+        bi = feeder.bus_index
+        peak = np.hypot(self.bg_p, self.bg_q)
         for c, site in enumerate(self.campuses):
-            p[site.bus] = [p[site.bus][0] + float(peak[c])]
-            q[site.bus] = [q[site.bus][0] + site.q_per_p * float(peak[c])]
+            peak[bi[site.bus]] += float(np.abs(xi[:, c]).max()) * math.hypot(1.0, site.tan_phi)
+        self.peak_load_mva = dict(zip(feeder.bus_names, peak.tolist()))
+
+    def _loads(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bus loads of scenario ``s``, ``(n_bus, T)``: background plus campus draws."""
+        p = np.repeat(self.bg_p[:, None], self.steps, axis=1)
+        q = np.repeat(self.bg_q[:, None], self.steps, axis=1)
+        bi = self.feeder.bus_index
+        for c, site in enumerate(self.campuses):
+            p[bi[site.bus]] += self.xi[s, c]
+            q[bi[site.bus]] += site.tan_phi * self.xi[s, c]
         return p, q
 
-    def _loads(self, s: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-        p = {j: [self.bg_p.get(j, 0.0)] * self.steps for j in self.feeder.bus_names}
-        q = {j: [self.bg_q.get(j, 0.0)] * self.steps for j in self.feeder.bus_names}
-        for c, site in enumerate(self.campuses):
-            p[site.bus] = [a + float(b) for a, b in zip(p[site.bus], self.xi[s, c])]
-            q[site.bus] = [a + site.q_per_p * float(b) for a, b in zip(q[site.bus], self.xi[s, c])]
-        return p, q
+    def units(self, link: Mapping[Hashable, Any]) -> list[Unit]:
+        """The candidates as horizon units sized by the first stage's module counts."""
+        return [Unit(f"{c.kind}@{c.bus}", c.bus, c.tech, c.p_mw_per_module * link[c.key],
+                     c.e_mwh_per_module * link[c.key], c.p_mw_per_module * c.max_modules)
+                for c in self.candidates]
 
     def build(self, blk: pyo.Block, link: Mapping[Hashable, Any], s: int) -> Any:
         """Add scenario ``s``'s Stage-II problem to ``blk``; return Q_s (docstring above)."""
-        T = list(range(self.steps))
-        dt_h = self.params.dt_h
-        blk.fcm = pyo.Block(range(len(self.candidates)))
-        inj: dict[str, list[Any]] = {}
-        for i, cand in enumerate(self.candidates):
-            n = link[cand.key]
-            b = blk.fcm[i]
-            tech = cand.tech
-            p_cap = cand.p_mw_per_module * n
-            p_max = cand.p_mw_per_module * cand.max_modules
-            spec = spec_from_catalog(tech)
-            if isinstance(tech, StorageType):
-                e_cap = cand.e_mwh_per_module * n
-                add_storage(b, T, dt_h, spec, p_cap=p_cap, e_cap=e_cap,
-                            e_init=tech.soc_init * e_cap, e_target=tech.soc_init * e_cap,
-                            p_max=p_max)
-            elif isinstance(tech, GeneratorType):
-                add_generator(b, T, dt_h, spec, p_cap=p_cap, p_max=p_max)
-            elif isinstance(tech, DRType):
-                add_dr(b, T, dt_h, spec, p_cap=p_cap, e_cap=cand.e_mwh_per_module * n,
-                       p_max=p_max)
-            else:  # pragma: no cover - the catalog union has three members
-                raise TypeError(type(tech).__name__)
-            inj.setdefault(cand.bus, []).append(b.p_mw)
-        blk.net = pyo.Block()
-        build_network(blk.net, self.feeder, T, self.params, injections=inj,
-                      operating_point=self.operating_point)
-        blk.net.p_sub_prev_mw = self.p_sub_init
-        blk.sched = pyo.Param(T, mutable=True, initialize=lambda _, t: float(self.schedule[t]))
-        blk.imb_up = pyo.Var(T, domain=pyo.NonNegativeReals)
-        blk.imb_dn = pyo.Var(T, domain=pyo.NonNegativeReals)
-        blk.imb_def = pyo.Constraint(
-            T, rule=lambda b, t: b.net.p_sub_mw[t] - b.sched[t] == b.imb_up[t] - b.imb_dn[t]
-        )
+        pb = HorizonProblem(blk, self.feeder, self.units(link), self.params,
+                            self.operating_point, peak_load_mva=self.peak_load_mva)
+        blk.horizon = pb  # a plain attribute: set_scenario updates the same problem
+        pb.set_schedule(self.schedule)
+        v_src = self.params.v_source_pu
+        pb.set_grid(self.p_sub_init, self.operating_point, v_src * v_src)
         self.set_scenario(blk, s)
-        w = self.weights
-        storage = [blk.fcm[i] for i, c in enumerate(self.candidates)
-                   if isinstance(c.tech, StorageType)]
-        blk.imbalance_mwh = pyo.Expression(expr=sum((blk.imb_up[t] + blk.imb_dn[t]) * dt_h for t in T))
-        blk.op_cost = pyo.Expression(expr=sum(blk.fcm[i].op_cost for i in blk.fcm))
-        blk.target_shortfall_mwh = pyo.Expression(expr=sum(b.e_short for b in storage))
-        blk.cost = pyo.Expression(
-            expr=w.imbalance_per_mwh * blk.imbalance_mwh
-            + getattr(w, "soc_shortfall_per_mwh", w.imbalance_per_mwh) * blk.target_shortfall_mwh
-            + w.ramp_violation_per_mwh * blk.net.ramp_violation_mwh
-            + w.unserved_per_mwh * blk.net.unserved_mwh
-            + w.voltage_slack_per_pu_step * blk.net.voltage_slack_pu
-            + w.thermal_slack_per_mva_step * blk.net.thermal_slack_mva
-            + w.operating_cost_scale * blk.op_cost
-        )
         return blk.cost
 
     def set_scenario(self, blk: pyo.Block, s: int) -> None:
         """Load scenario ``s``'s bus loads (background + campus) into a built block."""
         p, q = self._loads(s)
-        set_loads(blk.net, p, q)
+        pb: HorizonProblem = blk.horizon
+        pb.set_loads(p, q, np.repeat(self.bg_p[:, None], self.steps, axis=1))
+        pb.refresh()
 
 
-@dataclass
-class SitingResult:
-    """What ``siting.json`` holds (DESIGN.md §5 plus budget, method and provenance)."""
+class SitingFeeder(BaseModel):
+    """``siting.json``'s ``feeder``: the feeder the siting was made for."""
 
-    placements: list[Placement]
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = ""
+    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
+    buses: StrictInt = Field(0, ge=0)
+
+
+class IntegerRecourse(BaseModel):
+    """The chosen siting's value with the recourse's integers kept (commitment, charge or
+    discharge, restoration), at the fixed module counts: ``objective = capex + R(w·Q)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
     objective: float
-    capex: float
-    budget: float
     expected_cost: float
     cvar: float
-    worst_case_probabilities: list[float]
-    ambiguity: str
-    radius: float
-    alpha: float
-    beta: float
-    scenarios: int
+    recourse_costs: list[float]
+    status: str
     solve_s: float
-    mip_gap: float
-    method: str
+
+
+class SitingResult(BaseModel):
+    """What ``siting.json`` holds (DESIGN.md §5 plus budget, method and provenance).
+
+    ``recourse`` says how the second stage was priced while siting: ``"lp"`` (its LP
+    relaxation; ``objective``, ``expected_cost``, ``cvar``, ``bound`` and ``mip_gap`` are
+    then the relaxation's) or ``"milp"`` (integers kept). ``integer_recourse`` is the chosen
+    siting re-evaluated with integer recourse, beside them. Written and read by
+    :meth:`write` and :meth:`read`; unknown keys of other versions are ignored on reading.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: str = SITING_FORMAT
+    placements: list[Placement]
+    objective: float = math.nan
+    capex: float = math.nan
+    budget: float = math.nan
+    expected_cost: float = math.nan
+    cvar: float = math.nan
+    worst_case_probabilities: list[float] = Field(default_factory=list)
+    ambiguity: str = ""
+    radius: float = math.nan
+    alpha: float = math.nan
+    beta: float = math.nan
+    scenarios: int = 0
+    solve_s: float = math.nan
+    mip_gap: float = math.nan
+    method: str = ""
     status: str = "optimal"
     bound: float = math.nan
-    recourse: str = "milp"
+    recourse: Literal["lp", "milp"] = "milp"
+    integer_recourse: IntegerRecourse | None = None
     shock_events: float = 1.0
-    modules: dict[str, float] = field(default_factory=dict)
-    feeder_source: str = ""
-    feeder_scale: float = 1.0
-    feeder_buses: int = 0
+    modules: dict[str, float] = Field(default_factory=dict)
+    feeder: SitingFeeder = Field(default_factory=SitingFeeder)
     seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": SITING_FORMAT,
-            "placements": [p.model_dump(exclude_none=True) for p in self.placements],
-            "objective": self.objective, "capex": self.capex, "budget": self.budget,
-            "expected_cost": self.expected_cost, "cvar": self.cvar,
-            "worst_case_probabilities": list(self.worst_case_probabilities),
-            "ambiguity": self.ambiguity, "radius": self.radius, "alpha": self.alpha,
-            "beta": self.beta, "scenarios": self.scenarios, "solve_s": self.solve_s,
-            "mip_gap": self.mip_gap, "method": self.method, "status": self.status,
-            "bound": self.bound, "recourse": self.recourse, "shock_events": self.shock_events,
-            "modules": self.modules,
-            "feeder": {"source": self.feeder_source, "scale": self.feeder_scale,
-                       "buses": self.feeder_buses},
-            "seed": self.seed,
-        }
+        out = self.model_dump()
+        out["placements"] = [pl.model_dump(exclude_none=True) for pl in self.placements]
+        return out
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SitingResult":
+        """Read a ``siting.json``; :class:`ScenarioError` naming the file and the field when it
+        is missing, not JSON, or a field is not what is allowed."""
+        p = Path(path)
+        text = read_user_file(p, "the siting.json written by `run_cosim.py site`")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(p, "", f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
+            raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "
+                                "{kind, bus, p_mw, e_mwh}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in err["loc"])
+            where = where.replace(".[", "[")
+            allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if where.startswith("placements")
+                       else "what `run_cosim.py site` writes")
+            raise ScenarioError(p, where, f"{err['msg']} (got {err.get('input')!r}); "
+                                f"allowed: {allowed}") from None
 
 
 def placements_from(candidates: Sequence[Candidate], modules: Mapping[Hashable, float],
@@ -476,6 +419,24 @@ def siting_result(
     )
 
 
+def integer_recourse(sol: TwoStageSolution, problem: TwoStageProblem,
+                     time_limit_s: float | None = None, mip_gap: float = 1e-4) -> IntegerRecourse:
+    """The solved siting's value with integer recourse (:class:`IntegerRecourse`): the
+    relaxation's own values when the recourse kept its integers, else every scenario's
+    Stage-II MILP re-solved at the chosen module counts
+    (:func:`controllers.decomposition.evaluate_recourse`)."""
+    if not sol.recourse_relaxed:
+        return IntegerRecourse(objective=sol.objective, expected_cost=sol.risk.expected,
+                               cvar=sol.risk.cvar, recourse_costs=[float(q) for q in sol.recourse_costs],
+                               status=sol.status, solve_s=0.0)
+    t0 = time.perf_counter()
+    link = {k: (round(v) if abs(v - round(v)) < 1e-6 else v) for k, v in sol.link.items()}
+    q, risk, status = evaluate_recourse(problem, link, time_limit_s=time_limit_s, mip_gap=mip_gap)
+    return IntegerRecourse(objective=sol.first_stage_cost + risk.value, expected_cost=risk.expected,
+                           cvar=risk.cvar, recourse_costs=[float(x) for x in q], status=status,
+                           solve_s=time.perf_counter() - t0)
+
+
 def build_problem(
     scenario: Any,
     feeder: FeederData,
@@ -498,18 +459,15 @@ def build_problem(
         if not feeder.has_bus(bus):
             raise ScenarioError(src, f"campus[{i}].bus", f"bus '{c.bus}' is not in feeder "
                                 f"{feeder.name}; allowed: {_bus_range(feeder)}")
-        campuses.append(CampusSite(bus, c.power_factor))
-    grid = scenario.grid
+        campuses.append(CampusSite.of(c))
     op = base_operating_point(feeder)
     v_source = op.v_pu[feeder.source_bus] if op is not None else feeder.v_source_pu
-    params = NetworkParams(
-        dt_s=float(siting.step_s), v_min_pu=grid.v_min_pu, v_max_pu=grid.v_max_pu,
-        v_source_pu=float(v_source), ramp_limit_mw_per_min=grid.ramp_limit_mw_per_min,
-        loading_frac=grid.max_loading_pct / 100.0, allow_shedding=siting.allow_shedding,
-    )
+    params = replace(MPCParams.from_scenario(scenario), horizon_step_s=float(siting.step_s),
+                     v_source_pu=float(v_source), allow_shedding=siting.allow_shedding,
+                     screen_load_factor=None)
     recourse = FeederRecourse(
-        feeder, candidates, trajectories, campuses, params, scenario.controller.weights,
-        background_scale=grid.background_load_scale, operating_point=op,
+        feeder, candidates, trajectories, campuses, params,
+        background_scale=scenario.grid.background_load_scale, operating_point=op,
     )
     spec = RiskSpec(siting.ambiguity, siting.radius, siting.alpha, siting.beta)
     n = recourse.n_scenarios
@@ -537,21 +495,21 @@ def site(scenario: Any, feeder: FeederData, trajectories: np.ndarray) -> SitingR
                           mip_gap=siting.mip_gap, recourse=siting.recourse)
     log.info("stage I (%s, %s): objective %.6g, capex %.6g, gap %.2e, %.1f s",
              sol.method, sol.status, sol.objective, sol.first_stage_cost, sol.gap, sol.solve_s)
+    exact = integer_recourse(sol, problem, siting.time_limit_s, siting.mip_gap)
+    if sol.recourse_relaxed:
+        log.info("stage I: the siting with integer recourse: objective %.6g (relaxation %.6g)",
+                 exact.objective, sol.objective)
     return siting_result(
-        sol, candidates, spec, siting.budget, siting.shock_events,
-        feeder_source=scenario.feeder_source(), feeder_scale=float(feeder.scale),
-        feeder_buses=len(feeder.buses), seed=scenario.seed,
+        sol, candidates, spec, siting.budget, siting.shock_events, integer_recourse=exact,
+        feeder=SitingFeeder(source=scenario.feeder_source(), scale=float(feeder.scale),
+                            buses=len(feeder.buses)),
+        seed=scenario.seed,
     )
 
 
 def write_siting(result: SitingResult, path: Path) -> Path:
-    """Write ``siting.json`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``siting.json`` atomically (:meth:`SitingResult.write`)."""
+    return result.write(path)
 
 
 def site_command(scenario: Any, out_dir: Path) -> Path:
@@ -581,35 +539,18 @@ def load_siting(path: str | Path, feeder_data: FeederData,
     exist here.
     """
     p = Path(path)
-    text = read_user_file(p, "the siting.json written by `run_cosim.py site`")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(p, "", f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
-        raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "
-                            "{kind, bus, p_mw, e_mwh}")
-    feeder = data.get("feeder")
-    if isinstance(feeder, dict):
-        buses = feeder.get("buses")
-        if buses not in (None, 0) and int(buses) != len(feeder_data.buses):
-            raise ScenarioError(p, "feeder.buses",
-                                f"siting made for a feeder with {buses} buses "
-                                f"({feeder.get('source')}); this run's feeder "
-                                f"{feeder_data.name} has {len(feeder_data.buses)}")
-        scale = feeder.get("scale")
-        if scale is not None and not math.isclose(float(scale), feeder_data.scale, rel_tol=1e-9):
-            raise ScenarioError(p, "feeder.scale",
-                                f"siting made at scale {scale}; this run's feeder has scale "
-                                f"{feeder_data.scale:g}; allowed: a siting for the same scale")
+    siting = SitingResult.read(p)
+    fd = siting.feeder
+    if fd.buses not in (0,) and fd.buses != len(feeder_data.buses):
+        raise ScenarioError(p, "feeder.buses",
+                            f"siting made for a feeder with {fd.buses} buses ({fd.source}); "
+                            f"this run's feeder {feeder_data.name} has {len(feeder_data.buses)}")
+    if not math.isclose(fd.scale, feeder_data.scale, rel_tol=1e-9):
+        raise ScenarioError(p, "feeder.scale",
+                            f"siting made at scale {fd.scale:g}; this run's feeder has scale "
+                            f"{feeder_data.scale:g}; allowed: a siting for the same scale")
     out = []
-    for i, row in enumerate(data["placements"]):
-        try:
-            pl = Placement.model_validate(row)
-        except Exception as exc:  # pydantic ValidationError, or a non-dict row
-            raise ScenarioError(p, f"placements[{i}]",
-                                f"not a valid placement ({_first_line(exc)}); "
-                                "allowed: {kind, bus, p_mw > 0, e_mwh >= 0}") from None
+    for i, pl in enumerate(siting.placements):
         if pl.kind not in catalog:
             raise ScenarioError(p, f"placements[{i}].kind",
                                 f"kind '{pl.kind}' is not in the FCM catalog; allowed: "
@@ -620,8 +561,3 @@ def load_siting(path: str | Path, feeder_data: FeederData,
                                 f"{_bus_range(feeder_data)}")
         out.append(pl.model_copy(update={"bus": str(pl.bus).lower()}))
     return out
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__

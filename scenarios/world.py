@@ -10,6 +10,7 @@ Two steps, so that every bad input is found before anything is written or starte
        Input(background s(t)) ──load_scale──► Grid
        Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu (shifted)──► Campus.v_poi_pu
        Setpoint ──p_set_mw──► FCM ──p_load_mw,q_load_mvar──► Injection(FCM bus)
+       Grid ──load_scale (shifted)──► FCM    (a DR device curtails at most its bus's load)
        Grid (with the load_scale it applied), Campus, FCM ──(shifted) measurements──► Controller
        everything ──► Recorder (the background as the Grid's load_scale)
 
@@ -181,16 +182,11 @@ def _check_host_bus(feeder: FeederData, bus: str, where: str, field_name: str, a
 def initial_fcm_reading(placement: Placement, tech: Any) -> dict[str, Any]:
     """What the controller knows of an FCM before the first step: the device's initial state
     (storage at ``soc_init``, generator off and free to start, DR with no event)."""
-    from models.devices import Generator, Storage, make_device
+    from models.fcm import make_device
 
-    dev = make_device(placement, tech)
-    return {
-        "p_mw": 0.0, "q_mvar": 0.0,
-        "soc_mwh": dev.e_mwh if isinstance(dev, Storage) else 0.0,
-        "committed": False,
-        "time_in_state_s": 1e12 if isinstance(dev, Generator) else 0.0,
-        "debt_mwh": 0.0,
-    }
+    r = make_device(placement, tech).reading()
+    return {"p_mw": r.p_mw, "q_mvar": r.q_mvar, "soc_mwh": r.soc_mwh, "committed": r.committed,
+            "time_in_state_s": r.time_in_state_s, "debt_mwh": r.debt_mwh}
 
 
 def _initial_reading(feeder: Any, res: Any) -> dict[str, Any]:
@@ -345,9 +341,14 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                       initial_data={"v_pu": 1.0})
 
     sims["fcm"] = world.start("FCMSim", sim_id="FCM", step_s=step)
+    host = plan.feeder.load_by_bus  # what a DR placement can curtail, × the background
     fcms = {pl.label: sims["fcm"].FCM(placement=pl.model_dump(mode="json"),
-                                       tech=sc.fcm.catalog[pl.kind].model_dump(mode="json"))
+                                       tech=sc.fcm.catalog[pl.kind].model_dump(mode="json"),
+                                       host_p_mw=host[pl.bus].p_mw if pl.bus in host else 0.0)
             for pl in plan.placements}
+    for ent in fcms.values():  # the load the grid applied, one step late (as measured)
+        world.connect(grid, ent, "load_scale", time_shifted=True,
+                      initial_data={"load_scale": float(background_shape(0.0, start_hour, lam))})
     sims["ctrl"] = world.start(
         "ControllerSim", sim_id="Ctrl", step_s=step, scenario=sc.model_dump(mode="json"),
         scenario_path=scenario_source(sc), placements=[p.model_dump(mode="json") for p in plan.placements],

@@ -197,7 +197,7 @@ class ControllerSim(mosaik_api_v3.Simulator):
         return {"controller_s": self.busy_s, "milp_s": self.solve_s}
 
     def _default_factory(self, scenario: Any, placements: list[Any]) -> Any:
-        from controllers.baseline import make_controller
+        from controllers.factory import make_controller
 
         if self.feeder is None:
             raise ValueError("ControllerSim needs the plan's feeder (init parameter 'feeder', "

@@ -1,13 +1,16 @@
-"""FCMSim: mosaik adapter around the FCM device physics of :mod:`models.devices`.
+"""FCMSim: mosaik adapter around the FCM device physics of :mod:`models.fcm`.
 
 One entity per installed FCM (model ``FCM``), created from a placement and its catalog type
 given as plain dicts (so the simulator also works over TCP)::
 
-    fcm = world.start("FCMSim", step_s=60).FCM(placement=pl.model_dump(), tech=tech.model_dump())
+    fcm = world.start("FCMSim", step_s=60).FCM(placement=pl.model_dump(), tech=tech.model_dump(),
+                                               host_p_mw=nominal_load_at_its_bus)
 
 Each step the entity takes the controller's setpoint ``p_set_mw`` (+ = injection; summed over
 sources, 0 when none arrives), lets the device clip it to what it can do over Δt = ``step_s``
-and publishes what it delivered.
+and publishes what it delivered. With ``host_p_mw`` and a ``load_scale`` input (the
+background's), a DR device curtails at most ``host_p_mw × load_scale``, the load its bus
+carries.
 
 ``p_mw``/``q_mvar`` follow the FCM convention (+ = injection into the grid). FeederSim's
 ``Injection`` uses the load convention (+ = consumption), so the entity also publishes
@@ -26,7 +29,7 @@ import mosaik_api_v3
 from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, SimId, Time
 from pydantic import TypeAdapter
 
-from models.devices import Device, DeviceOutput, make_device
+from models.fcm import Device, DeviceOutput, make_device
 from models.fcm_catalog import FCMType, Placement
 
 logger = logging.getLogger(__name__)
@@ -42,8 +45,9 @@ META: Meta = {
     "models": {
         "FCM": {
             "public": True,
-            "params": ["placement", "tech"],
-            "attrs": ["p_set_mw", "q_set_mvar", *[a for a in OUTPUTS if a != "p_set_mw"]],
+            "params": ["placement", "tech", "host_p_mw"],
+            "attrs": ["p_set_mw", "q_set_mvar", "load_scale",
+                      *[a for a in OUTPUTS if a != "p_set_mw"]],
         },
     },
     "extra_methods": ["timing"],
@@ -62,6 +66,7 @@ class FCMSim(mosaik_api_v3.Simulator):
         self.devices: dict[str, Device] = {}
         self.last: dict[str, DeviceOutput] = {}
         self.p_set: dict[str, float] = {}
+        self.host_p_mw: dict[str, float | None] = {}
         self.busy_s = 0.0
 
     def init(self, sid: SimId, time_resolution: float = 1.0, step_s: int = 60, **_: Any) -> Meta:
@@ -71,7 +76,8 @@ class FCMSim(mosaik_api_v3.Simulator):
         self.step_s = int(step_s)
         return self.meta
 
-    def create(self, num: int, model: str, placement: dict[str, Any], tech: dict[str, Any]) -> list[CreateResult]:
+    def create(self, num: int, model: str, placement: dict[str, Any], tech: dict[str, Any],
+               host_p_mw: float | None = None) -> list[CreateResult]:
         pl = Placement.model_validate(placement)
         dev_type = _TECH.validate_python(tech)
         out: list[CreateResult] = []
@@ -79,7 +85,8 @@ class FCMSim(mosaik_api_v3.Simulator):
             eid = pl.label if num == 1 else f"{pl.label}_{i}"
             if eid in self.devices:
                 raise ValueError(f"FCM entity {eid!r} exists already; give placements unique names")
-            self.devices[eid] = make_device(pl, dev_type)
+            self.devices[eid] = make_device(pl, dev_type, host_p_mw)
+            self.host_p_mw[eid] = host_p_mw
             self.p_set[eid] = 0.0
             out.append({"eid": eid, "type": model})
         return out
@@ -91,6 +98,9 @@ class FCMSim(mosaik_api_v3.Simulator):
             attrs = inputs.get(eid, {})
             p_set = _sum(attrs.get("p_set_mw"))
             q_set = _sum(attrs.get("q_set_mvar"))
+            host = self.host_p_mw.get(eid)
+            if host is not None and attrs.get("load_scale"):
+                dev.set_host_load(host * _sum(attrs["load_scale"]))
             self.p_set[eid] = p_set
             self.last[eid] = dev.step(p_set, dt_s, q_set)
         self.busy_s += _time.perf_counter() - t0
@@ -103,7 +113,7 @@ class FCMSim(mosaik_api_v3.Simulator):
             values = {
                 "p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_load_mw": -o.p_mw, "q_load_mvar": -o.q_mvar,
                 "soc": o.soc, "soc_mwh": o.soc_mwh, "committed": bool(o.committed), "cost": o.cost,
-                "p_set_mw": self.p_set.get(eid, 0.0), "time_in_state_s": _json_float(o.time_in_state_s),
+                "p_set_mw": self.p_set.get(eid, 0.0), "time_in_state_s": o.time_in_state_s,
                 "debt_mwh": o.debt_mwh,
             }
             data[eid] = {a: values[a] for a in attrs}
@@ -122,11 +132,6 @@ def _sum(values: dict[str, Any] | None) -> float:
         if v is not None and math.isfinite(float(v)):
             total += float(v)
     return total
-
-
-def _json_float(x: float) -> float:
-    """Infinite 'time in state' (never switched) is sent as a large finite number."""
-    return x if math.isfinite(x) else 1e12
 
 
 def main() -> None:

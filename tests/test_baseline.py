@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controllers.baseline import IdleController, RuleController, RuleParams, make_controller
+from controllers.baseline import IdleController, RuleController, RuleParams
+from controllers.factory import make_controller
 from controllers.interface import FCMState, Measurement
-from models.devices import Storage
+from models.fcm.storage import Storage
 from models.errors import ScenarioError
 from models.fcm_catalog import DRType, GeneratorType, Placement, StorageType
 from models.network import Branch, Bus, BusLoad, FeederData

@@ -9,17 +9,10 @@ from __future__ import annotations
 import pyomo.environ as pyo
 import pytest
 
-from controllers.blocks import (
-    DRSpec,
-    GeneratorSpec,
-    StorageSpec,
-    add_dr,
-    add_generator,
-    add_storage,
-    carried_min_time,
-)
 from controllers.solve import SolveStatus, make_solver, solve
-from models.devices import Storage
+from models.fcm.dr import DRSpec, add_dr
+from models.fcm.generator import GeneratorSpec, add_generator, carried_min_time
+from models.fcm.storage import Storage, StorageSpec, add_storage
 from models.fcm_catalog import Placement, StorageType
 
 

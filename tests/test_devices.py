@@ -1,4 +1,4 @@
-"""FCM device physics (models/devices.py), checked independently of the implementation:
+"""FCM device physics (models/fcm/), checked independently of the implementation:
 state of charge rebuilt from the delivered power, limits, commitment rules, DR budgets."""
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.devices import DemandResponse, Generator, Storage, make_device
+from models.fcm import make_device
+from models.fcm.dr import DemandResponse
+from models.fcm.generator import Generator
+from models.fcm.storage import Storage
 from models.fcm_catalog import DRType, GeneratorType, Placement, StorageType
 
 

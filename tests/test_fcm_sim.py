@@ -8,7 +8,7 @@ import math
 import mosaik
 import pytest
 
-from models.devices import Storage
+from models.fcm.storage import Storage
 from models.fcm_catalog import GeneratorType, Placement, StorageType
 from sim.fcm_sim import META, OUTPUTS, FCMSim
 

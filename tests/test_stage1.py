@@ -13,6 +13,7 @@ costs 100; scenario s leaves a shortfall of d_s MW for one hour, d = (2, 4), pri
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyomo.environ as pyo
@@ -20,16 +21,15 @@ import pytest
 
 from controllers.config import ObjectiveWeights, SitingConfig
 from controllers.decomposition import TwoStageProblem, solve_two_stage
-from controllers.network import NetworkParams
+from controllers.horizon import CampusSite, MPCParams
+from controllers.network import NetworkParams, thermal_screen
 from controllers.risk import RiskSpec, nominal_probabilities
 from controllers.stage1 import (
-    CampusSite,
     Candidate,
     FeederRecourse,
     first_stage_builder,
     load_siting,
     make_candidates,
-    screen_thermal_limits,
     site,
     siting_result,
     write_siting,
@@ -124,14 +124,17 @@ def two_bus(rating: float | None = None, load_mw: float = 0.0) -> FeederData:
 DR = DRType(p_mw_per_module=0.5, energy_budget_mwh_per_module=1.0, payback_frac=0.0,
             cost_per_mwh=200.0, capex_per_module=10.0, max_modules=2)
 XI = np.array([[[1.0, 1.0, 1.0, 1.0]], [[1.0, 1.0, 1.5, 1.5]]])  # MW, one-hour steps
-PARAMS = NetworkParams(dt_s=3600.0, v_min_pu=0.9, v_max_pu=1.1, ramp_limit_mw_per_min=None)
-WEIGHTS = ObjectiveWeights(imbalance_per_mwh=1000.0)
+WEIGHTS = ObjectiveWeights(imbalance_per_mwh=1000.0, restoration_per_step=0.0)
+PARAMS = MPCParams(horizon_step_s=3600.0, v_min_pu=0.9, v_max_pu=1.1, ramp_limit_mw_per_min=None,
+                   weights=WEIGHTS, screen_load_factor=None)
 
 
-def feeder_problem(budget: float) -> tuple[TwoStageProblem, list[Candidate]]:
+def feeder_problem(budget: float, weights: ObjectiveWeights = WEIGHTS,
+                   load_mw: float = 1.0) -> tuple[TwoStageProblem, list[Candidate]]:
+    # DR curtails the background load of its bus (1 MW), the campus draws ξ on top
     cands = [Candidate("dr", "2", DR)]
-    rec = FeederRecourse(two_bus(), cands, XI, [CampusSite("2", 1.0)], PARAMS, WEIGHTS,
-                         schedule_mw=np.ones(4))
+    rec = FeederRecourse(two_bus(load_mw=load_mw), cands, XI, [CampusSite("campus", "2")],
+                         replace(PARAMS, weights=weights), schedule_mw=np.full(4, 1.0 + load_mw))
     spec = RiskSpec("none", 0.0, 0.9, 0.0)
     return TwoStageProblem(first_stage_builder(cands, budget), rec, nominal_probabilities(2),
                            spec), cands
@@ -152,12 +155,32 @@ def test_feeder_recourse_by_hand(method):
 
 def test_thermal_screening_by_hand():
     params = NetworkParams(thermal_sides=8)
-    # |S| ≤ 1.5 MW load + 0.5 MW FCM = 2.0 MVA: a 2 MVA octagon (1.85 inscribed) can bind,
-    # a 3 MVA one (2.77) cannot.
-    kept_feeder, kept = screen_thermal_limits(two_bus(2.0), {"2": 1.5}, {"2": 0.0}, {"2": 0.5}, params)
-    assert kept == 1 and kept_feeder.branches[0].rating_mva == 2.0
-    cut_feeder, kept = screen_thermal_limits(two_bus(3.0), {"2": 1.5}, {"2": 0.0}, {"2": 0.5}, params)
-    assert kept == 0 and cut_feeder.branches[0].rating_mva is None
+    # |S| ≤ 1.1 (1.5 MW load + 0.5 MW FCM) = 2.2 MVA with the loss margin: a 2 MVA octagon
+    # (1.85 inscribed) can bind, a 3 MVA one (2.77) cannot.
+    for rating, kept in ((2.0, ["l1"]), (3.0, [])):
+        assert thermal_screen(two_bus(rating), params, {"2": 0.5}, {"2": 1.5}) == kept
+
+
+def test_feeder_recourse_counts_restoration_like_stage_two():
+    # The restoration term of Stage II in Stage I's recourse (integer recourse): without an
+    # FCM scenario 1 leaves the import 0.5 MW off its schedule in steps 3-4, beyond the band
+    # (5 % of 2 MW): abnormal up to the last step, 4 steps × 10 $ on top of the 1000 $ of
+    # imbalance. With the DR module the import holds its schedule: no restoration cost.
+    weights = WEIGHTS.model_copy(update={"restoration_per_step": 10.0})
+    sol = solve_two_stage(feeder_problem(0.0, weights)[0], "extensive", mip_gap=1e-9,
+                          recourse="milp")
+    assert sol.recourse_costs == pytest.approx([0.0, 1040.0], abs=1e-6)
+    sol = solve_two_stage(feeder_problem(1000.0, weights)[0], "extensive", mip_gap=1e-9,
+                          recourse="milp")
+    assert sol.recourse_costs == pytest.approx([0.0, 200.0], abs=1e-6)
+
+
+def test_dr_curtails_no_more_than_its_host_bus_carries():
+    # 0.2 MW of background load at bus 2: the DR module (0.5 MW) curtails 0.2 MW of the
+    # 0.5 MW surge, leaving 0.3 MW × 2 h = 0.6 MWh of imbalance (600 $) and 0.4 MWh curtailed
+    # (80 $). A DR module at a bus without load would curtail nothing.
+    sol = solve_two_stage(feeder_problem(1000.0, load_mw=0.2)[0], "extensive", mip_gap=1e-9)
+    assert sol.recourse_costs == pytest.approx([0.0, 680.0], abs=1e-6)
 
 
 # --- input checks -----------------------------------------------------------------------------
@@ -200,7 +223,7 @@ def scenario_dict(**siting):
 
 def test_site_writes_and_loads_a_siting(tmp_path):
     sc = validate_scenario(scenario_dict(), tmp_path / "s.toml")
-    res = site(sc, two_bus(), XI)
+    res = site(sc, two_bus(load_mw=1.0), XI)
     assert res.placements[0].kind == "dr" and res.placements[0].p_mw == pytest.approx(0.5)
     path = write_siting(res, tmp_path / "out" / "siting.json")
     data = json.loads(path.read_text())
@@ -209,8 +232,16 @@ def test_site_writes_and_loads_a_siting(tmp_path):
                 "scenarios", "solve_s", "mip_gap"):
         assert key in data
     assert data["feeder"] == {"source": "ieee33", "scale": 1.0, "buses": 2}
+    # priced by the LP relaxation, and re-evaluated with integer recourse at the siting: by
+    # hand, scenario 0 is 0.25 MW over its schedule (the mean) for 2 h, which DR cannot
+    # undo (0.5 MWh, 500 $) and abnormal up to the last step (4 × 10 $); in scenario 1 DR
+    # curtails the 0.25 MW surplus for 2 h (0.5 MWh × 200 $). The relaxation is a lower bound.
+    assert data["recourse"] == "lp"
+    exact = data["integer_recourse"]
+    assert exact["recourse_costs"] == pytest.approx([540.0, 100.0], abs=1e-6)
+    assert exact["objective"] >= data["objective"] - 1e-6
     assert sum(data["worst_case_probabilities"]) == pytest.approx(1.0)
-    pls = load_siting(path, two_bus(), sc.fcm.catalog)
+    pls = load_siting(path, two_bus(load_mw=1.0), sc.fcm.catalog)
     assert [(p.kind, p.bus, p.p_mw, p.e_mwh) for p in pls] == [("dr", "2", 0.5, 1.0)]
 
 

@@ -15,8 +15,11 @@ from controllers.config import ObjectiveWeights
 from controllers.forecast import PersistenceForecaster
 from controllers.interface import FCMState, Measurement
 from controllers.solve import SolveStatus
-from controllers.stage2 import CampusSite, MPCParams, RollingMPC, solve_horizon
-from models.devices import Generator, Storage
+from controllers.factory import make_mpc
+from controllers.horizon import CampusSite, MPCParams
+from controllers.stage2 import RollingMPC, solve_horizon
+from models.fcm.generator import Generator
+from models.fcm.storage import Storage
 from models.fcm_catalog import GeneratorType, Placement, StorageType, default_catalog
 from models.network import Branch, Bus, BusLoad, FeederData
 
@@ -53,16 +56,19 @@ def test_one_bus_one_battery_follows_the_schedule_with_the_hand_optimum():
     # Load 1 MW, schedule 1.5, 1.5, 0.5, 0.5 MW over four 1-h steps; battery 0.5 MW / 1 MWh,
     # lossless, starts at 0.5 MWh with end target 0.5 MWh. Charging C ≤ 0.5 MWh (room),
     # discharging D ≤ 0.5 + C; imbalance 2 − C − D MWh at 1000 $/MWh, shortfall D − C at
-    # 200 $/MWh: optimum C = 0.5, D = 1, cost 1000·0.5 + 200·0.5 = 600.
+    # 200 $/MWh: optimum C = 0.5, D = 1, cost 1000·0.5 + 200·0.5 = 600. The 0.5 MWh left
+    # over is an import 0.5 MW off its schedule, beyond the normal band (5 % of 1.5 MW), in
+    # one step: abnormal, so the restoration term counts the steps up to it (10 $ each).
+    # Leaving it in the first step costs one (charging in the second): 610.
     res = solve_horizon(two_bus(), [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=1.0)],
                         {"bess": LOSSLESS}, _params(), _meas(sched=(1.5, 1.5, 0.5, 0.5)))
     assert res.outcome.status is SolveStatus.OPTIMAL
-    assert res.outcome.objective == pytest.approx(600.0, abs=1e-6)
+    assert res.outcome.objective == pytest.approx(610.0, abs=1e-6)
     assert res.terms["imbalance_mwh"] == pytest.approx(0.5, abs=1e-7)
     assert res.terms["soc_shortfall_mwh"] == pytest.approx(0.5, abs=1e-7)
-    assert res.terms["restoration_steps"] == pytest.approx(0.0, abs=1e-9)
+    assert res.terms["restoration_steps"] == pytest.approx(1.0, abs=1e-9)
     sched = res.schedule_mw["bess_2"]
-    assert sched[0] + sched[1] == pytest.approx(-0.5, abs=1e-7)  # charges 0.5 MWh in total
+    assert sched[:2] == pytest.approx([0.0, -0.5], abs=1e-7)  # charges 0.5 MWh, in step 2
     assert sched[2:] == pytest.approx([0.5, 0.5], abs=1e-7)
     # predicted import = load − injection
     assert res.sub_p_mw == pytest.approx(1.0 - sched, abs=1e-6)
@@ -80,10 +86,11 @@ def test_branch_and_compact_network_forms_give_the_same_plan():
 def test_rolling_driver_reuses_its_model_and_updates_parameters():
     pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=1.0)]
     mpc = RollingMPC(two_bus(), pl, {"bess": LOSSLESS}, _params(linearize_at="ac"))
-    d1 = mpc.step(_meas(sched=(1.5,) * 4, bus_v_pu={"1": 1.0, "2": 1.0}))
+    # import 1.5 wanted in the first hour only (the load's 1.0 after): charge now
+    d1 = mpc.step(_meas(sched=(1.5, 1.0, 1.0, 1.0), bus_v_pu={"1": 1.0, "2": 1.0}))
     model, n_con = mpc.model.m, mpc.model.n_constraints()
     assert d1.solved and not d1.fallback and d1.status == "optimal"
-    assert d1.p_mw["bess_2"] == pytest.approx(-0.5, abs=1e-4)  # import 1.5 wanted: charge (less the loss)
+    assert d1.p_mw["bess_2"] == pytest.approx(-0.5, abs=1e-4)  # (less the loss)
     # import 0.5 wanted in the first hour only (the load's 1.0 after): discharge now; a flat
     # 0.5 schedule would leave the hour of the discharge free (equal optima)
     d2 = mpc.step(_meas(t_s=3600.0, sub=1.5, sched=(0.5, 1.0, 1.0, 1.0), soc=1.0,
@@ -97,7 +104,7 @@ def test_rolling_driver_reuses_its_model_and_updates_parameters():
 
 def test_fallback_on_infeasible_measurement_error_and_diverged_flow_never_raises():
     pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=1.0)]
-    mpc = RollingMPC(two_bus(), pl, {"bess": LOSSLESS}, _params())
+    mpc = make_mpc(two_bus(), pl, {"bess": LOSSLESS}, _params())
     # 5 MWh in a 1 MWh store: even discharging at full power leaves E_1 > Ē, infeasible
     d = mpc.step(_meas(soc=5.0))
     assert d.fallback and not d.solved and d.status == "fallback:infeasible"
@@ -257,12 +264,12 @@ def test_hold_applies_the_ramp_guard_to_the_held_plan_only_when_asked():
     0.95, battery at 0.05) for 0.05 more; the plan itself is unchanged."""
     pl = [Placement(kind="bess", bus="2", p_mw=0.5, e_mwh=10.0)]
     meas = _meas(sub=1.0, sched=(0.5,) * 4, soc=5.0, fcm={"bess_2": FCMState(soc_mwh=5.0)})
-    held = RollingMPC(two_bus(), pl, {"bess": LOSSLESS},
+    held = make_mpc(two_bus(), pl, {"bess": LOSSLESS},
                       _params(ramp_limit_mw_per_min=0.1, apply_step_s=60.0, trim="none"))
     d = held.step(meas)
     assert d.p_mw["bess_2"] == pytest.approx(0.5, abs=1e-6)
     assert held.hold(meas).p_mw == d.p_mw
-    mpc = RollingMPC(two_bus(), pl, {"bess": LOSSLESS},
+    mpc = make_mpc(two_bus(), pl, {"bess": LOSSLESS},
                      _params(ramp_limit_mw_per_min=0.1, apply_step_s=60.0, trim="ramp",
                              trim_ramp_frac=0.5))
     d = mpc.step(meas)

@@ -1,0 +1,52 @@
+"""FCM technologies, one module each (docs/fcm.md): storage, generator, DR.
+
+:data:`TECHNOLOGIES` maps a catalog entry's ``technology`` to its :class:`Technology`;
+:func:`technology_of` finds the one of a catalog entry. Adding a technology means adding one
+module that defines its catalog model and a ``TECHNOLOGY`` instance, and listing it in
+:data:`_MODULES` below (docs/fcm.md shows how, with the test that checks it).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from models.fcm.base import (
+    NEVER_SWITCHED_S,
+    Device,
+    DeviceOutput,
+    Placement,
+    Technology,
+)
+
+#: the modules that define a technology, in catalog order
+_MODULES = ("models.fcm.storage", "models.fcm.generator", "models.fcm.dr")
+
+TECHNOLOGIES: dict[str, Technology] = {}
+
+
+def register(technology: Technology) -> Technology:
+    """Make ``technology`` known to the catalog, the blocks and the plant."""
+    TECHNOLOGIES[technology.name] = technology
+    return technology
+
+
+for _name in _MODULES:
+    register(import_module(_name).TECHNOLOGY)
+
+
+def technology_of(tech: Any) -> Technology:
+    """The :class:`Technology` of catalog entry ``tech`` (by its ``technology`` field)."""
+    try:
+        return TECHNOLOGIES[tech.technology]
+    except (AttributeError, KeyError):
+        raise TypeError(f"unknown FCM technology {type(tech).__name__}") from None
+
+
+def make_device(placement: Placement, tech: Any, host_p_mw: float | None = None) -> Device:
+    """The plant device of a placement (``host_p_mw``: the load of its bus, for DR)."""
+    return technology_of(tech).device(placement, tech, host_p_mw)
+
+
+__all__ = ["NEVER_SWITCHED_S", "TECHNOLOGIES", "Device", "DeviceOutput", "Placement",
+           "Technology", "make_device", "register", "technology_of"]

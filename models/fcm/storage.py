@@ -1,0 +1,207 @@
+"""Storage FCMs (BESS, LDES): catalog entry, device physics, Pyomo block (docs/fcm.md).
+
+Two catalog kinds share this technology in the shipped scenarios: a 2-hour battery (``bess``)
+and a long-duration store (``ldes``, 10 hours, lower efficiency). Equations: the device in
+:class:`Storage` (docs/cosim.md §4), the block in :func:`add_storage` (docs/optimization.md
+§2.1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyomo.environ as pyo
+from pydantic import Field, NonNegativeFloat, PositiveFloat
+
+from models.fcm.base import Device, DeviceOutput, Placement, Technology, big_m, finite
+from models.schema import StrictModel
+
+
+class StorageType(StrictModel):
+    """Battery (BESS) or long-duration storage (LDES) module."""
+
+    technology: Literal["storage"] = "storage"
+    p_mw_per_module: PositiveFloat = 0.25
+    e_mwh_per_module: PositiveFloat = 0.5
+    eta_charge: float = Field(0.95, gt=0, le=1)
+    eta_discharge: float = Field(0.95, gt=0, le=1)
+    soc_min: float = Field(0.1, ge=0, le=1)
+    soc_max: float = Field(0.9, ge=0, le=1)
+    soc_init: float = Field(0.5, ge=0, le=1)
+    ramp_mw_per_s: PositiveFloat | None = None
+    capex_per_module: NonNegativeFloat = 150_000.0
+    cost_per_mwh: NonNegativeFloat = 10.0
+    max_modules: int = Field(8, ge=1)
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """Technology parameters of a storage block (per unit of its size, so size-independent)."""
+
+    eta_charge: float = 0.95
+    eta_discharge: float = 0.95
+    soc_min: float = 0.1
+    soc_max: float = 0.9
+    cost_per_mwh: float = 0.0
+
+    @classmethod
+    def from_catalog(cls, tech: StorageType) -> "StorageSpec":
+        return cls(tech.eta_charge, tech.eta_discharge, tech.soc_min, tech.soc_max, tech.cost_per_mwh)
+
+
+class Storage(Device):
+    """Battery or long-duration storage with charge/discharge efficiencies.
+
+    Energy balance over a step of Δt seconds (Δt_h = Δt/3600)::
+
+        E_{t+1} = E_t + η_c · P^c · Δt_h − P^d · Δt_h / η_d,   P = P^d − P^c
+
+    Only one of P^c, P^d is non-zero in a step (the sign of the setpoint chooses). The
+    delivered power is the setpoint clipped, in this order, to the power rating
+    ``|P| ≤ P̄``, the ramp limit ``|P − P_prev| ≤ R·Δt`` (if the type has one), and the
+    energy bounds: discharge ``P ≤ (E − E_min) η_d / Δt_h``, charge
+    ``−P ≤ (E_max − E) / (η_c Δt_h)``. The energy bound wins over the ramp limit: a store
+    cannot deliver energy it does not hold. Reactive power is limited by the inverter
+    rating ``|Q| ≤ sqrt(P̄² − P²)``. Operating cost = ``c · |P| · Δt_h`` (throughput).
+    """
+
+    def __init__(self, placement: Placement, tech: StorageType) -> None:
+        self.label = placement.label
+        self.p_max, self.e_max_mwh = TECHNOLOGY.sizes(placement, tech)
+        self.e_lo = tech.soc_min * self.e_max_mwh
+        self.e_hi = tech.soc_max * self.e_max_mwh
+        self.eta_c = tech.eta_charge
+        self.eta_d = tech.eta_discharge
+        self.ramp_mw_per_s = tech.ramp_mw_per_s
+        self.cost_per_mwh = tech.cost_per_mwh
+        self.e_mwh = min(max(tech.soc_init * self.e_max_mwh, self.e_lo), self.e_hi)
+        self.p_prev = 0.0
+
+    def step(self, p_set_mw: float, dt_s: float, q_set_mvar: float = 0.0) -> DeviceOutput:
+        dt_h = dt_s / 3600.0
+        p = finite(p_set_mw)
+        p = min(max(p, -self.p_max), self.p_max)
+        if self.ramp_mw_per_s is not None:
+            r = self.ramp_mw_per_s * dt_s
+            p = min(max(p, self.p_prev - r), self.p_prev + r)
+        if p > 0:
+            p = min(p, max(self.e_mwh - self.e_lo, 0.0) * self.eta_d / dt_h)
+            self.e_mwh -= p * dt_h / self.eta_d
+        elif p < 0:
+            p = max(p, -max(self.e_hi - self.e_mwh, 0.0) / (self.eta_c * dt_h))
+            self.e_mwh += -p * self.eta_c * dt_h
+        # round-off must not push the state outside its bounds
+        self.e_mwh = min(max(self.e_mwh, self.e_lo), self.e_hi)
+        q_room = math.sqrt(max(self.p_max ** 2 - p ** 2, 0.0))
+        q = min(max(finite(q_set_mvar), -q_room), q_room)
+        self.p_prev = p
+        return DeviceOutput(p, q, self._soc(), self.e_mwh, False, self.cost_per_mwh * abs(p) * dt_h)
+
+    def reading(self) -> DeviceOutput:
+        return DeviceOutput(0.0, 0.0, self._soc(), self.e_mwh, False, 0.0)
+
+    def _soc(self) -> float:
+        return self.e_mwh / self.e_max_mwh if self.e_max_mwh > 0 else math.nan
+
+
+def add_storage(
+    b: pyo.Block,
+    time: Sequence[int],
+    dt_h: float,
+    spec: StorageSpec,
+    *,
+    p_cap: Any,
+    e_cap: Any,
+    e_init: Any,
+    e_target: Any = None,
+    p_max: float | None = None,
+) -> pyo.Block:
+    """Storage (BESS, LDES) over steps ``T`` of Δt_h hours (docs/optimization.md §2.1).
+
+    ::
+
+        E_0 = E^init
+        E_{t+1} = E_t + η_c P^c_t Δt_h − P^d_t Δt_h / η_d          t ∈ T
+        0 ≤ P^c_t ≤ P̄,  0 ≤ P^d_t ≤ P̄
+        P^d_t ≤ M u_t,  P^c_t ≤ M (1 − u_t),  u_t ∈ {0, 1}          (no simultaneous c/d)
+        soc_min Ē ≤ E_{t+1} ≤ soc_max Ē
+        E_{|T|} + e^short ≥ E^target,  e^short ≥ 0                  (soft end target)
+        p_t = P^d_t − P^c_t
+        op_cost = c Σ_t (P^c_t + P^d_t) Δt_h
+
+    ``P̄ = p_cap``, ``Ē = e_cap``, ``M = p_max`` (or ``p_cap`` when numeric). The energy
+    bounds are hard, so an ``e_init`` outside what the first step can reach is infeasible
+    (the rolling controller turns that into its fallback). ``e_target=None``: no target.
+    Exposes ``E[t]`` for ``t = 0..|T|`` (``E[0]`` the initial energy), ``pc``, ``pd``, ``u``,
+    ``p_mw``, ``target_shortfall_mwh`` and ``op_cost``.
+    """
+    m_big = big_m(p_cap, p_max, "add_storage")
+    steps = list(time)
+    b.T = pyo.Set(initialize=steps, ordered=True)
+    b.TE = pyo.Set(initialize=list(range(len(steps) + 1)), ordered=True)
+    b.pc = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+    b.pd = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+    b.u = pyo.Var(b.T, domain=pyo.Binary)
+    b.E = pyo.Var(b.TE, domain=pyo.NonNegativeReals)
+    b.e_short = pyo.Var(domain=pyo.NonNegativeReals)
+    pos = {t: k for k, t in enumerate(steps)}
+
+    b.e_start = pyo.Constraint(expr=b.E[0] == e_init)
+    b.balance = pyo.Constraint(
+        b.T,
+        rule=lambda b, t: b.E[pos[t] + 1]
+        == b.E[pos[t]] + spec.eta_charge * b.pc[t] * dt_h - b.pd[t] * dt_h / spec.eta_discharge,
+    )
+    b.pc_cap = pyo.Constraint(b.T, rule=lambda b, t: b.pc[t] <= p_cap)
+    b.pd_cap = pyo.Constraint(b.T, rule=lambda b, t: b.pd[t] <= p_cap)
+    b.pd_mode = pyo.Constraint(b.T, rule=lambda b, t: b.pd[t] <= m_big * b.u[t])
+    b.pc_mode = pyo.Constraint(b.T, rule=lambda b, t: b.pc[t] <= m_big * (1 - b.u[t]))
+    b.e_lo = pyo.Constraint(b.T, rule=lambda b, t: b.E[pos[t] + 1] >= spec.soc_min * e_cap)
+    b.e_hi = pyo.Constraint(b.T, rule=lambda b, t: b.E[pos[t] + 1] <= spec.soc_max * e_cap)
+    if e_target is not None:
+        b.e_end = pyo.Constraint(expr=b.E[len(steps)] + b.e_short >= e_target)
+    else:
+        b.e_short.fix(0.0)
+    b.p_mw = pyo.Expression(b.T, rule=lambda b, t: b.pd[t] - b.pc[t])
+    b.target_shortfall_mwh = pyo.Expression(expr=b.e_short)
+    b.op_cost = pyo.Expression(
+        expr=spec.cost_per_mwh * sum((b.pc[t] + b.pd[t]) * dt_h for t in b.T)
+    )
+    return b
+
+
+class StorageTechnology(Technology):
+    """Storage (module docstring). Block state: ``e_init`` (MWh, nominal ``soc_init·Ē``);
+    the end target is the nominal energy ``soc_init·Ē``."""
+
+    name = "storage"
+    catalog_type = StorageType
+
+    def e_mwh_per_module(self, tech: StorageType) -> float:
+        return float(tech.e_mwh_per_module)
+
+    def device(self, placement: Placement, tech: StorageType,
+               host_p_mw: float | None = None) -> Storage:
+        return Storage(placement, tech)
+
+    def add_block(self, b: pyo.Block, time: Sequence[int], dt_h: float, tech: StorageType, *,
+                  p_cap: Any, e_cap: Any, p_max: float | None = None,
+                  plant_step_s: float | None = None) -> pyo.Block:
+        nominal = tech.soc_init * e_cap
+        if isinstance(nominal, (int, float)):  # a numeric size: the state is a parameter
+            b.e_init = pyo.Param(mutable=True, initialize=float(nominal))
+            b.e_target = pyo.Param(mutable=True, initialize=float(nominal))
+            e_init, e_target = b.e_init, b.e_target
+        else:  # a variable size (Stage I): the nominal state scales with it
+            e_init = e_target = nominal
+        return add_storage(b, time, dt_h, StorageSpec.from_catalog(tech), p_cap=p_cap,
+                           e_cap=e_cap, e_init=e_init, e_target=e_target, p_max=p_max)
+
+    def set_state(self, b: pyo.Block, tech: StorageType, state: Any, dt_s: float) -> None:
+        b.e_init = float(state.soc_mwh)
+
+
+TECHNOLOGY = StorageTechnology()
