@@ -44,6 +44,7 @@ from controllers.horizon import CampusSite, HorizonProblem, MPCParams, Unit
 from controllers.network import OperatingPoint, base_operating_point, load_arrays
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
 from models.errors import ScenarioError, read_user_file
+from models.fcm import technology_of
 from models.fcm_catalog import FCMType, Placement
 from models.network import FeederData
 
@@ -70,7 +71,7 @@ class Candidate:
 
     @property
     def e_mwh_per_module(self) -> float:
-        return float(self.tech.e_mwh_per_module)
+        return technology_of(self.tech).e_mwh_per_module(self.tech)
 
     @property
     def capex_per_module(self) -> float:

@@ -23,6 +23,7 @@ from models.schema import StrictModel
 from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
 from models.errors import ScenarioError, read_user_file
+from models.fcm import TECHNOLOGIES
 from models.fcm_catalog import FCMType, Placement, default_catalog
 from models.shocks import ShockConfig
 
@@ -167,10 +168,8 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int) or model is None:
             continue
-        if part in {"storage", "generator", "dr"}:
-            from models.fcm_catalog import DRType, GeneratorType, StorageType
-
-            model = {"storage": StorageType, "generator": GeneratorType, "dr": DRType}[part]
+        if part in TECHNOLOGIES:  # a catalog entry's discriminated union member
+            model = TECHNOLOGIES[part].catalog_type
             continue
         info = getattr(model, "model_fields", {}).get(part)
         if info is None:

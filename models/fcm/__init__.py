@@ -2,12 +2,16 @@
 
 :data:`TECHNOLOGIES` maps a catalog entry's ``technology`` to its :class:`Technology`;
 :func:`technology_of` finds the one of a catalog entry. Adding a technology means adding one
-module that defines its catalog model and a ``TECHNOLOGY`` instance, and listing it in
-:data:`_MODULES` below (docs/fcm.md shows how, with the test that checks it).
+module that defines its catalog model and a ``TECHNOLOGY`` instance, and naming it: in
+:data:`_MODULES` below, or, without touching the package, in the environment variable
+``DCSHOCK_FCM_MODULES`` (comma-separated module names, imported after the built-in ones;
+simulator processes started by mosaik inherit it). docs/fcm.md shows how, with the
+example that ``tests/test_fcm_technologies.py`` runs.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import Any
 
@@ -31,7 +35,10 @@ def register(technology: Technology) -> Technology:
     return technology
 
 
-for _name in _MODULES:
+#: environment variable naming extra technology modules
+MODULES_ENV = "DCSHOCK_FCM_MODULES"
+
+for _name in (*_MODULES, *filter(None, (m.strip() for m in os.environ.get(MODULES_ENV, "").split(",")))):
     register(import_module(_name).TECHNOLOGY)
 
 
@@ -48,5 +55,5 @@ def make_device(placement: Placement, tech: Any, host_p_mw: float | None = None)
     return technology_of(tech).device(placement, tech, host_p_mw)
 
 
-__all__ = ["NEVER_SWITCHED_S", "TECHNOLOGIES", "Device", "DeviceOutput", "Placement",
+__all__ = ["MODULES_ENV", "NEVER_SWITCHED_S", "TECHNOLOGIES", "Device", "DeviceOutput", "Placement",
            "Technology", "make_device", "register", "technology_of"]

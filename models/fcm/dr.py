@@ -33,10 +33,6 @@ class DRType(StrictModel):
     capex_per_module: NonNegativeFloat = 20_000.0
     max_modules: int = Field(10, ge=1)
 
-    @property
-    def e_mwh_per_module(self) -> float:
-        return self.energy_budget_mwh_per_module
-
 
 @dataclass(frozen=True)
 class DRSpec:

@@ -42,10 +42,6 @@ class GeneratorType(StrictModel):
     capex_per_module: NonNegativeFloat = 400_000.0
     max_modules: int = Field(4, ge=1)
 
-    @property
-    def e_mwh_per_module(self) -> float:
-        return 0.0
-
     def ramp_mw_per_min_for(self, p_mw: float) -> float:
         """Ramp limit of a placement of ``p_mw`` (MW/min). ``ramp_mw_per_min`` is one
         module's; the ``p_mw / p_mw_per_module`` modules of a placement ramp side by side::
