@@ -17,7 +17,7 @@ from controllers.horizon import MPCParams
 from controllers.interface import Controller
 from controllers.stage2 import RollingMPC
 from models.errors import ScenarioError
-from models.fcm_catalog import FCMType, Placement
+from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
 #: the names ``controller.kind`` may take
@@ -54,9 +54,8 @@ def make_controller(kind: str, feeder: FeederData, placements: Sequence[Placemen
     :class:`controllers.forecast.PerfectForecaster` holding the realised campus series).
     """
     for i, pl in enumerate(placements):
-        if pl.kind not in catalog:
-            raise ScenarioError("fcm", f"placements[{i}].kind",
-                                f"{pl.kind!r} is not in the catalog; allowed: {', '.join(sorted(catalog))}")
+        if (msg := unknown_kind(pl.kind, catalog)) is not None:
+            raise ScenarioError("fcm", f"placements[{i}].kind", msg)
     if kind == "none":
         return IdleController(placements)
     if kind == "rule":

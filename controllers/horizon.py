@@ -54,7 +54,7 @@ from controllers.network import (
 )
 from models.errors import ScenarioError
 from models.fcm import technology_of
-from models.fcm_catalog import FCMType, Placement
+from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
 #: objective term → the ObjectiveWeights field that weights it
@@ -218,10 +218,8 @@ def check_sites(feeder: FeederData, placements: Sequence[Placement],
                 source: str = "fcm") -> None:
     """Raise :class:`ScenarioError` for placements or campuses the feeder cannot host."""
     for i, pl in enumerate(placements):
-        if pl.kind not in catalog:
-            raise ScenarioError(source, f"placements[{i}].kind",
-                                f"{pl.kind!r} is not in the catalog; allowed: "
-                                f"{', '.join(sorted(catalog))}")
+        if (msg := unknown_kind(pl.kind, catalog)) is not None:
+            raise ScenarioError(source, f"placements[{i}].kind", msg)
         if not feeder.has_bus(pl.bus):
             raise ScenarioError(source, f"placements[{i}].bus",
                                 f"unknown bus {pl.bus!r} of feeder {feeder.name}")

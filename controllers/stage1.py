@@ -45,7 +45,7 @@ from controllers.network import OperatingPoint, base_operating_point, load_array
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
 from models.errors import ScenarioError, read_user_file
 from models.fcm import technology_of
-from models.fcm_catalog import FCMType, Placement
+from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,8 @@ def make_candidates(
     ``min_capacity_mw`` (or the candidates cannot hold it at all).
     """
     for i, kind in enumerate(siting.kinds):
-        if kind not in catalog:
-            raise ScenarioError(source, f"siting.kinds[{i}]",
-                                f"kind '{kind}' is not in the FCM catalog; allowed: "
-                                f"{', '.join(sorted(catalog))}")
+        if (msg := unknown_kind(kind, catalog)) is not None:
+            raise ScenarioError(source, f"siting.kinds[{i}]", msg)
     if not siting.kinds:
         raise ScenarioError(source, "siting.kinds", "no FCM kind to site; allowed: "
                             f"{', '.join(sorted(catalog))}")
@@ -552,10 +550,8 @@ def load_siting(path: str | Path, feeder_data: FeederData,
                             f"{feeder_data.scale:g}; allowed: a siting for the same scale")
     out = []
     for i, pl in enumerate(siting.placements):
-        if pl.kind not in catalog:
-            raise ScenarioError(p, f"placements[{i}].kind",
-                                f"kind '{pl.kind}' is not in the FCM catalog; allowed: "
-                                f"{', '.join(sorted(catalog))}")
+        if (msg := unknown_kind(pl.kind, catalog)) is not None:
+            raise ScenarioError(p, f"placements[{i}].kind", msg)
         if not feeder_data.has_bus(pl.bus):
             raise ScenarioError(p, f"placements[{i}].bus",
                                 f"bus '{pl.bus}' is not in feeder {feeder_data.name}; allowed: "

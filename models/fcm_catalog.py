@@ -23,7 +23,8 @@ Costs are in currency units (``$``); capex is per module, operating costs per MW
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Union
 
 from pydantic import Field
 
@@ -37,6 +38,13 @@ from models.fcm.storage import StorageType
 #: ``technology`` field
 FCMType = Annotated[Union[tuple(t.catalog_type for t in TECHNOLOGIES.values())],
                     Field(discriminator="technology")]
+
+
+def unknown_kind(kind: str, catalog: Mapping[str, Any]) -> str | None:
+    """The message for a kind the catalog does not have; ``None`` when it has it."""
+    if kind in catalog:
+        return None
+    return f"kind {kind!r} is not in the FCM catalog; allowed: {', '.join(sorted(catalog))}"
 
 
 def default_catalog() -> dict[str, FCMType]:

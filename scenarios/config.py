@@ -24,7 +24,7 @@ from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
 from models.errors import ScenarioError, read_user_file
 from models.fcm import TECHNOLOGIES
-from models.fcm_catalog import FCMType, Placement, default_catalog
+from models.fcm_catalog import FCMType, Placement, default_catalog, unknown_kind
 from models.shocks import ShockConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent
@@ -77,11 +77,8 @@ class FCMConfig(StrictModel):
     @model_validator(mode="after")
     def _placements_use_catalog(self) -> "FCMConfig":
         for i, pl in enumerate(self.placements):
-            if pl.kind not in self.catalog:
-                raise ValueError(
-                    f"placements[{i}].kind '{pl.kind}' is not in the catalog; "
-                    f"allowed: {', '.join(sorted(self.catalog))}"
-                )
+            if (msg := unknown_kind(pl.kind, self.catalog)) is not None:
+                raise ValueError(f"placements[{i}].kind: {msg}")
         return self
 
 

@@ -161,7 +161,7 @@ def test_factory_builds_each_kind_and_rejects_unknown_ones():
     assert isinstance(make_controller("rule", FEEDER, PLACEMENTS, CATALOG, sc), RuleController)
     with pytest.raises(ScenarioError, match="allowed: none, rule, mpc"):
         make_controller("pid", FEEDER, PLACEMENTS, CATALOG, sc)
-    with pytest.raises(ScenarioError, match="not in the catalog"):
+    with pytest.raises(ScenarioError, match="not in the FCM catalog"):
         make_controller("rule", FEEDER, [Placement(kind="flywheel", bus="2", p_mw=1.0)], CATALOG, sc)
     with pytest.raises(ScenarioError, match="unknown bus"):
         make_controller("rule", FEEDER, [Placement(kind="bess", bus="99", p_mw=1.0)], CATALOG, sc)
