@@ -24,7 +24,7 @@ from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
 from models.errors import ScenarioError, read_user_file
 from models.fcm_catalog import FCMType, Placement, default_catalog
-from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = SCENARIO_DIR / "ieee33_ai_shock.toml"

@@ -44,7 +44,7 @@ import numpy as np
 from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, OutputRequest, SimId, Time
 
 from models.campus import Campus, CampusConfig, CampusOutput, Trip
-from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 logger = logging.getLogger(__name__)
 
