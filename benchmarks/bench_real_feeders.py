@@ -47,7 +47,7 @@ from models.feeder import DSSFeeder  # noqa: E402
 from scenarios.config import validate_scenario  # noqa: E402
 from scenarios.runner import run_scenario  # noqa: E402
 from scenarios.validation import campus_buses, snapshot_accuracy  # noqa: E402
-from sim.recorder import read_timeseries  # noqa: E402
+from scenarios.timeseries_io import read_timeseries  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "feeders"
 MASTER_8500 = SHARED / "ieee8500" / "Master.dss"

@@ -115,7 +115,7 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.manifest import write_manifest
     from scenarios.report import write_report
-    from sim.recorder import read_timeseries
+    from scenarios.timeseries_io import read_timeseries
 
     ts = read_timeseries(tmp / "timeseries.parquet")
     extra = {**extra, "wall_s": wall_s,

@@ -15,7 +15,7 @@ from models.schedule import background_shape
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
 from scenarios.runner import network_model_validation
 from scenarios.world import build_world, plan_world
-from sim.recorder import read_timeseries
+from scenarios.timeseries_io import read_timeseries
 
 STEPS = 6
 
