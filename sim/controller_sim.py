@@ -61,6 +61,7 @@ class ControllerSim(mosaik_api_v3.Simulator):
     def __init__(self, factory: Callable[[Any, list[Any]], Any] | None = None) -> None:
         super().__init__(META)
         self.factory = factory
+        self.feeder: Any = None  # the plan's network the controller optimises (FeederData)
         self.step_s, self.time_resolution = 60, 1.0
         self.labels: list[str] = []
         self.rolling: Rolling | None = None
@@ -92,8 +93,8 @@ class ControllerSim(mosaik_api_v3.Simulator):
         self.labels = [pl.label for pl in pls]
         self.builder = MeasurementBuilder.of(sc.controller, (), SubstationSchedule.of(
             schedule_mw, schedule_interval_s), background_nominal_mw)
-        fd = None if feeder is None else FeederData.from_dict(feeder)
-        controller = self.factory(sc, pls) if self.factory else _default_controller(sc, pls, fd)
+        self.feeder = None if feeder is None else FeederData.from_dict(feeder)
+        controller = self.factory(sc, pls) if self.factory else _default_controller(sc, pls, self.feeder)
         self.rolling = Rolling(controller, Cadence.of(sc.controller), self.labels)
         return self.meta
 
