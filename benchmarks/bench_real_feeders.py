@@ -20,7 +20,7 @@ results) is given beside it.
 :meth:`~models.feeder.DSSFeeder.invariant_violations`) against the time of OpenDSS's solve
 itself, both measured inside the same solves.
 
-``accuracy``: :func:`scenarios.validation.snapshot_accuracy` on IEEE 13, 34, 37, 123 and EPRI
+``accuracy``: :func:`controllers.ac_validation.snapshot_accuracy` on IEEE 13, 34, 37, 123 and EPRI
 ckt5, J1 with two campuses of 10 % of the feeder's load (the table of docs/feeders.md §8).
 """
 
@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 from models.feeder import DSSFeeder  # noqa: E402
 from scenarios.config import validate_scenario  # noqa: E402
 from scenarios.runner import run_scenario  # noqa: E402
-from scenarios.validation import campus_buses, snapshot_accuracy  # noqa: E402
-from sim.recorder import read_timeseries  # noqa: E402
+from controllers.ac_validation import campus_buses, snapshot_accuracy  # noqa: E402
+from scenarios.timeseries_io import read_timeseries  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "feeders"
 MASTER_8500 = SHARED / "ieee8500" / "Master.dss"

@@ -32,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from sim.recorder import ColumnNamer, SegmentWriter  # noqa: E402
+from scenarios.timeseries_io import ColumnNamer, SegmentWriter  # noqa: E402
 
 
 STEP_S = 60

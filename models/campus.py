@@ -36,16 +36,13 @@ import logging
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
 from models.schema import StrictModel
-
-if TYPE_CHECKING:
-    from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +423,7 @@ class Schedule:
     cfg: CampusConfig
     rng: np.random.Generator
     start_s: float
-    shocks: "ShockConfig | None" = None
+    shocks: ShockConfig | None = None
     env: simpy.Environment = field(init=False)
     jobs: list[list[float]] = field(init=False, default_factory=list)   # [size, start, stop, surge]
     queue: list[list] = field(init=False, default_factory=list)  # [size, duration, event]
@@ -690,7 +687,7 @@ class Campus:
         step_s: float,
         rng: np.random.Generator,
         start_s: float = 0.0,
-        shocks: "ShockConfig | None" = None,
+        shocks: ShockConfig | None = None,
     ) -> None:
         if step_s <= 0:
             raise ValueError(f"step_s must be > 0, got {step_s}")

@@ -23,61 +23,10 @@ import math
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, NonNegativeFloat, ValidationInfo, field_validator
-
-from models.schema import StrictModel
 
 from models.campus import DAY_S, ONLINE_EPS_S, Schedule, connection, linear_recurrence, step_means, swing_levels
 
 log = logging.getLogger(__name__)
-
-
-class ShockConfig(StrictModel):
-    """``[shocks]``: probabilities and sizes of surges, trips, reconnections, oscillations.
-
-    Rates are of a Poisson process per campus, in events per day; ``[low, high]`` pairs are
-    uniform ranges. Defaults and their sources: docs/campus.md.
-    """
-
-
-    surge_rate_per_day: NonNegativeFloat = 2.0
-    surge_size_frac: tuple[float, float] = (0.2, 0.5)
-    surge_hours: tuple[float, float] = (0.5, 4.0)
-    oscillation_rate_per_day: NonNegativeFloat = 3.0
-    oscillation_minutes: tuple[float, float] = (5.0, 45.0)
-    oscillation_swing_frac: tuple[float, float] = (0.3, 1.5)
-    oscillation_hz: tuple[float, float] = (0.2, 3.0)
-    disturbance_rate_per_day: NonNegativeFloat = 1.0
-    disturbance_v_pu: tuple[float, float] = (0.3, 0.9)
-    disturbance_duration_s: tuple[float, float] = (0.05, 1.0)
-    disturbance_sags: tuple[int, int] = (1, 3)
-    disturbance_spacing_s: tuple[float, float] = (5.0, 20.0)
-    reconnect_at_once_prob: float = Field(0.5, ge=0, le=1)
-
-    @field_validator("surge_size_frac", "surge_hours", "oscillation_minutes",
-                     "oscillation_swing_frac", "oscillation_hz", "disturbance_v_pu",
-                     "disturbance_duration_s", "disturbance_sags", "disturbance_spacing_s")
-    @classmethod
-    def _range(cls, v: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
-        a, b = _BOUNDS[info.field_name]
-        lo, hi = v
-        if not (a <= lo <= hi <= b):
-            raise ValueError(f"must be [low, high] with {a:g} <= low <= high <= {b:g}, "
-                             f"got [{lo}, {hi}]")
-        return v
-
-
-_BOUNDS = {
-    "surge_size_frac": (0.0, 1.0),
-    "surge_hours": (1e-3, 1e3),
-    "oscillation_minutes": (1e-3, 1e4),
-    "oscillation_swing_frac": (0.0, 10.0),
-    "oscillation_hz": (0.01, 10.0),
-    "disturbance_v_pu": (0.0, 1.2),
-    "disturbance_duration_s": (0.0, 3600.0),
-    "disturbance_sags": (1, 20),
-    "disturbance_spacing_s": (0.0, 3600.0),
-}
 
 
 def sample_rng(seed: int, sample: int, campus: int) -> np.random.Generator:
@@ -197,4 +146,4 @@ def _step_max_swing(sch: Schedule, edges: np.ndarray) -> np.ndarray:
     return swing
 
 
-__all__ = ["ShockConfig", "generate_shocks", "sample_campus_trajectories", "shock_events", "DAY_S"]
+__all__ = ["generate_shocks", "sample_campus_trajectories", "shock_events", "DAY_S"]

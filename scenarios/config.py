@@ -25,7 +25,7 @@ from models.campus import CampusConfig
 from models.errors import ScenarioError, read_user_file
 from models.fcm import TECHNOLOGIES
 from models.fcm_catalog import FCMType, Placement, default_catalog, unknown_kind
-from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = SCENARIO_DIR / "ieee33_ai_shock.toml"

@@ -6,15 +6,16 @@ of a power held over one step = P · Δt / 3600 (MWh), ``C`` = the set of steps 
 converged (``pf.converged``; all steps when the column is absent).
 
 Values that are undefined for a run (no converged step, no MILP solve, no prediction) are
-NaN in the returned dict; :func:`write_kpis` writes them as JSON ``null``.
+NaN in the returned dict; :func:`write_kpis` writes them as JSON ``null``, through
+:class:`KPIReport`, the model of ``kpis.json`` (``KPIReport.read(path)`` reads one back).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scenarios.config import Scenario
+from scenarios.json_file import JsonFile, Number, jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -295,25 +297,52 @@ def ac_validation_headline(k: dict[str, Any]) -> dict[str, Any]:
     return dict(k["ac_validation_prediction"])
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
+class ACValidation(JsonFile):
+    """``ac_validation``: the network model's voltages against OpenDSS (pu; ``null``
+    without a comparison), with whatever else the comparison reports."""
+
+    max_abs_v_error_pu: Number
+    mean_abs_v_error_pu: Number
 
 
-def write_kpis(out_dir: str | Path, kpis: dict[str, Any]) -> Path:
-    """Write ``kpis.json`` (NaN and ±inf as ``null``, strict JSON) and return its path."""
-    path = Path(out_dir) / "kpis.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(_jsonable(kpis), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+class KPIReport(JsonFile):
+    """``kpis.json`` (DESIGN.md §5): the keys every run has, typed; any other (the timing
+    split, ``campus_trip_log``, the ``--realtime`` figures) kept as given. Undefined values
+    (NaN) are written as ``null``."""
+
+    unserved_energy_mwh: Number
+    imbalance_mwh: Number
+    ramp_violation_mwh: Number
+    voltage_violation_bus_steps: int
+    thermal_violation_line_steps: int
+    v_min_pu: Number
+    v_max_pu: Number
+    max_line_loading_pct: Number
+    restoration_time_s: Number
+    fcm_operating_cost: Number
+    pf_nonconverged_steps: int
+    pf_invariant_violations: int
+    pf_recovered_steps: int
+    controller_solves: int
+    controller_fallbacks: int
+    controller_solve_s_median: Number
+    controller_solve_s_max: Number
+    ac_validation: ACValidation
+    steps: int
+    wall_s: Number
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["ac_validation"] = self.ac_validation.to_dict()  # its own keys in their order
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KPIReport:
+        obj = super().from_dict(data)
+        obj.ac_validation = ACValidation.from_dict(jsonable(data["ac_validation"]))
+        return obj
+
+
+def write_kpis(out_dir: str | Path, kpis: Mapping[str, Any]) -> Path:
+    """Write ``kpis.json`` into ``out_dir`` (:class:`KPIReport`) and return its path."""
+    return KPIReport.from_dict(kpis).write(Path(out_dir) / "kpis.json")

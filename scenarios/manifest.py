@@ -3,14 +3,12 @@
 It holds the resolved scenario (every default filled in), the seed, the versions of the
 packages that shape the numbers, the git revision of this checkout with a dirty flag, the
 platform and a UTC timestamp, plus whatever the runner adds (``extra``: wall time, timing
-split, CLI options).
+split, CLI options). :class:`Manifest` is its model: ``write(path)``, ``Manifest.read(path)``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import platform
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.config import Scenario
+from scenarios.json_file import JsonFile
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +67,24 @@ def git_revision(repo: Path = REPO) -> dict[str, Any]:
     return {"revision": rev, "dirty": dirty}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _jsonable(value.item())
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+class Manifest(JsonFile):
+    """``manifest.json`` (DESIGN.md §5): the keys every run has, typed; what the runner
+    adds (``siting_file``, ``placements``, ``schedule_mw``, ``realtime``, ``timing_s``, ...)
+    kept as given."""
+
+    scenario: dict[str, Any]
+    scenario_path: str | None
+    seed: int
+    packages: dict[str, str | None]
+    git: dict[str, Any]
+    platform: dict[str, Any]
+    timestamp_utc: str
 
 
 def build_manifest(scenario: Scenario, seed: int, extra: dict | None = None,
-                   repo: Path = REPO) -> dict[str, Any]:
-    """The manifest as a dict (see the module docstring)."""
-    return _jsonable({
+                   repo: Path = REPO) -> Manifest:
+    """The manifest (see the module docstring)."""
+    return Manifest.from_dict({
         "scenario": scenario.model_dump(mode="json"),
         "scenario_path": scenario.path,
         "seed": int(seed),
@@ -112,10 +109,4 @@ def _cpu_count() -> int | None:
 def write_manifest(out_dir: str | Path, scenario: Scenario, seed: int, extra: dict | None = None,
                    repo: Path = REPO) -> Path:
     """Write ``manifest.json`` into ``out_dir`` and return its path."""
-    path = Path(out_dir) / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(build_manifest(scenario, seed, extra, repo), indent=2,
-                              allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return build_manifest(scenario, seed, extra, repo).write(Path(out_dir) / "manifest.json")

@@ -115,11 +115,14 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.manifest import write_manifest
     from scenarios.report import write_report
-    from sim.recorder import read_timeseries
+    from controllers.ac_validation import network_model_validation
+    from scenarios.timeseries_io import read_timeseries
 
     ts = read_timeseries(tmp / "timeseries.parquet")
     extra = {**extra, "wall_s": wall_s,
-             "ac_validation_network": network_model_validation(ts, plan)}
+             "ac_validation_network": network_model_validation(
+                 ts, plan.feeder, {c.name: c.bus for c in plan.scenario.campus},
+                 {pl.label: pl.bus for pl in plan.placements}, plan.initial_grid)}
     kpis = compute_kpis(ts, plan.scenario, extra, trip_log=trip_log)
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
@@ -132,86 +135,6 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
     })
     write_report(tmp, ts, kpis, plan.scenario)
     return kpis
-
-
-def network_model_validation(ts: Any, plan: Any) -> dict[str, Any]:
-    """LinDistFlow against OpenDSS at the operating points the run visited.
-
-    For every converged step t the MILP's network model (:func:`controllers.network.
-    linear_state`, linearised and calibrated at the AC operating point OpenDSS reported for
-    step t − 1 with the loads of step t − 1, as the MPC does with ``linearize_at = "ac"``;
-    at t = 0 the plan's initial reading; ``flat_*``: lossless and uncalibrated, at the flat
-    start) is evaluated with the net injections OpenDSS was given in step t (background
-    ``s_t·p^nom``, campus and FCM ``p, q``)::
-
-        e_{b,t} = | sqrt(v^LDF_{b,t}) − |V|^OpenDSS_{b,t} |
-
-    Unlike ``ac_validation`` (the MILP's prediction, which also carries the forecast error
-    and the plant's clipping) this isolates the network model. Returns max and mean of e,
-    the 99.9 % quantile of the per-step maximum and the number of steps above 0.01 pu (a step
-    where the state jumps, e.g. a campus trip, is far from the previous step's linearisation
-    point).
-    """
-    import math
-
-    import numpy as np
-
-    from controllers.network import OperatingPoint, linear_state, load_arrays
-
-    fd = plan.feeder
-    sc = plan.scenario
-    names = fd.bus_names
-    bus_cols = [f"bus.{b}.v_pu" for b in names]
-    if "sub.load_scale" not in ts.columns or not all(c in ts.columns for c in bus_cols):
-        return {"max_abs_v_error_pu": math.nan, "mean_abs_v_error_pu": math.nan, "steps": 0}
-    v_meas = ts[bus_cols].to_numpy(float)
-    ok = np.isfinite(v_meas).all(axis=1)
-    p_nom, q_nom = load_arrays(fd)
-    scale = ts["sub.load_scale"].to_numpy(float)
-    p = np.outer(p_nom, scale)
-    q = np.outer(q_nom, scale)
-    idx = fd.bus_index
-    for c in sc.campus:
-        p[idx[c.bus.lower()]] += ts[f"dc.{c.name}.p_mw"].to_numpy(float)
-        q[idx[c.bus.lower()]] += ts[f"dc.{c.name}.q_mvar"].to_numpy(float)
-    for pl in plan.placements:
-        p[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.p_mw"].to_numpy(float)
-        q[idx[pl.bus.lower()]] -= ts[f"fcm.{pl.label}.q_mvar"].to_numpy(float)
-    lines = [br.name for br in fd.branches]
-    has_flows = all(f"branch.{n}.q_mvar" in ts.columns for n in lines)
-    if has_flows:
-        flow_p = ts[[f"branch.{n}.p_mw" for n in lines]].to_numpy(float)
-        flow_q = ts[[f"branch.{n}.q_mvar" for n in lines]].to_numpy(float)
-    errs: list[np.ndarray] = []
-    flat: list[np.ndarray] = []
-    for t in range(len(ts)):
-        if not ok[t]:
-            continue
-        if t == 0:
-            g = plan.initial_grid
-            op = OperatingPoint(g.get("bus_v_pu", {}), g.get("branch_p_mw", {}),
-                                g.get("branch_q_mvar", {}), g.get("p_load_mw", {}),
-                                g.get("q_load_mvar", {}))
-        elif ok[t - 1] and has_flows:
-            op = OperatingPoint(dict(zip(names, v_meas[t - 1])), dict(zip(lines, flow_p[t - 1])),
-                                dict(zip(lines, flow_q[t - 1])),
-                                dict(zip(names, p[:, t - 1])), dict(zip(names, q[:, t - 1])))
-        else:
-            op = None
-        v_src = v_meas[t, idx[fd.source_bus]]
-        _, _, v = linear_state(fd, p[:, t:t + 1], q[:, t:t + 1], op, v_source_sq=float(v_src) ** 2)
-        errs.append(np.abs(np.sqrt(np.maximum(v[:, 0], 0.0)) - v_meas[t]))
-        _, _, v0 = linear_state(fd, p[:, t:t + 1], q[:, t:t + 1], None, v_source_sq=float(v_src) ** 2)
-        flat.append(np.abs(np.sqrt(np.maximum(v0[:, 0], 0.0)) - v_meas[t]))
-    if not errs:
-        return {"max_abs_v_error_pu": math.nan, "mean_abs_v_error_pu": math.nan, "steps": 0}
-    e, f = np.concatenate(errs), np.concatenate(flat)
-    per_step = np.array([x.max() for x in errs])
-    return {"max_abs_v_error_pu": float(e.max()), "mean_abs_v_error_pu": float(e.mean()),
-            "p999_step_max_abs_v_error_pu": float(np.quantile(per_step, 0.999)),
-            "steps_above_0_01_pu": int((per_step > 0.01).sum()),
-            "steps": len(errs), "linearize_at": "previous step's OpenDSS operating point",
-            "flat_max_abs_v_error_pu": float(f.max()), "flat_mean_abs_v_error_pu": float(f.mean())}
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

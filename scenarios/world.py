@@ -4,7 +4,8 @@ Two steps, so that every bad input is found before anything is written or starte
 
 1. :func:`plan_world` checks what the scenario refers to against the real feeder (campus
    and FCM buses, a siting file made for this feeder, unique labels) and computes the
-   day-ahead schedule. Problems raise :class:`~models.errors.ScenarioError`.
+   day-ahead schedule (:mod:`models.day_ahead`: the campuses' expected draw and the
+   base-case losses). Problems raise :class:`~models.errors.ScenarioError`.
 2. :func:`build_world` starts the simulators and connects them (docs/cosim.md §2)::
 
        Input(background s(t)) ──load_scale──► Grid
@@ -25,7 +26,6 @@ Two steps, so that every bad input is found before anything is written or starte
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any, Callable
 import mosaik
 import numpy as np
 
+from models.day_ahead import BaseCase, expected_campus_mw
 from models.errors import ScenarioError
 from models.fcm_catalog import Placement
 from models.network import FeederData
@@ -58,8 +59,6 @@ COLUMN_RULES = {
     "v_min_pu": "sub.v_min_pu", "v_max_pu": "sub.v_max_pu", "p_sched_mw": "sub.p_sched_mw",
     "load_scale": "sub.load_scale",
 }
-#: Entropy word of the random stream of the day-ahead campus estimate (see expected_campus_mw).
-_SCHEDULE_STREAM = 0x5C4ED
 
 
 @dataclass(frozen=True)
@@ -141,22 +140,16 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
         labels.add(pl.label)
     grid, sim = scenario.grid, scenario.simulation
     nb = n_blocks(sim.hours, grid.schedule_interval_s)
-    campus_expected = {c.name: expected_campus_mw(c, scenario, nb) for c in scenario.campus}
+    campus_expected = {c.name: expected_campus_mw(c, scenario.seed, sim.start_hour * 3600.0,
+                                                  grid.schedule_interval_s, nb)
+                       for c in scenario.campus}
     total = np.sum(list(campus_expected.values()), axis=0)
-    solve_at = _base_case(dss_feeder, scenario, campus_expected)
-    cache: dict[tuple[float, float], float] = {}
-
-    def losses(load_scale: float, campus_total: float) -> float:
-        key = (round(load_scale, 9), round(campus_total, 9))
-        if key not in cache:
-            cache[key] = float(solve_at(load_scale, campus_total).losses_mw)
-        return cache[key]
-
+    base = BaseCase(dss_feeder, scenario.campus, campus_expected, src)
     schedule = day_ahead_schedule(
-        sim.hours, grid.schedule_interval_s, feeder.total_load_mw, total, losses,
+        sim.hours, grid.schedule_interval_s, feeder.total_load_mw, total, base.losses_mw,
         sim.start_hour, grid.background_load_scale,
     )
-    initial = _initial_reading(dss_feeder, solve_at(
+    initial = _initial_reading(dss_feeder, base.solve(
         float(background_shape(0.0, sim.start_hour, grid.background_load_scale)), float(total[0])))
     return WorldPlan(scenario, feeder, tuple(placements), tuple(float(x) for x in schedule),
                      {k: float(np.mean(v)) for k, v in campus_expected.items()},
@@ -208,80 +201,6 @@ def _initial_reading(feeder: Any, res: Any) -> dict[str, Any]:
         "branch_p_mw": dict(zip(res.branch_names, res.branch_p_mw.tolist())),
         "branch_q_mvar": dict(zip(res.branch_names, res.branch_q_mvar.tolist())),
     }
-
-
-def expected_campus_mw(campus: Any, scenario: Scenario, blocks: int, samples: int = 8) -> np.ndarray:
-    """Day-ahead expected grid draw of one campus per schedule block (MW).
-
-    The campus operator's estimate: the mean over ``samples`` no-shock days of the campus
-    model (jobs, inference, facility; no surges, oscillation episodes, disturbances or
-    trips), each with its own random stream derived from the scenario seed (never the
-    stream the run itself uses), evaluated in closed form per 300-s sub-step
-    (:func:`models.campus.step_means`) and averaged per block.
-    """
-    from models.campus import Schedule, step_means
-
-    interval = scenario.grid.schedule_interval_s
-    start_s = scenario.simulation.start_hour * 3600.0
-    sub = 300.0 if interval % 300 == 0 else float(interval)
-    per_block = int(round(interval / sub))
-    edges = start_s + sub * np.arange(blocks * per_block + 1)
-    seeds = np.random.SeedSequence([scenario.seed, _SCHEDULE_STREAM]).spawn(samples)
-    acc = np.zeros(blocks * per_block)
-    for ss in seeds:
-        sch = Schedule(campus, np.random.default_rng(ss), start_s, None)
-        sch.run_until(float(edges[-1]))
-        acc += step_means(edges, sch.job_arrays(), sch.trip_arrays(), campus)["p_mw"]
-    return (acc / samples).reshape(blocks, per_block).mean(axis=1)
-
-
-def _base_case(feeder: Any, scenario: Scenario, campus_mw: dict[str, np.ndarray]):
-    """A function ``(load_scale, campus_total_mw) -> PowerFlowResult``: OpenDSS snapshots of
-    ``feeder`` (a :class:`models.feeder.DSSFeeder`) with the campuses sharing
-    ``campus_total_mw`` in proportion to their expected draw, at their power factor, at their
-    buses; FCMs idle. A base case that does not converge (after :meth:`DSSFeeder.solve`'s
-    recovery) is bad input; the message gives OpenDSS's reason."""
-    means = {c.name: float(np.mean(campus_mw[c.name])) for c in scenario.campus}
-    total = sum(means.values()) or 1.0
-    share_by_bus: dict[str, tuple[float, float]] = {}
-    for c in scenario.campus:
-        share = means[c.name] / total
-        tan_phi = math.sqrt(1.0 / c.power_factor ** 2 - 1.0)
-        old = share_by_bus.get(c.bus, (0.0, 0.0))
-        share_by_bus[c.bus] = (old[0] + share, old[1] + share * tan_phi)
-    names = {bus: f"sched{i}" for i, bus in enumerate(share_by_bus)}
-    for bus, name in names.items():
-        feeder.add_injection(name, bus, 0.0, 0.0)
-
-    def solve_at(load_scale: float, campus_total: float) -> Any:
-        feeder.set_load_scale(load_scale)
-        for bus, (sp, sq) in share_by_bus.items():
-            feeder.set_injection(names[bus], sp * campus_total, sq * campus_total)
-        res = feeder.solve()
-        if not res.converged:
-            raise ScenarioError(scenario_source(scenario), _base_case_field(res),
-                                f"the base case at load scale {load_scale:.3f} with "
-                                f"{campus_total:.4g} MW of campus load fails in OpenDSS "
-                                f"({res.status}: {res.cause}); {_base_case_hint(res)}")
-        return res
-
-    return solve_at
-
-
-def _base_case_field(res: Any) -> str:
-    """The scenario field a failed base case points at: the feeder model when OpenDSS's
-    controls or an invariant fail, the load when the flow diverges."""
-    return "grid.background_load_scale" if res.status == "diverged" else "feeder.source"
-
-
-def _base_case_hint(res: Any) -> str:
-    if res.status == "diverged":
-        return ("lower the background load or the campus size, or allow more iterations "
-                "('set maxiterations=N' in feeder.extra_commands)")
-    if res.status == "aborted":
-        return ("check the model's regulator and capacitor controls, or allow more control "
-                "iterations ('set maxcontroliter=N' in feeder.extra_commands)")
-    return "the model and the injections disagree; see docs/feeders.md, 'When a solve fails'"
 
 
 def _allowed_buses(feeder: FeederData) -> str:

@@ -22,7 +22,8 @@ power flow and caches the result; ``get_data`` only reads the cache.
   dicts ``bus_v_pu`` (bus -> pu), ``line_loading_pct``, ``line_p_mw``, ``line_q_mvar``
   (OpenDSS line -> value) and ``branch_p_mw``, ``branch_q_mvar``, ``branch_loading_pct``
   (``FeederData`` branch name -> value, for the controllers' network model).
-  ``load_scale`` and ``v_source_pu`` read back the values applied.
+  ``load_scale`` and ``v_source_pu`` read back the values applied. The outputs by name are
+  :func:`models.grid_outputs.grid_value`'s.
 
 A step whose power flow does not converge, or whose result breaks an invariant (the
 injections at their set-points, the power balance), publishes ``converged = False`` and NaN
@@ -47,15 +48,10 @@ from mosaik_api_v3.types import (
 )
 
 from models.feeder import DSSFeeder, PowerFlowResult
+from models.grid_outputs import GRID_DICTS, GRID_SCALARS, grid_value, injection_name
 
 logger = logging.getLogger(__name__)
 
-GRID_SCALARS = (
-    "converged", "sub_p_mw", "sub_q_mvar", "losses_mw", "losses_mvar", "total_load_mw",
-    "v_min_pu", "v_min_bus", "v_max_pu", "pf_status", "pf_recovery",
-)
-GRID_DICTS = ("bus_v_pu", "line_loading_pct", "line_p_mw", "line_q_mvar",
-              "branch_p_mw", "branch_q_mvar", "branch_loading_pct")
 GRID_INPUTS = ("v_source_pu", "load_scale")
 INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu")
 
@@ -64,16 +60,8 @@ META: Meta = {
     "type": "time-based",
     "extra_methods": ["timing"],
     "models": {
-        "Grid": {
-            "public": True,
-            "params": [],
-            "attrs": [*GRID_SCALARS, *GRID_DICTS, *GRID_INPUTS],
-        },
-        "Injection": {
-            "public": True,
-            "params": ["bus"],
-            "attrs": list(INJECTION_ATTRS),
-        },
+        "Grid": {"public": True, "params": [], "attrs": [*GRID_SCALARS, *GRID_DICTS, *GRID_INPUTS]},
+        "Injection": {"public": True, "params": ["bus"], "attrs": list(INJECTION_ATTRS)},
     },
 }
 
@@ -124,10 +112,7 @@ class FeederSim(mosaik_api_v3.Simulator):
         bus = str(params["bus"]).lower()
         out: list[CreateResult] = []
         for _ in range(num):
-            eid = f"inj_{bus}"
-            k = 1
-            while eid in self.injection_bus:
-                eid, k = f"inj_{bus}_{k}", k + 1
+            eid = injection_name(bus, self.injection_bus)
             self.feeder.add_injection(eid, bus)
             self.injection_bus[eid] = bus
             out.append({"eid": eid, "type": model})
@@ -164,6 +149,14 @@ class FeederSim(mosaik_api_v3.Simulator):
         """Wall time spent in ``step()`` (applying injections and the power flow), seconds."""
         return {"powerflow_s": self.busy_s}
 
+    def _grid_value(self, res: PowerFlowResult, attr: str) -> Any:
+        """A Grid output; ``load_scale`` and ``v_source_pu`` read back what was applied."""
+        if attr == "load_scale":
+            return self.feeder.load_scale  # type: ignore[union-attr]
+        if attr == "v_source_pu":
+            return self.feeder.source_voltage_pu  # type: ignore[union-attr]
+        return grid_value(res, attr)
+
     def get_data(self, outputs: OutputRequest) -> OutputData:
         res = self.result
         data: OutputData = {}
@@ -171,49 +164,22 @@ class FeederSim(mosaik_api_v3.Simulator):
             return data
         for eid, attrs in outputs.items():
             if eid == GRID_EID:  # mosaik lists an attribute once per consumer: build it once
-                data[eid] = {attr: _grid_value(res, attr, self.feeder) for attr in dict.fromkeys(attrs)}
+                data[eid] = {attr: self._grid_value(res, attr) for attr in dict.fromkeys(attrs)}
                 continue
-            values: dict[str, Any] = {}
             p_mw, q_mvar = self.feeder.injections[eid]  # type: ignore[union-attr]
+            values = {"p_mw": p_mw, "q_mvar": q_mvar}
             for attr in attrs:
                 if attr == "v_pu":
                     values[attr] = float(res.bus_v_pu[self._bus_pos[self.injection_bus[eid]]])
-                elif attr == "p_mw":
-                    values[attr] = p_mw
-                elif attr == "q_mvar":
-                    values[attr] = q_mvar
-                else:
+                elif attr not in values:
                     raise ValueError(f"Injection has no output {attr!r}")
+            values = {attr: values[attr] for attr in attrs}
             data[eid] = values
         return data
 
 
 def _sum(values: dict[str, Any] | None) -> float:
     return float(sum(values.values())) if values else 0.0
-
-
-def _grid_value(res: PowerFlowResult, attr: str, feeder: DSSFeeder | None) -> Any:
-    if attr == "load_scale" and feeder is not None:
-        return feeder.load_scale
-    if attr == "v_source_pu" and feeder is not None:
-        return feeder.source_voltage_pu
-    if attr == "converged":
-        return bool(res.converged)
-    if attr == "v_min_bus":
-        return res.v_min_bus
-    if attr == "pf_status":
-        return res.status
-    if attr == "pf_recovery":
-        return res.recovery
-    if attr in GRID_SCALARS:
-        return float(getattr(res, attr))
-    if attr == "bus_v_pu":
-        return dict(zip(res.bus_names, res.bus_v_pu.tolist()))
-    if attr in ("line_loading_pct", "line_p_mw", "line_q_mvar"):
-        return dict(zip(res.line_names, getattr(res, attr).tolist()))
-    if attr in ("branch_p_mw", "branch_q_mvar", "branch_loading_pct"):
-        return dict(zip(res.branch_names, getattr(res, attr).tolist()))
-    raise ValueError(f"Grid has no output {attr!r}")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.campus import Campus, CampusConfig, square_integral, swing_levels
-from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 
 def quiet(**over) -> CampusConfig:

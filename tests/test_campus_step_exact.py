@@ -33,7 +33,7 @@ from models.campus import (
     square_integral,
     swing_levels,
 )
-from models.shocks import ShockConfig
+from models.shock_config import ShockConfig
 
 
 def reference_step(c: Campus, t_s: float, v_poi_pu: float | None) -> CampusOutput:

@@ -11,7 +11,7 @@ from scenarios.config import DEFAULT_SCENARIO, load_scenario
 from scenarios.feeder import open_scenario_feeder
 from scenarios.world import build_world, plan_world
 from sim.controller_sim import CONTROLLER_OUTPUTS, META, ControllerSim
-from sim.recorder import read_timeseries
+from scenarios.timeseries_io import read_timeseries
 
 
 class Recording:

@@ -16,7 +16,8 @@ from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, Outpu
 
 from models.campus import Campus, CampusConfig, ride_through_violated
 from _mosaik_helpers import RECEIVED
-from sim.datacenter_sim import META, OUTPUTS, DataCenterSim, campus_rng
+from models.campus_fleet import campus_rng
+from sim.datacenter_sim import META, OUTPUTS, DataCenterSim
 
 STEP_S = 60
 STEPS = 20
@@ -147,7 +148,7 @@ def test_every_meta_attribute_is_a_real_output():
         else:
             assert math.isfinite(value), a
     assert data["v_poi_pu"] == 0.99
-    assert sim.start_s == 6 * 3600.0 and sim.shocks is not None
+    assert sim.fleet.start_s == 6 * 3600.0 and sim.fleet.shocks is not None
     assert set(sim.timing()) == {"dc_s"}
 
 
@@ -168,7 +169,7 @@ def test_trip_log_is_on_the_run_clock():
     # the tap was set on the 1.0-pu reading: the sudden sag reaches the UPS uncompensated
     assert trip == {"time_s": 2.0 * STEP_S, "cause": "voltage", "v_pu": pytest.approx(0.6),
                     "duration_s": float(STEP_S), "reconnect_s": 2.0 * STEP_S + 600.0, "ramp_s": 0.0}
-    assert sim.campuses[eid].trips[0].t_s == 6 * 3600.0 + 2 * STEP_S
+    assert sim.fleet.campuses[eid].trips[0].t_s == 6 * 3600.0 + 2 * STEP_S
     assert json.loads(json.dumps(sim.trips())) == sim.trips()
 
 
@@ -185,7 +186,7 @@ def test_forecast_is_computed_on_request_once_per_step():
     (ent,) = sim.create(1, "Campus", config=CAMPUS.model_dump(mode="json"))
     eid = ent["eid"]
     calls = []
-    campus = sim.campuses[eid]
+    campus = sim.fleet.campuses[eid]
     real = campus.forecast
     campus.forecast = lambda *a: calls.append(a) or real(*a)  # type: ignore[method-assign]
     twin = Campus(CAMPUS, STEP_S, campus_rng(3, 0), 6 * 3600.0)
@@ -208,7 +209,7 @@ def test_next_step_forecast_is_the_operators_mean_over_the_coming_step():
     (ent,) = sim.create(1, "Campus", config=CAMPUS.model_dump(mode="json"))
     eid = ent["eid"]
     twin = Campus(CAMPUS, STEP_S, campus_rng(3, 0), 0.0)
-    sim.campuses[eid].schedule.trip(90.0, "test", 0.3, 0.1)
+    sim.fleet.campuses[eid].schedule.trip(90.0, "test", 0.3, 0.1)
     twin.schedule.trip(90.0, "test", 0.3, 0.1)
     back = 90.0 + CAMPUS.reconnect_delay_s
     seen = []

@@ -11,10 +11,10 @@ import pytest
 
 from controllers.network import base_operating_point, linear_state, load_arrays
 from models.feeder import DSSFeeder
-from scenarios.validation import campus_buses, snapshot_accuracy
+from controllers.ac_validation import campus_buses, snapshot_accuracy
 
 FEEDERS = {
-    # name: master, extra commands, campus buses (None: scenarios.validation.campus_buses),
+    # name: master, extra commands, campus buses (None: controllers.ac_validation.campus_buses),
     # largest |V| error (pu) of the calibrated model with the controls frozen, measured
     # 2026-12-03 (docs/feeders.md) with a margin
     "ieee13": ("ieee13/IEEE13Nodeckt.dss", [], None, 0.003),

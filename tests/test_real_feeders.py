@@ -23,7 +23,7 @@ import pytest
 
 from scenarios.config import validate_scenario
 from scenarios.runner import run_scenario
-from sim.recorder import read_timeseries
+from scenarios.timeseries_io import read_timeseries
 
 STEPS = 10
 

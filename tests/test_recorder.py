@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sim.recorder import ColumnNamer, consolidate, parts_dir, read_timeseries
+from scenarios.timeseries_io import ColumnNamer, consolidate, parts_dir, read_timeseries
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_S = 60
@@ -204,7 +204,7 @@ def test_killed_process_keeps_the_flushed_rows(tmp_path: Path) -> None:
 
 def test_segment_writer_types_and_missing_values(tmp_path: Path, caplog) -> None:
     """Types are fixed from the first non-missing value; misfits become missing."""
-    from sim.recorder import SegmentWriter
+    from scenarios.timeseries_io import SegmentWriter
 
     out = tmp_path / "ts.parquet"
     w = SegmentWriter(out, flush_every=2)
@@ -251,7 +251,7 @@ def test_dict_inputs_whose_keys_change_order_or_set_keep_their_columns() -> None
 def test_segment_columns_with_rows_that_lack_some(tmp_path: Path) -> None:
     """A segment built from rows with different column sets: each cell where its row has it,
     missing elsewhere (the writer's fast gather falls back per row)."""
-    from sim.recorder import SegmentWriter
+    from scenarios.timeseries_io import SegmentWriter
 
     w = SegmentWriter(tmp_path / "t.parquet", flush_every=10)
     rows = [{"a": 1.0, "b": True}, {"a": 2.0}, {"b": False, "c": "x"}, {"a": 4.0, "b": True, "c": "y"}]

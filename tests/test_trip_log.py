@@ -18,7 +18,7 @@ import pytest
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
 from scenarios.report import _clock
 from scenarios.runner import run_scenario
-from sim.recorder import read_timeseries
+from scenarios.timeseries_io import read_timeseries
 
 START_HOUR = 14.0
 FIELDS = {"campus", "time_s", "cause", "v_pu", "duration_s", "reconnect_s", "ramp_s"}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controllers.ac_validation import network_model_validation
 from models.errors import ScenarioError
 from models.schedule import background_shape
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
-from scenarios.runner import network_model_validation
+from scenarios.timeseries_io import read_timeseries
 from scenarios.world import build_world, plan_world
-from sim.recorder import read_timeseries
 
 STEPS = 6
 
@@ -128,7 +128,8 @@ def test_ac_validation_on_ieee33(run):
     against OpenDSS at the operating points of the run: below 0.01 pu (acceptance), and
     better than the lossless flat-start model."""
     _, plan, _, _, ts = run
-    res = network_model_validation(ts, plan)
+    res = network_model_validation(ts, plan.feeder, {c.name: c.bus for c in plan.scenario.campus},
+                                   {pl.label: pl.bus for pl in plan.placements}, plan.initial_grid)
     assert res["steps"] == len(ts)
     assert res["max_abs_v_error_pu"] < 0.01
     assert res["max_abs_v_error_pu"] < res["flat_max_abs_v_error_pu"]

@@ -15,7 +15,7 @@ import pytest
 from models.schedule import background_shape
 from scenarios.config import DEFAULT_SCENARIO, load_scenario
 from scenarios.world import build_world, campus_reads, plan_world
-from sim.recorder import read_timeseries
+from scenarios.timeseries_io import read_timeseries
 
 
 def _world(kind: str, tmp_path, steps: int = 4):
