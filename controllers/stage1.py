@@ -440,6 +440,7 @@ def build_problem(
     scenario: Any,
     feeder: FeederData,
     trajectories: np.ndarray,
+    network_form: str = "compact",
 ) -> tuple[TwoStageProblem, list[Candidate], RiskSpec]:
     """The Stage-I problem of a validated scenario on ``feeder`` with sampled campus draws
     ``trajectories`` (N, campuses, T) in MW at the siting step ``siting.step_s``.
@@ -447,7 +448,9 @@ def build_problem(
     ``feeder`` is the scenario's one compiled feeder (:func:`scenarios.feeder.
     open_scenario_feeder`): the network is calibrated at its AC base case, the source held
     at the base case's source-bus voltage (the scenario's ``grid.v_source_pu``), and load is
-    shed only when ``siting.allow_shedding`` says so (the plant cannot shed)."""
+    shed only when ``siting.allow_shedding`` says so (the plant cannot shed). ``network_form``
+    is the horizon problem's (``"compact"``, as Stage II; ``"branch"``, the same model with
+    flow variables, always when shedding is allowed)."""
     src = scenario.path or "scenario"
     siting: SitingConfig = scenario.siting
     catalog = scenario.fcm.catalog
@@ -463,7 +466,7 @@ def build_problem(
     v_source = op.v_pu[feeder.source_bus] if op is not None else feeder.v_source_pu
     params = replace(MPCParams.from_scenario(scenario), horizon_step_s=float(siting.step_s),
                      v_source_pu=float(v_source), allow_shedding=siting.allow_shedding,
-                     screen_load_factor=None)
+                     screen_load_factor=None, network_form=network_form)
     recourse = FeederRecourse(
         feeder, candidates, trajectories, campuses, params,
         background_scale=scenario.grid.background_load_scale, operating_point=op,

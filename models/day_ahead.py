@@ -23,7 +23,6 @@ expected mean draw, at their power factor (``Q = P tan φ``), FCMs idle; its los
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,9 +64,8 @@ def campus_shares(campuses: Sequence[CampusConfig], campus_mw: Mapping[str, np.n
     shares: dict[str, tuple[float, float]] = {}
     for c in campuses:
         share = means[c.name] / total
-        tan_phi = math.sqrt(1.0 / c.power_factor ** 2 - 1.0)
         old = shares.get(c.bus, (0.0, 0.0))
-        shares[c.bus] = (old[0] + share, old[1] + share * tan_phi)
+        shares[c.bus] = (old[0] + share, old[1] + share * c.tan_phi)
     return shares
 
 

@@ -128,7 +128,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"StorageType", "GeneratorType", "DRType", "storage", "generator", "dr"}:
+        elif part in TECHNOLOGIES or part in {t.catalog_type.__name__ for t in TECHNOLOGIES.values()}:
             continue  # discriminated-union tags add noise to the path
         else:
             out += ("." if out else "") + str(part)

@@ -180,3 +180,28 @@ def test_the_gw_scenario_plans_and_its_balance_mismatch_is_the_tolerance():
         p = np.asarray(feeder._dss.Circuit.AllElementLosses())[0::2]
         mismatch.append(abs(p.sum()) / np.abs(p).sum())
     assert mismatch[0] < 1e-4 and mismatch[1] < mismatch[0] / 10
+
+
+def test_gw_injections_match_their_set_points_to_the_convergence_tolerance():
+    # a 1 GW campus and a battery from −165 to +165 MW at bus 33 (GW scenario): every solve
+    # passes; each injection's power is off its set-point by less than the solve's
+    # tolerance (1e-4) and the error shrinks with it, so it is convergence, not a modelling
+    # error. (A run of the GW day once met 1.04e-4, beyond the 1e-4 tolerance of old.)
+    from models.feeder import INJECTION_TOL
+
+    feeder = DSSFeeder.open("ieee33", scale=330.0)
+    feeder.set_load_scale(0.94)
+    feeder.add_injection("campus", "3", 782.8, 782.8 * 0.2031)
+    feeder.add_injection("bess", "33", 0.0, 0.0)
+    worst = {}
+    for tol in (1e-4, 1e-7):
+        feeder._dss.Solution.Convergence(tol)
+        worst[tol] = 0.0
+        for p_mw in np.linspace(-165.0, 165.0, 12):
+            feeder.set_injection("bess", float(p_mw), 0.0)
+            res = feeder.solve()
+            assert res.status == "ok", res.violations
+            feeder._dss.Loads.Name("inj_bess")
+            got_kw = sum(feeder._dss.CktElement.Powers()[0::2][:3])  # its three phases
+            worst[tol] = max(worst[tol], abs(abs(got_kw) - abs(p_mw) * 1e3) / (abs(p_mw) * 1e3))
+    assert worst[1e-4] < 1e-4 < INJECTION_TOL and worst[1e-7] < worst[1e-4] / 10
