@@ -43,7 +43,7 @@ from controllers.decomposition import (
 from controllers.horizon import CampusSite, HorizonProblem, MPCParams, Unit
 from controllers.network import OperatingPoint, base_operating_point, load_arrays
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
-from models.errors import ScenarioError, read_user_file
+from models.errors import ScenarioError, format_loc, parse_user_file
 from models.fcm import technology_of
 from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
@@ -362,11 +362,8 @@ class SitingResult(BaseModel):
         """Read a ``siting.json``; :class:`ScenarioError` naming the file and the field when it
         is missing, not JSON, or a field is not what is allowed."""
         p = Path(path)
-        text = read_user_file(p, "the siting.json written by `run_cosim.py site`")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(p, "", f"not valid JSON ({exc})") from None
+        data = parse_user_file(p, "the siting.json written by `run_cosim.py site`", json.loads,
+                               "JSON")
         if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
             raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "
                                 "{kind, bus, p_mw, e_mwh}")
@@ -374,8 +371,7 @@ class SitingResult(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in err["loc"])
-            where = where.replace(".[", "[")
+            where = format_loc(err["loc"])
             allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if where.startswith("placements")
                        else "what `run_cosim.py site` writes")
             raise ScenarioError(p, where, f"{err['msg']} (got {err.get('input')!r}); "

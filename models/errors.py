@@ -8,7 +8,9 @@ stderr. Any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class ScenarioError(Exception):
@@ -56,3 +58,26 @@ def read_user_file(path: str | Path, expected: str) -> str:
         raise ScenarioError(p, "", f"not a UTF-8 text file; give {expected}") from None
     except OSError as exc:
         raise ScenarioError(p, "", f"cannot read file ({exc.strerror}); give {expected}") from None
+
+
+def parse_user_file(path: str | Path, expected: str, parse: Callable[[str], Any],
+                    fmt: str) -> Any:
+    """:func:`read_user_file`, then ``parse`` (e.g. ``json.loads``, ``tomllib.loads``); a
+    parse error is one :class:`ScenarioError` line "not valid ``fmt`` (…)"."""
+    text = read_user_file(path, expected)
+    try:
+        return parse(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are
+        raise ScenarioError(Path(path), "", f"not valid {fmt} ({exc})") from None
+
+
+def format_loc(loc: Sequence[Any], skip: Collection[str] = ()) -> str:
+    """A pydantic error location as a field path, ``a.b[2].c``; parts in ``skip`` (e.g. the
+    tags of a discriminated union) are left out."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in skip:
+            out += ("." if out else "") + str(part)
+    return out

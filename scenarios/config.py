@@ -22,7 +22,7 @@ from models.schema import StrictModel
 
 from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
-from models.errors import ScenarioError, read_user_file
+from models.errors import ScenarioError, format_loc, parse_user_file
 from models.fcm import TECHNOLOGIES
 from models.fcm_catalog import FCMType, Placement, default_catalog, unknown_kind
 from models.shock_config import ShockConfig
@@ -124,15 +124,9 @@ class Scenario(StrictModel):
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in TECHNOLOGIES or part in {t.catalog_type.__name__ for t in TECHNOLOGIES.values()}:
-            continue  # discriminated-union tags add noise to the path
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    # the technologies' names and models are discriminated-union tags: noise in the path
+    tags = {*TECHNOLOGIES, *(t.catalog_type.__name__ for t in TECHNOLOGIES.values())}
+    return format_loc(loc, tags)
 
 
 def validate_scenario(data: dict[str, Any], source: str | Path) -> Scenario:
@@ -189,9 +183,6 @@ def _model_in(ann: Any) -> Any:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario TOML file."""
     p = Path(path)
-    text = read_user_file(p, "a scenario .toml file, e.g. scenarios/ieee33_ai_shock.toml")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(p, "", f"not valid TOML ({exc})") from None
+    data = parse_user_file(p, "a scenario .toml file, e.g. scenarios/ieee33_ai_shock.toml",
+                           tomllib.loads, "TOML")
     return validate_scenario(data, p)

@@ -272,6 +272,11 @@ def test_load_siting_refuses_bad_files(tmp_path):
         load_siting(write(placements=[{"kind": "gen", "bus": "2", "p_mw": 0.5}]), fd, CATALOG)
     with pytest.raises(ScenarioError, match=r"placements\[0\]"):
         load_siting(write(placements=[{"kind": "dr", "bus": "2", "p_mw": -1}]), fd, CATALOG)
+    # a field of the wrong type is named with what it got, never a traceback
+    with pytest.raises(ScenarioError, match=r"feeder.buses.*33.7"):
+        load_siting(write(feeder={"source": "two_bus", "scale": 1.0, "buses": 33.7}), fd, CATALOG)
+    with pytest.raises(ScenarioError, match=r"feeder.scale.*'big'"):
+        load_siting(write(feeder={"source": "two_bus", "scale": "big", "buses": 2}), fd, CATALOG)
 
 
 def test_benders_with_milp_recourse_is_bad_input(tmp_path):
