@@ -3,6 +3,7 @@
 
     python benchmarks/bench_stage1.py [--sizes 10 50 200] [--step-s 600] [--hours 2]
                                       [--time-limit 300] [--extensive-max 50]
+                                      [--network-form branch|compact]
 
 Setup (printed with the table): the shipped scenario ``scenarios/ieee33_ai_shock.toml``
 (campus at bus 18, 5 candidate buses × 4 FCM kinds = 20 candidates, Wasserstein θ = 0.05,
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=300.0)
     ap.add_argument("--extensive-max", type=int, default=50)
     ap.add_argument("--gap", type=float, default=0.01)
+    ap.add_argument("--network-form", choices=["branch", "compact"], default=None,
+                    help="the recourse's network form (default: what site() uses)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -63,7 +66,8 @@ def main() -> None:
         sc = base.with_overrides(siting={"scenarios": n, "step_s": args.step_s,
                                          "horizon_hours": args.hours})
         xi = sample_campus_trajectories(sc, n, sc.seed, step_s=args.step_s, hours=args.hours)
-        problem, _, _ = build_problem(sc, feeder, xi)
+        problem, _, _ = (build_problem(sc, feeder, xi) if args.network_form is None
+                         else build_problem(sc, feeder, xi, network_form=args.network_form))
         size = n * recourse_size(problem)
         ext_s = None
         runs = []

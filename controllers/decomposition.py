@@ -244,9 +244,10 @@ class _IncrementalSolver:
     that never change). Here the first solve loads the model as usual; afterwards the
     automatic update is switched off and only the coefficients/bounds of constraints that
     contain a parameter whose value changed are pushed to HiGHS (appsi's per-constraint
-    update helpers). A changed parameter outside any constraint (objective, variable bound)
-    falls back to appsi's full update for that solve. The LP keeps its basis between
-    solves, so HiGHS warm-starts.
+    update helpers). A changed parameter in the objective falls back to appsi's full update
+    for that solve; one in neither a constraint nor the objective is not the solver's
+    business (variable bounds must not hold mutable parameters). The LP keeps its basis
+    between solves, so HiGHS warm-starts.
     """
 
     _FLAGS = ("check_for_new_or_removed_constraints", "check_for_new_or_removed_vars",
@@ -261,6 +262,7 @@ class _IncrementalSolver:
                        if p.parent_component().mutable]
         self.last: dict[int, float] | None = None
         self.by_param: dict[int, list[Any]] | None = None
+        self.in_objective: set[int] = set()
 
     def _snapshot(self) -> dict[int, float]:
         return {id(p): p.value for p in self.params}
@@ -281,13 +283,18 @@ class _IncrementalSolver:
                 for pid in found:
                     by_param.setdefault(pid, []).append(helper)
         self.by_param = by_param
+        # a parameter in no constraint still matters in the objective; one in neither (a
+        # base value the compact network keeps for its own bookkeeping) does not reach HiGHS
+        self.in_objective = {id(p) for obj in self.model.component_data_objects(
+            pyo.Objective, active=True, descend_into=True) for p in identify_mutable_parameters(obj.expr)}
         for flag in self._FLAGS:
             setattr(self.solver.update_config, flag, False)
 
     def solve(self) -> Any:
         now = self._snapshot()
         if self.last is not None and self.by_param is not None:
-            changed = [k for k, v in now.items() if self.last[k] != v]
+            changed = [k for k, v in now.items() if self.last[k] != v
+                       and (k in self.by_param or k in self.in_objective)]
             if all(k in self.by_param for k in changed):
                 todo = {id(h): h for k in changed for h in self.by_param[k]}
                 for helper in todo.values():

@@ -249,6 +249,7 @@ class HorizonProblem:
                  peak_load_mva: Mapping[str, float] | None = None) -> None:
         self.blk, self.feeder, self.params = blk, feeder, params
         self.units = list(units)
+        self._unit = {u.label: u for u in self.units}
         self.operating_point = operating_point
         self._op: OperatingPoint | None = operating_point
         self._v_source_sq = params.v_source_pu ** 2
@@ -420,7 +421,7 @@ class HorizonProblem:
 
     def set_unit_state(self, label: str, state: Any) -> None:
         """A unit's measured state (an :class:`controllers.interface.FCMState`)."""
-        u = next(u for u in self.units if u.label == label)
+        u = self._unit[label]
         u.technology.set_state(self.blk.fcm[label], u.tech, state, self.params.horizon_step_s)
 
     def set_offline(self, offline: Sequence[float]) -> None:

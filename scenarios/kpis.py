@@ -22,14 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from controllers.horizon import IMPORT_BAND_FRAC  # the MILP's restoration term uses the same
 from scenarios.config import Scenario
 from scenarios.json_file import JsonFile, Number, jsonable
 
 logger = logging.getLogger(__name__)
 
-#: Default band around the schedule inside which the import counts as normal, as a fraction
-#: of the peak schedule (docs/kpis.md, "Restoration time").
-IMPORT_BAND_FRAC = 0.05
 
 #: A campus demand/draw gap below this (MW) is round-off, not unserved load.
 GAP_TOL_MW = 1e-6
