@@ -432,17 +432,11 @@ def integer_recourse(sol: TwoStageSolution, problem: TwoStageProblem,
                            solve_s=time.perf_counter() - t0)
 
 
-#: The recourse's network form by how it is priced (measured, BENCHMARKS.md "One
-#: optimization core"): the same model either way, but the LP relaxation solves faster with
-#: branch flows (Benders 2.3×), the MILP with the compact form (6× for the re-evaluation).
-NETWORK_FORM = {"lp": "branch", "milp": "compact"}
-
-
 def build_problem(
     scenario: Any,
     feeder: FeederData,
     trajectories: np.ndarray,
-    network_form: str | None = None,
+    network_form: str = "compact",
 ) -> tuple[TwoStageProblem, list[Candidate], RiskSpec]:
     """The Stage-I problem of a validated scenario on ``feeder`` with sampled campus draws
     ``trajectories`` (N, campuses, T) in MW at the siting step ``siting.step_s``.
@@ -451,9 +445,11 @@ def build_problem(
     open_scenario_feeder`): the network is calibrated at its AC base case, the source held
     at the base case's source-bus voltage (the scenario's ``grid.v_source_pu``), and load is
     shed only when ``siting.allow_shedding`` says so (the plant cannot shed). ``network_form``
-    is the horizon problem's: ``"compact"`` (Stage II's) or ``"branch"`` (the same model with
-    flow variables; always when shedding is allowed); default :data:`NETWORK_FORM` of
-    ``siting.recourse``."""
+    is the horizon problem's: ``"compact"`` (Stage II's, the default) or ``"branch"`` (the same
+    model with flow variables; always when shedding is allowed). Measured (BENCHMARKS.md,
+    "One optimization core"): on IEEE 123 the compact form's extensive LP reached an incumbent
+    half the branch form's within 300 s and its integer re-evaluation took 4 s against 109 s;
+    on ieee33 the branch form's LP is 1.1-2x faster."""
     src = scenario.path or "scenario"
     siting: SitingConfig = scenario.siting
     catalog = scenario.fcm.catalog
@@ -467,8 +463,6 @@ def build_problem(
         campuses.append(CampusSite.of(c))
     op = base_operating_point(feeder)
     v_source = op.v_pu[feeder.source_bus] if op is not None else feeder.v_source_pu
-    if network_form is None:
-        network_form = NETWORK_FORM[siting.recourse]
     params = replace(MPCParams.from_scenario(scenario), horizon_step_s=float(siting.step_s),
                      v_source_pu=float(v_source), allow_shedding=siting.allow_shedding,
                      screen_load_factor=None, network_form=network_form)
@@ -502,8 +496,6 @@ def site(scenario: Any, feeder: FeederData, trajectories: np.ndarray) -> SitingR
                           mip_gap=siting.mip_gap, recourse=siting.recourse)
     log.info("stage I (%s, %s): objective %.6g, capex %.6g, gap %.2e, %.1f s",
              sol.method, sol.status, sol.objective, sol.first_stage_cost, sol.gap, sol.solve_s)
-    if sol.recourse_relaxed:  # the MILPs in the form they solve fastest in
-        problem = build_problem(scenario, feeder, trajectories, NETWORK_FORM["milp"])[0]
     exact = integer_recourse(sol, problem, siting.time_limit_s, siting.mip_gap)
     if sol.recourse_relaxed:
         log.info("stage I: the siting with integer recourse: objective %.6g (relaxation %.6g)",

@@ -10,9 +10,9 @@ import pyomo.environ as pyo
 import pytest
 
 from controllers.solve import SolveStatus, make_solver, solve
-from models.fcm.dr import DRSpec, add_dr
-from models.fcm.generator import GeneratorSpec, add_generator, carried_min_time
-from models.fcm.storage import Storage, StorageSpec, add_storage
+from models.fcm.dr import DRType, add_dr
+from models.fcm.generator import GeneratorType, add_generator, carried_min_time
+from models.fcm.storage import Storage, StorageType, add_storage
 from models.fcm_catalog import Placement, StorageType
 
 
@@ -40,7 +40,7 @@ def _solve(m, relax=False):
 def test_storage_arbitrage_hand_optimum():
     # 1 MW / 1 MWh, η_c = η_d = 0.9, starts empty, SoC in [0, 1]. Prices 1, 1, 5, 5.
     # Filling the store needs 1/0.9 MWh bought at 1 $; it returns 0.9 MWh sold at 5 $.
-    spec = StorageSpec(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0)
+    spec = StorageType(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0, cost_per_mwh=0.0)
     m = _revenue_model([1, 1, 5, 5], add_storage, spec=spec, p_cap=1.0, e_cap=1.0, e_init=0.0)
     obj = _solve(m)
     assert obj == pytest.approx(-(5 * 0.9 - 1 / 0.9), abs=1e-7)
@@ -52,7 +52,7 @@ def test_storage_arbitrage_hand_optimum():
 def test_storage_binary_forbids_burning_energy_where_the_relaxation_would():
     # Full store, negative price: being paid to consume. The MILP cannot charge a full store
     # (value 0); the LP relaxation charges and discharges at once and burns the losses.
-    spec = StorageSpec(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0)
+    spec = StorageType(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0, cost_per_mwh=0.0)
     m = _revenue_model([-10.0], add_storage, spec=spec, p_cap=1.0, e_cap=1.0, e_init=1.0)
     assert _solve(m) == pytest.approx(0.0, abs=1e-9)
     # relaxed: P^d ≤ u, P^c ≤ 1 − u, P^d ≥ 0.81 P^c ⇒ P^c = 1/1.81, net 0.19 P^c consumed
@@ -60,7 +60,7 @@ def test_storage_binary_forbids_burning_energy_where_the_relaxation_would():
 
 
 def test_storage_end_target_shortfall_is_soft():
-    spec = StorageSpec(eta_charge=1.0, eta_discharge=1.0, soc_min=0.0, soc_max=1.0)
+    spec = StorageType(eta_charge=1.0, eta_discharge=1.0, soc_min=0.0, soc_max=1.0, cost_per_mwh=0.0)
     m = pyo.ConcreteModel()
     m.fcm = pyo.Block()
     add_storage(m.fcm, range(2), 0.5, spec, p_cap=0.4, e_cap=1.0, e_init=0.2, e_target=0.9)
@@ -73,7 +73,7 @@ def test_storage_end_target_shortfall_is_soft():
 def test_storage_soc_rebuilt_by_the_device_model_matches():
     tech = StorageType(p_mw_per_module=0.5, e_mwh_per_module=1.0, eta_charge=0.92,
                        eta_discharge=0.95, soc_min=0.1, soc_max=0.9, soc_init=0.5)
-    spec = StorageSpec.from_catalog(tech)
+    spec = tech
     price = [30, 10, 10, 80, 90, 20, 100, 40]
     dt_h = 0.25
     m = pyo.ConcreteModel()
@@ -95,16 +95,17 @@ def test_generator_min_up_time_makes_a_one_step_peak_unprofitable():
     # Pmin lose 2 × 0.3 × 120 = 72, so 30 − 72 < 0 and the unit stays off (profit 0).
     price = [0, 200, 0, 0, 0]
     for min_up_h, expect in ((1, -30.0), (3, 0.0)):
-        spec = GeneratorSpec(p_min_frac=0.3, ramp_frac_per_min=1.0, min_up_s=min_up_h * 3600,
-                             min_down_s=0, startup_cost=50.0, cost_per_mwh=120.0)
+        spec = GeneratorType(p_mw_per_module=1.0, p_min_frac=0.3, ramp_mw_per_min=1.0,
+                             min_up_s=min_up_h * 3600, min_down_s=0, startup_cost=50.0,
+                             cost_per_mwh=120.0)
         m = _revenue_model(price, add_generator, spec=spec, p_cap=1.0)
         assert _solve(m) == pytest.approx(expect, abs=1e-7)
 
 
 def test_generator_ramp_limit_and_carried_min_down_time():
     # Ramp 0.5 %/min of 1 MW = 0.3 MW per hour step once running; a start jumps freely.
-    spec = GeneratorSpec(p_min_frac=0.0, ramp_frac_per_min=0.005, min_up_s=0, min_down_s=7200,
-                         startup_cost=0.0, cost_per_mwh=0.0)
+    spec = GeneratorType(p_mw_per_module=1.0, p_min_frac=0.0, ramp_mw_per_min=0.005, min_up_s=0,
+                         min_down_s=7200, startup_cost=0.0, cost_per_mwh=0.0)
     m = _revenue_model([100, 100, 100], add_generator, spec=spec, p_cap=1.0, u_init=1, p_init=0.2)
     _solve(m)
     assert [pyo.value(m.fcm.pg[t]) for t in range(3)] == pytest.approx([0.5, 0.8, 1.0], abs=1e-7)
@@ -120,7 +121,7 @@ def test_dr_energy_cap_and_payback_hand_optimum():
     # D̄ = 1 MW, budget 0.5 MWh, φ = 1, window 2 h. Price 100 $/MWh in hour 1, else 10;
     # curtailing costs 20 $/MWh. Best: curtail 0.5 MWh in hour 1 (100·0.5 − 20·0.5 = 40) and
     # pay the 0.5 MWh back at 10 $ (−5), profit 35.
-    spec = DRSpec(payback_frac=1.0, payback_window_s=7200.0, cost_per_mwh=20.0)
+    spec = DRType(payback_frac=1.0, payback_window_s=7200.0, cost_per_mwh=20.0)
     m = _revenue_model([10, 100, 10, 10], add_dr, spec=spec, p_cap=1.0, e_cap=0.5)
     assert _solve(m) == pytest.approx(-35.0, abs=1e-7)
     assert pyo.value(m.fcm.D[4]) == pytest.approx(0.0, abs=1e-9)
@@ -130,7 +131,7 @@ def test_dr_energy_cap_and_payback_hand_optimum():
 
 
 def test_variable_size_equals_fixed_size_when_the_size_is_fixed():
-    spec = StorageSpec(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0)
+    spec = StorageType(eta_charge=0.9, eta_discharge=0.9, soc_min=0.0, soc_max=1.0, cost_per_mwh=0.0)
     price = [1, 1, 5, 5]
     fixed = _solve(_revenue_model(price, add_storage, spec=spec, p_cap=1.0, e_cap=1.0, e_init=0.0))
     # Stage-I style: modules n ≤ 4 x, size 0.25 MW / 0.25 MWh per module, capex 0.1 $/module
@@ -155,4 +156,4 @@ def test_variable_size_needs_a_big_m():
     m.n = pyo.Var(bounds=(0, 4))
     m.fcm = pyo.Block()
     with pytest.raises(ValueError, match="p_max"):
-        add_storage(m.fcm, range(2), 1.0, StorageSpec(), p_cap=m.n, e_cap=m.n, e_init=0.0)
+        add_storage(m.fcm, range(2), 1.0, StorageType(), p_cap=m.n, e_cap=m.n, e_init=0.0)

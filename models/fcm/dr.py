@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyomo.environ as pyo
@@ -32,19 +31,6 @@ class DRType(StrictModel):
     cost_per_mwh: NonNegativeFloat = 200.0
     capex_per_module: NonNegativeFloat = 20_000.0
     max_modules: int = Field(10, ge=1)
-
-
-@dataclass(frozen=True)
-class DRSpec:
-    """Technology parameters of a DR block: payback fraction φ and window W (seconds)."""
-
-    payback_frac: float = 1.0
-    payback_window_s: float = 3600.0
-    cost_per_mwh: float = 0.0
-
-    @classmethod
-    def from_catalog(cls, tech: DRType) -> "DRSpec":
-        return cls(tech.payback_frac, tech.payback_window_s, tech.cost_per_mwh)
 
 
 class DemandResponse(Device):
@@ -121,7 +107,7 @@ def add_dr(
     b: pyo.Block,
     time: Sequence[int],
     dt_h: float,
-    spec: DRSpec,
+    spec: DRType,
     *,
     p_cap: Any,
     e_cap: Any,
@@ -140,6 +126,7 @@ def add_dr(
         p_t = d_t − r_t
         op_cost = c Σ_t d_t Δt_h
 
+    ``spec`` is the catalog entry (``φ = payback_frac``, the window, ``c``).
     ``D̄ = p_cap``, ``B = e_cap``, ``W = ⌈payback_window_s / Δt⌉`` steps, ``M = p_max``. The
     payback rule asks that all debt except that of the last ``W`` steps' curtailment is
     cleared by the end of the horizon (a horizon-level form of the device's window rule), so
@@ -202,7 +189,7 @@ class DRTechnology(Technology):
                   plant_step_s: float | None = None) -> pyo.Block:
         b.e_used = pyo.Param(mutable=True, initialize=0.0)
         b.debt_init = pyo.Param(mutable=True, initialize=0.0)
-        return add_dr(b, time, dt_h, DRSpec.from_catalog(tech), p_cap=p_cap, e_cap=e_cap,
+        return add_dr(b, time, dt_h, tech, p_cap=p_cap, e_cap=e_cap,
                       e_used_init=b.e_used, debt_init=b.debt_init, p_max=p_max)
 
     def set_state(self, b: pyo.Block, tech: DRType, state: Any, dt_s: float) -> None:

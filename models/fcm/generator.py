@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyomo.environ as pyo
@@ -48,32 +47,15 @@ class GeneratorType(StrictModel):
 
             R(P̄) = ramp_mw_per_min · P̄ / p_mw_per_module
 
-        the same fraction of the rating per minute that Stage I sizes with
-        (:class:`GeneratorSpec`)."""
+        the same fraction of the rating per minute as :attr:`ramp_frac_per_min`, which the
+        block scales with the (possibly variable) size."""
         return self.ramp_mw_per_min * float(p_mw) / self.p_mw_per_module
 
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """Technology parameters of a generator block.
-
-    ``ramp_frac_per_min`` is the ramp rate as a fraction of the rated power per minute
-    (catalog ``ramp_mw_per_min / p_mw_per_module``), so it scales with the size.
-    """
-
-    p_min_frac: float = 0.3
-    ramp_frac_per_min: float = 0.5
-    min_up_s: float = 600.0
-    min_down_s: float = 600.0
-    startup_cost: float = 0.0
-    cost_per_mwh: float = 0.0
-
-    @classmethod
-    def from_catalog(cls, tech: GeneratorType) -> "GeneratorSpec":
-        return cls(
-            tech.p_min_frac, tech.ramp_mw_per_min / tech.p_mw_per_module, tech.min_up_s,
-            tech.min_down_s, tech.startup_cost, tech.cost_per_mwh,
-        )
+    @property
+    def ramp_frac_per_min(self) -> float:
+        """The ramp as a fraction of the rating per minute, ``ramp_mw_per_min /
+        p_mw_per_module``: size-independent."""
+        return self.ramp_mw_per_min / self.p_mw_per_module
 
 
 class Generator(Device):
@@ -135,7 +117,7 @@ def add_generator(
     b: pyo.Block,
     time: Sequence[int],
     dt_h: float,
-    spec: GeneratorSpec,
+    spec: GeneratorType,
     *,
     p_cap: Any,
     u_init: Any = 0,
@@ -156,7 +138,8 @@ def add_generator(
         u_t ≥ must_on_t,   u_t ≤ 1 − must_off_t                       (carried-over up/down time)
         op_cost = c Σ_t p_t Δt_h + C^SU Σ_t y_t
 
-    ``P̄ = p_cap``, ``π = p_min_frac``, ``ρ = ramp_frac_per_min``, ``Δt_min = 60 Δt_h``,
+    ``spec`` is the catalog entry. ``P̄ = p_cap``, ``π = p_min_frac``, ``ρ =
+    ramp_frac_per_min``, ``Δt_min = 60 Δt_h``,
     ``U = ⌈min_up_s / Δt⌉``, ``D = ⌈min_down_s / Δt⌉`` steps, ``M = p_max``. ``must_on`` /
     ``must_off`` (one value per step, numbers or mutable Params, default 0) carry the minimum
     up/down time of a state that started before the horizon; see :func:`carried_min_time`.
@@ -216,7 +199,7 @@ def add_generator(
 
 
 def carried_min_time(
-    committed: bool, time_in_state_s: float, spec: GeneratorSpec, dt_s: float, steps: int
+    committed: bool, time_in_state_s: float, spec: GeneratorType, dt_s: float, steps: int
 ) -> tuple[list[int], list[int]]:
     """``(must_on, must_off)`` per horizon step from the state before the horizon.
 
@@ -258,8 +241,7 @@ class GeneratorTechnology(Technology):
         b.p_init = pyo.Param(mutable=True, initialize=0.0)
         b.must_on = pyo.Param(steps, mutable=True, initialize=0)
         b.must_off = pyo.Param(steps, mutable=True, initialize=0)
-        b.spec = GeneratorSpec.from_catalog(tech)
-        add_generator(b, steps, dt_h, b.spec, p_cap=p_cap, u_init=b.u_init, p_init=b.p_init,
+        add_generator(b, steps, dt_h, tech, p_cap=p_cap, u_init=b.u_init, p_init=b.p_init,
                       must_on=[b.must_on[t] for t in steps],
                       must_off=[b.must_off[t] for t in steps], p_max=p_max)
         if plant_step_s is not None and plant_step_s < dt_h * 3600.0 - 1e-9:
@@ -290,7 +272,7 @@ class GeneratorTechnology(Technology):
         b.p_init = float(state.p_mw) if state.committed else 0.0
         steps = list(b.T)
         on, off = carried_min_time(bool(state.committed), float(state.time_in_state_s),
-                                   b.spec, dt_s, len(steps))
+                                   tech, dt_s, len(steps))
         for k, t in enumerate(steps):
             b.must_on[t] = on[k]
             b.must_off[t] = off[k]

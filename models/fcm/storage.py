@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyomo.environ as pyo
@@ -35,21 +34,6 @@ class StorageType(StrictModel):
     capex_per_module: NonNegativeFloat = 150_000.0
     cost_per_mwh: NonNegativeFloat = 10.0
     max_modules: int = Field(8, ge=1)
-
-
-@dataclass(frozen=True)
-class StorageSpec:
-    """Technology parameters of a storage block (per unit of its size, so size-independent)."""
-
-    eta_charge: float = 0.95
-    eta_discharge: float = 0.95
-    soc_min: float = 0.1
-    soc_max: float = 0.9
-    cost_per_mwh: float = 0.0
-
-    @classmethod
-    def from_catalog(cls, tech: StorageType) -> "StorageSpec":
-        return cls(tech.eta_charge, tech.eta_discharge, tech.soc_min, tech.soc_max, tech.cost_per_mwh)
 
 
 class Storage(Device):
@@ -111,7 +95,7 @@ def add_storage(
     b: pyo.Block,
     time: Sequence[int],
     dt_h: float,
-    spec: StorageSpec,
+    spec: StorageType,
     *,
     p_cap: Any,
     e_cap: Any,
@@ -132,6 +116,7 @@ def add_storage(
         p_t = P^d_t − P^c_t
         op_cost = c Σ_t (P^c_t + P^d_t) Δt_h
 
+    ``spec`` is the catalog entry (``η_c``, ``η_d``, ``soc_min``, ``soc_max``, ``c``).
     ``P̄ = p_cap``, ``Ē = e_cap``, ``M = p_max`` (or ``p_cap`` when numeric). The energy
     bounds are hard, so an ``e_init`` outside what the first step can reach is infeasible
     (the rolling controller turns that into its fallback). ``e_target=None``: no target.
@@ -197,7 +182,7 @@ class StorageTechnology(Technology):
             e_init, e_target = b.e_init, b.e_target
         else:  # a variable size (Stage I): the nominal state scales with it
             e_init = e_target = nominal
-        return add_storage(b, time, dt_h, StorageSpec.from_catalog(tech), p_cap=p_cap,
+        return add_storage(b, time, dt_h, tech, p_cap=p_cap,
                            e_cap=e_cap, e_init=e_init, e_target=e_target, p_max=p_max)
 
     def set_state(self, b: pyo.Block, tech: StorageType, state: Any, dt_s: float) -> None:
