@@ -300,3 +300,33 @@ def test_generator_plan_ramps_per_module_like_the_plant():
     assert plant.step(0.3, 60.0).p_mw == pytest.approx(0.3)
     delivered = [plant.step(p, 60.0).p_mw for p in res.schedule_mw[pl.label]]
     assert delivered == pytest.approx(list(res.schedule_mw[pl.label]), abs=1e-6)
+
+
+@pytest.mark.parametrize("form", ["compact", "branch"])
+def test_restoration_counts_what_the_kpi_counts_at_gw_scale(form):
+    """Restoration, by hand, on a 1 GW two-bus feeder (no FCM, four 1-h steps): a campus
+    forecast to reconnect from 20 to 1 000 MW at step 2 against a flat 1 020 MW schedule
+    puts the import 980 MW off it (beyond the 5 % band of 51 MW) in steps 2-3, so every step
+    up to the last abnormal one counts: 4. It must solve at any scale: the big-M follows the
+    feeder's data (the import's a_t is 980/51 ≈ 19 pu, which the old fixed big-M of 10
+    would have made infeasible). A campus measured offline counts
+    until its forecast rises: 2 steps when it reconnects at step 2, 4 when it stays off,
+    even with the import on its schedule."""
+    feeder = two_bus(load_mw=1000.0)
+    params = _params(network_form=form, campuses=(CampusSite("c", "2", 0.0, 1000.0),))
+
+    def solve(online, now_mw, forecast, sched):
+        meas = dataclasses.replace(_meas(sub=1000.0 + now_mw, sched=sched, fcm={}),
+                                   campus_p_mw={"c": now_mw}, campus_online={"c": online})
+        res = solve_horizon(feeder, [], {}, params, meas, {"c": np.asarray(forecast, float)})
+        assert res.outcome.status is SolveStatus.OPTIMAL
+        return res.terms
+
+    terms = solve(True, 20.0, [20, 20, 1000, 1000], (1020.0,) * 4)
+    assert terms["restoration_steps"] == pytest.approx(4.0)
+    assert terms["imbalance_mwh"] == pytest.approx(2 * 980.0, rel=1e-6)
+    terms = solve(False, 20.0, [20, 20, 1000, 1000], (1020.0, 1020.0, 2000.0, 2000.0))
+    assert terms["restoration_steps"] == pytest.approx(2.0)
+    assert terms["imbalance_mwh"] == pytest.approx(0.0, abs=1e-6)
+    terms = solve(False, 20.0, [20] * 4, (1020.0,) * 4)
+    assert terms["restoration_steps"] == pytest.approx(4.0)
