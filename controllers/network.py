@@ -641,16 +641,11 @@ def linear_state(
     rhs[iV + tree.source] = v_source_sq
     r_all, c_all, v_all = (np.concatenate(x) for x in (rows, cols, vals))
     # duplicate (row, col) entries are summed by the sparse constructor
-    try:
-        from scipy.sparse import csc_matrix
-        from scipy.sparse.linalg import splu
+    from scipy.sparse import csc_matrix  # a declared dependency: no silent dense fallback
+    from scipy.sparse.linalg import splu
 
-        a_mat = csc_matrix((v_all, (r_all, c_all)), shape=(n, n))
-        x = splu(a_mat).solve(rhs)
-    except ImportError:  # pragma: no cover - scipy comes with pandas/pandapower stacks
-        a_mat = np.zeros((n, n))
-        np.add.at(a_mat, (r_all, c_all), v_all)
-        x = np.linalg.solve(a_mat, rhs)
+    a_mat = csc_matrix((v_all, (r_all, c_all)), shape=(n, n))
+    x = splu(a_mat).solve(rhs)
     return x[iP:iP + nl], x[iQ:iQ + nl], x[iV:]
 
 
