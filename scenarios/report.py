@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from matplotlib import colors as mcolors
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from models.fcm_catalog import Placement
 from scenarios.config import Scenario
 from scenarios.kpis import converged_mask, group_columns, natural_key, ramp_excess_mw
 
@@ -445,8 +447,10 @@ _CAPTIONS = {
 }
 
 
-def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario) -> Path:
-    """Write ``report.html`` and its PNG figures into ``out_dir``; return the HTML path."""
+def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario,
+                 placements: Sequence[Placement] | None = None) -> Path:
+    """Write ``report.html`` and its PNG figures into ``out_dir``; return the HTML path.
+    ``placements``: the FCMs the run used (a ``--siting`` file's; default the scenario's)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     makers = {"substation": fig_substation, "campus": fig_campus,
@@ -469,7 +473,8 @@ def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario
         "campuses": ", ".join(f"{c.name} at bus {c.bus} ({c.capacity_mw:g} MW)"
                               for c in scenario.campus),
         "FCMs": ", ".join(f"{pl.label} ({pl.p_mw:g} MW" + (f", {pl.e_mwh:g} MWh" if pl.e_mwh else "")
-                          + ")" for pl in scenario.fcm.placements) or "none in the scenario",
+                          + ")" for pl in (scenario.fcm.placements if placements is None
+                                           else placements)) or "none",
         "limits": f"V {scenario.grid.v_min_pu:g}–{scenario.grid.v_max_pu:g} pu, loading ≤ "
                   f"{scenario.grid.max_loading_pct:g} %, ramp ≤ "
                   f"{scenario.grid.ramp_limit_mw_per_min:g} MW/min",
