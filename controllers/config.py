@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator
 
 from models.schema import StrictModel
 
@@ -48,20 +48,30 @@ class ControllerConfig(StrictModel):
     network_rows: Literal["auto", "full", "reduced"] = "auto"
     weights: ObjectiveWeights = ObjectiveWeights()
 
+    @field_validator("solver")
+    @classmethod
+    def _solver_available(cls, v: str) -> str:
+        from controllers.solve import solver_available
+
+        if not solver_available(v):
+            raise ValueError(f"solver {v!r} is not installed; allowed: appsi_highs (HiGHS, "
+                             "installed with the project) or another Pyomo solver on this machine")
+        return v
+
 
 class SitingConfig(StrictModel):
     """``[siting]``: Stage-I DRO-CVaR placement and sizing."""
 
-    scenarios: int = Field(20, ge=1)
+    scenarios: int = Field(20, ge=1, le=10_000)
     ambiguity: Literal["none", "l1", "wasserstein"] = "wasserstein"
     radius: NonNegativeFloat = 0.05
     alpha: float = Field(0.9, ge=0, lt=1)
     beta: float = Field(0.5, ge=0, le=1)
-    budget: NonNegativeFloat = 2_000_000.0
+    budget: float = Field(2_000_000.0, gt=0)
     candidate_buses: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=lambda: ["bess", "ldes", "gen", "dr"])
     integer_modules: bool = True
-    horizon_hours: PositiveFloat = 2.0
+    horizon_hours: float = Field(2.0, gt=0, le=168.0)
     step_s: PositiveFloat = 300.0
     method: Literal["auto", "extensive", "benders"] = "auto"
     time_limit_s: PositiveFloat = 300.0

@@ -101,6 +101,22 @@ def status_of(tc: Any, has_solution: bool = False) -> SolveStatus:
     return SolveStatus.ERROR
 
 
+def solver_available(name: str) -> bool:
+    """Whether :func:`make_solver` can make ``name`` on this machine."""
+    if name in ("appsi_highs", "highs"):
+        return True
+    quiet = logging.getLogger("pyomo.opt")  # an unknown name makes Pyomo log a traceback
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        solver = pyo.SolverFactory(name)
+        return solver is not None and bool(solver.available(exception_flag=False))
+    except Exception:  # an unknown name: an unusable stub, or an exception
+        return False
+    finally:
+        quiet.setLevel(level)
+
+
 def make_solver(name: str = "appsi_highs", time_limit_s: float | None = None,
                 mip_gap: float | None = None) -> Any:
     """A solver object; ``appsi_highs`` is persistent (keep it to reuse a loaded model)."""

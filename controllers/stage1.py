@@ -129,6 +129,12 @@ def _bus_range(feeder: FeederData) -> str:
 
 
 def _check_budget(siting: SitingConfig, cands: Sequence[Candidate], source: str) -> None:
+    cheapest = min((c.capex_per_module for c in cands), default=0.0)
+    if siting.budget < cheapest:
+        raise ScenarioError(source, "siting.budget",
+                            f"budget {siting.budget:,.0f} cannot buy a single module (the "
+                            f"cheapest costs {cheapest:,.0f}), so the siting would be empty; "
+                            f"allowed: budget >= {cheapest:,.0f}")
     need = float(siting.min_capacity_mw)
     if need <= 0:
         return

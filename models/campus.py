@@ -41,7 +41,7 @@ import numpy as np
 import simpy
 from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
-from models.schema import StrictModel
+from models.schema import Name, StrictModel
 from models.shock_config import ShockConfig
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ class CampusConfig(StrictModel):
     """
 
 
-    name: str = "campus1"
+    name: Name = "campus1"
     bus: str
-    capacity_mw: PositiveFloat
-    power_factor: float = Field(0.98, gt=0, le=1)
+    capacity_mw: float = Field(gt=0, le=100_000.0)   # up to 100 GW
+    power_factor: float = Field(0.98, ge=0.5, le=1)
     # facility
     pue: float = Field(1.25, ge=1.0, le=3.0)
     cooling_tau_s: PositiveFloat = 600.0
@@ -78,7 +78,7 @@ class CampusConfig(StrictModel):
     inference_noise: float = Field(0.05, ge=0, le=1)
     inference_noise_tau_s: PositiveFloat = 900.0
     # training jobs
-    job_rate_per_h: NonNegativeFloat = 0.8
+    job_rate_per_h: float = Field(0.8, ge=0, le=100.0)  # bounds the arrival loop
     job_size_frac: tuple[float, float] = (0.05, 0.30)
     job_hours: tuple[PositiveFloat, PositiveFloat] = (1.0, 12.0)
     job_ramp_s: NonNegativeFloat = Field(60.0, le=3600.0)
@@ -125,6 +125,11 @@ class CampusConfig(StrictModel):
             if not 0.0 < vk <= 1.2 or dk < 0:
                 raise ValueError(
                     f"points are [v_pu in (0, 1.2], max_duration_s >= 0], got [{vk}, {dk}]")
+        for (v0, d0), (v1, d1) in zip(v, v[1:]):
+            if not (v1 > v0 and d1 >= d0):
+                raise ValueError(
+                    "points must rise in voltage and not fall in duration (a deeper sag is "
+                    f"ridden through for no longer), got [{v0}, {d0}] then [{v1}, {d1}]")
         return v
 
     @model_validator(mode="after")

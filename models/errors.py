@@ -35,11 +35,17 @@ class ScenarioError(Exception):
 
     def one_line(self) -> str:
         """The single line the CLI prints: ``file: field: message``."""
-        parts = [self.source]
+        parts = [_printable(self.source)]
         if self.field:
-            parts.append(self.field)
+            parts.append(_printable(self.field))
         parts.append(" ".join(self.message.split()))
         return ": ".join(parts)
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: a name with a newline or a control character in it (a field a
+    user mistyped) is shown escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def read_user_file(path: str | Path, expected: str) -> str:
@@ -50,6 +56,8 @@ def read_user_file(path: str | Path, expected: str) -> str:
     one line naming the file.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ScenarioError(p, "", f"is a folder, not a file; give {expected}")
     if not p.is_file():
         raise ScenarioError(p, "", f"file not found; give {expected}")
     try:

@@ -20,14 +20,15 @@ class ShockConfig(StrictModel):
     uniform ranges. Defaults and their sources: docs/campus.md.
     """
 
-    surge_rate_per_day: NonNegativeFloat = 2.0
+    # rates drive the event loops: bounded (10 000 a day is one every 9 s)
+    surge_rate_per_day: float = Field(2.0, ge=0, le=10_000.0)
     surge_size_frac: tuple[float, float] = (0.2, 0.5)
     surge_hours: tuple[float, float] = (0.5, 4.0)
-    oscillation_rate_per_day: NonNegativeFloat = 3.0
+    oscillation_rate_per_day: float = Field(3.0, ge=0, le=10_000.0)
     oscillation_minutes: tuple[float, float] = (5.0, 45.0)
     oscillation_swing_frac: tuple[float, float] = (0.3, 1.5)
     oscillation_hz: tuple[float, float] = (0.2, 3.0)
-    disturbance_rate_per_day: NonNegativeFloat = 1.0
+    disturbance_rate_per_day: float = Field(1.0, ge=0, le=10_000.0)
     disturbance_v_pu: tuple[float, float] = (0.3, 0.9)
     disturbance_duration_s: tuple[float, float] = (0.05, 1.0)
     disturbance_sags: tuple[int, int] = (1, 3)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PositiveFloat, ValidationError, model_validator
 
-from models.schema import StrictModel
+from models.schema import Name, StrictModel
 
 from controllers.config import ControllerConfig, SitingConfig
 from models.campus import CampusConfig
@@ -45,9 +45,21 @@ class FeederConfig(StrictModel):
 class SimulationConfig(StrictModel):
     """``[simulation]``: horizon and co-simulation step Δt."""
 
-    hours: PositiveFloat = 24.0
+    hours: float = Field(24.0, gt=0, le=8784.0)  # up to a (leap) year
     step_s: int = Field(60, ge=1, le=3600)
     start_hour: float = Field(0.0, ge=0, lt=24)
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> "SimulationConfig":
+        n = self.hours * 3600.0 / self.step_s
+        if n < 1.0 - 1e-9:
+            raise ValueError(f"hours: {self.hours:g} h is shorter than one step of {self.step_s} s; "
+                             f"allowed: at least {self.step_s / 3600:g} h")
+        if abs(n - round(n)) > 1e-6:
+            raise ValueError(f"hours: {self.hours:g} h is not a whole number of steps of "
+                             f"{self.step_s} s ({n:.4g}); allowed: a multiple of step_s, e.g. "
+                             f"{round(n) * self.step_s / 3600:g} h")
+        return self
 
     @property
     def steps(self) -> int:
@@ -71,7 +83,7 @@ class GridConfig(StrictModel):
 class FCMConfig(StrictModel):
     """``[fcm]``: the module catalog and, optionally, fixed placements."""
 
-    catalog: dict[str, FCMType] = Field(default_factory=default_catalog)
+    catalog: dict[Name, FCMType] = Field(default_factory=default_catalog)
     placements: list[Placement] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -85,8 +97,8 @@ class FCMConfig(StrictModel):
 class Scenario(StrictModel):
     """A whole scenario file."""
 
-    name: str = "scenario"
-    seed: int = Field(42, ge=0)
+    name: Name = "scenario"
+    seed: int = Field(42, ge=0, le=2**32 - 1)
     feeder: FeederConfig = FeederConfig()
     simulation: SimulationConfig = SimulationConfig()
     grid: GridConfig = GridConfig()
@@ -103,6 +115,14 @@ class Scenario(StrictModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"campus names must be unique; repeated: {', '.join(sorted(dup))}")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_in_steps(self) -> "Scenario":
+        si, dt = self.grid.schedule_interval_s, self.simulation.step_s
+        if si % dt:
+            raise ValueError(f"grid.schedule_interval_s ({si} s) must be a multiple of "
+                             f"simulation.step_s ({dt} s)")
         return self
 
     def feeder_source(self) -> str:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pyomo.environ as pyo
-from pydantic import NonNegativeFloat, PositiveFloat
+from pydantic import Field
 
-from models.schema import StrictModel
+from models.schema import Name, StrictModel
 
 #: Time in state (s) of a unit that has never switched: finite, so that it travels through
 #: JSON (mosaik's remote protocol) unchanged, and longer than any minimum up or down time.
@@ -41,11 +41,11 @@ _EPS = 1e-12
 class Placement(StrictModel):
     """One installed FCM: catalog kind, bus, rated power and energy (``siting.json`` rows)."""
 
-    kind: str
+    kind: Name
     bus: str
-    p_mw: PositiveFloat
-    e_mwh: NonNegativeFloat = 0.0
-    name: str | None = None
+    p_mw: float = Field(gt=0, le=100_000.0)
+    e_mwh: float = Field(0.0, ge=0, le=10_000_000.0)
+    name: Name | None = None
 
     @property
     def label(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import pyomo.environ as pyo
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
 from models.fcm.base import Device, DeviceOutput, Placement, Technology, big_m, finite
 from models.schema import StrictModel
@@ -34,6 +34,15 @@ class StorageType(StrictModel):
     capex_per_module: NonNegativeFloat = 150_000.0
     cost_per_mwh: NonNegativeFloat = 10.0
     max_modules: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _soc_band(self) -> "StorageType":
+        if not self.soc_min < self.soc_max:
+            raise ValueError(f"soc_min ({self.soc_min}) must be below soc_max ({self.soc_max})")
+        if not self.soc_min <= self.soc_init <= self.soc_max:
+            raise ValueError(f"soc_init ({self.soc_init}) must lie in [soc_min, soc_max] = "
+                             f"[{self.soc_min}, {self.soc_max}]")
+        return self
 
 
 class Storage(Device):
