@@ -23,12 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+from typing import Any
 from pathlib import Path
 
 from models.errors import ScenarioError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,14 +41,18 @@ class _Parser(argparse.ArgumentParser):
         raise ScenarioError("command line", self.prog.split()[-1], message)
 
 
-def _positive(kind: type):
+def _positive(kind: type, most: float | None = None):
+    """A finite number > 0 (at most ``most``): ``--hours inf`` or ``--samples 10**12`` would
+    drive a loop without end."""
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
         return value
 
     return parse
@@ -66,8 +73,8 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -114,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     shocks = sub.add_parser("shocks", help="sample demand-shock scenarios to Parquet")
     shocks.add_argument("scenario", type=Path)
-    shocks.add_argument("--samples", type=_positive(int), required=True)
+    shocks.add_argument("--samples", type=_positive(int, 100_000), required=True)
     shocks.add_argument("--seed", type=int)
     shocks.add_argument("--out", type=Path, required=True)
 
@@ -126,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ens = sub.add_parser("ensemble", help="run many seeds x controllers on Dask")
     ens.add_argument("scenario", type=Path)
     seeds = ens.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=_positive(int),
+    seeds.add_argument("--seeds", type=_positive(int, 10_000),
                        help="number of member seeds spawned from the scenario seed (default 4)")
     seeds.add_argument("--seed-list", type=_int_list, help="explicit member seeds, e.g. 1,2,3")
     ens.add_argument("--controllers", type=_name_list, default=["none", "rule", "mpc"],
@@ -135,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--out", type=Path, help="ensemble folder (default results/<name>_ensemble)")
     ens.add_argument("--scheduler", help="address of a running Dask scheduler (default: a "
                      "LocalCluster)")
-    ens.add_argument("--workers", type=_positive(int), default=2,
+    ens.add_argument("--workers", type=_positive(int, 64), default=2,
                      help="LocalCluster worker processes (default 2)")
     ens.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     ens.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -184,17 +191,27 @@ def cmd_site(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # validate before importing the solver stack
     from controllers.stage1 import site_command
 
-    overrides = {
-        "scenarios": args.scenarios, "ambiguity": args.ambiguity, "radius": args.radius,
-        "alpha": args.alpha, "beta": args.beta, "method": args.method,
-    }
-    scenario = scenario.with_overrides(siting=overrides)
-    if args.seed is not None:
-        scenario = scenario.with_overrides(seed=args.seed)
-    out = args.out or Path("results") / scenario.name
+    from scenarios.runner import check_out_dir
+
+    for option in ("scenarios", "ambiguity", "radius", "alpha", "beta", "method"):
+        scenario = _override(scenario, f"--{option}", siting={option: getattr(args, option)})
+    scenario = _override(scenario, "--seed", seed=args.seed)
+    out = check_out_dir(args.out or Path("results") / scenario.name, replaces=False)
     path = site_command(scenario, out)
     print(f"wrote {path}")
     return EXIT_OK
+
+
+def _override(scenario: Any, option: str, **sections: Any) -> Any:
+    """``scenario`` with a command-line value in place; a bad value is reported against the
+    command line's ``option``, not the scenario file."""
+    if all(v is None or (isinstance(v, dict) and all(x is None for x in v.values()))
+           for v in sections.values()):
+        return scenario
+    try:
+        return scenario.with_overrides(**sections)
+    except ScenarioError as exc:
+        raise ScenarioError("command line", option, exc.message) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,12 +220,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # validate before importing the mosaik stack
     from scenarios.runner import run_scenario
 
-    if args.hours is not None:
-        scenario = scenario.with_overrides(simulation={"hours": args.hours})
-    if args.controller is not None:
-        scenario = scenario.with_overrides(controller={"kind": args.controller})
-    if args.seed is not None:
-        scenario = scenario.with_overrides(seed=args.seed)
+    scenario = _override(scenario, "--hours", simulation={"hours": args.hours})
+    scenario = _override(scenario, "--controller", controller={"kind": args.controller})
+    scenario = _override(scenario, "--seed", seed=args.seed)
     out = args.out or Path("results") / scenario.name
     kpis = run_scenario(
         scenario, out, siting_file=args.siting, realtime=args.realtime,
@@ -227,8 +241,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # validate before importing Dask and mosaik
     from scenarios.ensemble import HEADLINE_KPIS, run_ensemble, summarize
 
+    from scenarios.runner import check_out_dir
+
+    scenario = _override(scenario, "--hours", simulation={"hours": args.hours})
     seeds = args.seed_list if args.seed_list is not None else (args.seeds or 4)
-    out = args.out or Path("results") / f"{scenario.name}_ensemble"
+    out = check_out_dir(args.out or Path("results") / f"{scenario.name}_ensemble")
     frame = run_ensemble(
         scenario, seeds, args.controllers, out, hours=args.hours, siting_file=args.siting,
         scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress,
@@ -268,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, the rows simulated so far are kept
+        folder = getattr(exc, "folder", None)
+        kept = f"; the rows simulated so far are kept in {folder} (docs/results.md)" if folder else ""
+        print(f"interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

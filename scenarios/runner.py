@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,52 @@ from scenarios.config import Scenario
 logger = logging.getLogger(__name__)
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ScenarioError("command line", "--out", f"{out_dir} exists and is not a folder; "
-                            "give a folder path")
-    parent = out_dir.parent if str(out_dir.parent) else Path(".")
-    probe = parent
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: ``folder`` is the partial folder that keeps what was simulated
+    (docs/results.md, "A partial folder")."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))
+        self.folder = folder
+
+
+def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = True) -> Path:
+    """Check an output folder before any work starts; return it made absolute.
+
+    It is refused (:class:`ScenarioError` against the command line) when it is a file, when
+    a file sits where one of its parents should be, when nothing can be written where it
+    would be created (a probe file is made there and removed), and, when the finished work
+    ``replaces`` the folder (a run, an ensemble), when it is the current folder, one of its
+    parents, or an existing folder that is neither empty nor an earlier result (no
+    ``manifest.json``, ``siting.json`` or ``ensemble_kpis.parquet``): a folder of something
+    else must never be replaced."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ScenarioError("command line", option, f"{out_dir} is a file, not a folder; "
+                            "allowed: a folder path")
+    cwd = Path.cwd().resolve()
+    if replaces and (out == cwd or out in cwd.parents):
+        raise ScenarioError("command line", option, f"{out_dir} is the current folder or one "
+                            "of its parents, which a finished run would replace; allowed: a "
+                            "folder of its own, e.g. results/<name>")
+    if replaces and out.is_dir() and any(out.iterdir()) and not any(
+            (out / f).exists() for f in ("manifest.json", "siting.json", "ensemble_kpis.parquet")):
+        raise ScenarioError("command line", option, f"{out_dir} exists and holds something "
+                            "else than an earlier result, which a finished run would replace; "
+                            "allowed: a new or empty folder, or an earlier result's")
+    probe = out.parent
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ScenarioError("command line", "--out", f"cannot write under {probe}; give a writable folder")
+    if not probe.is_dir():
+        raise ScenarioError("command line", option, f"{probe} is a file, so {out_dir} cannot be "
+                            "made; allowed: a folder path")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ScenarioError("command line", option, f"cannot write under {probe} "
+                            f"({exc.strerror}); allowed: a writable folder") from None
+    return out
 
 
 def run_scenario(
@@ -58,7 +95,7 @@ def run_scenario(
     if siting_file is not None and not Path(siting_file).is_file():
         raise ScenarioError(siting_file, "", "siting file not found; give a siting.json from "
                             "`run_cosim.py site`")
-    _check_out_dir(out_dir)
+    out_dir = check_out_dir(out_dir)
     plan = plan_world(scenario, siting_file)  # every check against the feeder, no files yet
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +120,8 @@ def run_scenario(
     except ScenarioError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except KeyboardInterrupt:
+        raise RunInterrupted(tmp) from None
     except BaseException:
         logger.error("run failed; what was simulated is kept in %s", tmp)
         raise
@@ -133,7 +172,7 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
         "realtime": realtime,
         "timing_s": extra,
     })
-    write_report(tmp, ts, kpis, plan.scenario)
+    write_report(tmp, ts, kpis, plan.scenario, plan.placements)
     return kpis
 
 

@@ -74,6 +74,30 @@ BAD = {
     "negative_capacity": (_set(("campus", 0, "capacity_mw"), -5.0), "campus[0].capacity_mw"),
     "horizon_below_1": (_set(("controller", "horizon_steps"), 0), "controller.horizon_steps"),
     "negative_fcm_size": (_set(("fcm", "placements", 0, "p_mw"), -0.5), "fcm.placements[0].p_mw"),
+    # non-finite values, loops that input drives, cross-checks, names (issue 14)
+    "infinite_capacity": (_set(("campus", 0, "capacity_mw"), float("inf")), "campus[0].capacity_mw"),
+    "infinite_job_rate": (_set(("campus", 0, "job_rate_per_h"), float("inf")),
+                          "campus[0].job_rate_per_h"),
+    "huge_job_rate": (_set(("campus", 0, "job_rate_per_h"), 1e12), "campus[0].job_rate_per_h"),
+    "infinite_ramp": (_set(("grid", "ramp_limit_mw_per_min"), float("inf")),
+                      "grid.ramp_limit_mw_per_min"),
+    "infinite_reconnect": (_set(("campus", 0, "reconnect_delay_s"), float("inf")),
+                           "campus[0].reconnect_delay_s"),
+    "nan_fcm_size": (_set(("fcm", "placements", 0, "p_mw"), float("nan")), "fcm.placements[0].p_mw"),
+    "steps_not_whole": (_set(("simulation", "step_s"), 7), "simulation"),
+    "unknown_solver": (_set(("controller", "solver"), "nosuchsolver"), "controller.solver"),
+    "ride_through_not_monotone": (_set(("campus", 0, "ride_through"), [[0.7, 0.5], [0.5, 0.02]]),
+                                  "campus[0].ride_through"),
+    "tiny_power_factor": (_set(("campus", 0, "power_factor"), 1e-9), "campus[0].power_factor"),
+    "campus_name_with_dot": (_set(("campus", 0, "name"), "camp.us"), "campus[0].name"),
+    "scenario_name_as_path": (_set(("name",), "../../x"), "name"),
+    "schedule_off_the_steps": (_set(("grid", "schedule_interval_s"), 90), "schedule_interval_s"),
+    "soc_band_inverted": (lambda d: d["fcm"].update(catalog={
+        "bess": {"technology": "storage", "soc_min": 0.9, "soc_max": 0.1},
+        "gen": {"technology": "generator"}, "dr": {"technology": "dr"}}), "fcm.catalog.bess"),
+    "soc_init_outside": (lambda d: d["fcm"].update(catalog={
+        "bess": {"technology": "storage", "soc_init": 0.95},
+        "gen": {"technology": "generator"}, "dr": {"technology": "dr"}}), "fcm.catalog.bess"),
 }
 
 
@@ -151,3 +175,42 @@ def test_short_run_writes_every_file_and_same_seed_is_identical(tmp_path):
     assert _run(c, seed=7) == 0
     ta, tc = pd.read_parquet(a / "timeseries.parquet"), pd.read_parquet(c / "timeseries.parquet")
     assert not ta["dc.campus1.p_mw"].equals(tc["dc.campus1.p_mw"])
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["--out", "."], "command line: --out"),
+    (["--seed", "-1"], "command line: --seed"),
+    (["--hours", "inf"], "--hours"),
+    (["--hours", "0.001"], "command line: --hours"),
+])
+def test_bad_command_line_is_named_as_such(argv, where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    args = ["run", str(DEFAULT_SCENARIO), "--no-progress"] + (argv if "--out" in argv
+                                                             else argv + ["--out", str(out)])
+    rc = run_cosim.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and where in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_out_paths_that_cannot_hold_a_result_are_refused_first(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for cmd, out in (("run", a_file / "sub"), ("site", a_file / "sub"), ("run", other),
+                     ("run", Path("/proc/x"))):
+        rc = run_cosim.main([cmd, str(DEFAULT_SCENARIO), "--out", str(out)] +
+                            (["--no-progress", "--hours", "0.05"] if cmd == "run" else []))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "--out" in err[0], err
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_given_as_the_scenario(tmp_path, capsys):
+    rc = run_cosim.main(["run", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a folder" in err[0]
+
