@@ -117,6 +117,33 @@ def test_generator_ramp_limit_and_carried_min_down_time():
     assert [round(pyo.value(m.fcm.u[t])) for t in range(3)] == [0, 1, 1]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_generator_start_stop_indicators_are_integral_without_being_declared_binary(seed):
+    # Only the commitment u is binary; y and z follow from it (add_generator's docstring).
+    # Reference: the same block with y and z declared binary. Random prices around the fuel
+    # cost, random initial state and minimum times, start-up costs and ramps.
+    import random
+
+    rng = random.Random(seed)
+    price = [rng.uniform(0, 250) for _ in range(8)]
+    spec = GeneratorType(p_mw_per_module=1.0, p_min_frac=rng.choice([0.0, 0.3]),
+                         ramp_mw_per_min=rng.choice([0.002, 0.01, 1.0]),
+                         min_up_s=rng.choice([0, 3600, 7200]), min_down_s=rng.choice([0, 3600, 10800]),
+                         startup_cost=rng.choice([0.0, 40.0]), cost_per_mwh=120.0)
+    on = rng.random() < 0.5
+    kw = dict(spec=spec, p_cap=1.0, u_init=int(on), p_init=0.5 if on else 0.0)
+    m = _revenue_model(price, add_generator, **kw)
+    assert all(v.is_continuous() for v in m.fcm.y.values())
+    obj = _solve(m)
+    for t in range(len(price)):
+        for x in (m.fcm.y[t], m.fcm.z[t]):
+            assert min(abs(pyo.value(x)), abs(1 - pyo.value(x))) < 1e-9
+    ref = _revenue_model(price, add_generator, **kw)
+    for v in list(ref.fcm.y.values()) + list(ref.fcm.z.values()):
+        v.domain = pyo.Binary
+    assert _solve(ref) == pytest.approx(obj, abs=1e-7)
+
+
 def test_dr_energy_cap_and_payback_hand_optimum():
     # D̄ = 1 MW, budget 0.5 MWh, φ = 1, window 2 h. Price 100 $/MWh in hour 1, else 10;
     # curtailing costs 20 $/MWh. Best: curtail 0.5 MWh in hour 1 (100·0.5 − 20·0.5 = 40) and
