@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyomo.environ as pyo
@@ -47,11 +47,49 @@ from controllers.horizon import (
 )
 from controllers.interface import Controller, Dispatch, Measurement
 from controllers.network import OperatingPoint
+from controllers.highs_direct import DirectHighs
 from controllers.solve import SolveOutcome, SolveStatus, make_solver, solve
 from models.fcm_catalog import FCMType, Placement
 from models.network import FeederData
 
 logger = logging.getLogger(__name__)
+
+
+#: HiGHS options of the rolling solves (BENCHMARKS.md, "Stage II in real time"). On the
+#: default day nearly every solve ends at the root node; a restart after root presolve and
+#: the RINS sub-MIP took up to 3/4 of the slowest solves' time, and the root reduced-cost
+#: and feasibility-jump heuristics a tenth of the median one, while the warm start and the
+#: root cuts find the incumbent within the gap anyway (the objective over the day's 288
+#: solves moved by 0.001 %).
+ROLLING_HIGHS_OPTIONS = {
+    "mip_allow_restart": False,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_heuristic_run_feasibility_jump": False,
+}
+
+
+def time_shift_columns(direct: DirectHighs, model: pyo.Block, k: int) -> np.ndarray:
+    """For every column of ``direct``, the column holding the same variable ``k`` steps later
+    in the horizon (its own column when there is none, or for a variable without a time
+    index). A variable's time step is the last element of its index, as in every block of
+    the horizon problem (``p[t]``, ``E[t]``, ``sv_lo[g, t]``)."""
+    src = np.arange(direct.n_cols)
+    if k <= 0:
+        return src
+    for var in model.component_objects(pyo.Var, descend_into=True):
+        if not var.is_indexed():
+            continue
+        for idx, v in var.items():
+            key = idx if isinstance(idx, tuple) else (idx,)
+            t = key[-1]
+            if not isinstance(t, int):
+                break  # not indexed by time last
+            later = key[:-1] + (t + k,)
+            later = later if len(later) > 1 else later[0]
+            if later in var:
+                src[direct.column(v)] = direct.column(var[later])
+    return src
 
 
 class Guard(Protocol):
@@ -104,6 +142,21 @@ class Stage2Model:
         pb.refresh()
 
     # -- reading ----------------------------------------------------------------------------
+    def first_step_vars(self) -> list[Any]:
+        """The variables that :meth:`dispatch`, :meth:`predicted_v_pu` and
+        :meth:`predicted_sub_p_mw` read at ``t = 0`` (a rolling controller loads only these)."""
+        from pyomo.core.expr.visitor import identify_variables
+
+        m, t0 = self.m, self.m.T.first()
+        exprs = [m.fcm[u.label].p_mw[t0] for u in self.units] + [m.net.p_sub_mw[t0]]
+        if self.compact is None:  # the branch form's voltages are variables
+            exprs += [m.net.v[j, t0] for j in m.net.N]
+        found: dict[int, Any] = {}
+        for e in exprs:
+            for v in identify_variables(e, include_fixed=False):
+                found.setdefault(id(v), v)
+        return list(found.values())
+
     def dispatch(self, t: int = 0) -> dict[str, float]:
         """FCM setpoints (MW, + = injection) of horizon step ``t`` of the loaded solution."""
         return self.problem.dispatch(t)
@@ -167,11 +220,23 @@ class RollingMPC:
 
     Solves on every call (the caller decides the re-solve cadence and holds setpoints in
     between; ControllerSim does so every ``resolve_every_steps`` steps). The Pyomo model
-    (``self.model.m``) and the persistent solver are created once: with
-    ``linearize_at="ac"`` at the first ``step`` (its sensitivities are taken at the first
-    measured operating point), with ``"flat"`` in the constructor. After that ``step``
-    updates parameters only. Counters: ``solves``, ``fallbacks``, ``fallback_counts`` (by
-    reason), ``solve_times_s``, ``builds`` (1 after the first step, never more).
+    (``self.model.m``) and its solver instance are created once: with ``linearize_at="ac"``
+    at the first ``step`` (its sensitivities are taken at the first measured operating
+    point), with ``"flat"`` in the constructor. After that ``step`` updates parameters only.
+
+    With HiGHS (``solver = "appsi_highs"``, the default) the instance is a
+    :class:`controllers.highs_direct.DirectHighs`: each step pushes the parameters that
+    changed straight into HiGHS, starts from the last plan's integer decisions moved on by
+    the re-solve period (:meth:`_start`; HiGHS completes them into an incumbent when they are
+    still feasible), runs HiGHS with :data:`ROLLING_HIGHS_OPTIONS`, and loads only the
+    first step's variables back into the model. Another solver goes through
+    :func:`controllers.solve.solve` and is rebuilt by Pyomo at each step.
+
+    ``Dispatch.solve_s`` and ``solve_times_s`` are the time of one step's update and solve
+    (the forecast, the parameter update, the solve and reading the plan); building the model
+    and loading it into the solver, once, is ``build_s``. Counters: ``solves``,
+    ``fallbacks``, ``fallback_counts`` (by reason), ``builds`` (1 after the first step,
+    never more).
     """
 
     def __init__(self, feeder: FeederData, placements: Sequence[Placement],
@@ -183,13 +248,18 @@ class RollingMPC:
         self.placements = list(placements)
         self.catalog = dict(catalog)
         self.builds = 0
+        self.build_s = 0.0
         self.model: Stage2Model | None = None
+        self.direct: DirectHighs | None = None
+        self.solver: Any = None
+        self._read_vars: list[Any] = []
+        self._shift: np.ndarray | None = None
+        self._last_x: np.ndarray | None = None
         if params.linearize_at != "ac":
             self._build(None)
         else:  # validate the inputs now, build at the first measurement
             check_sites(feeder, self.placements, self.catalog, params.campuses)
         self.forecaster = forecaster or PersistenceForecaster()
-        self.solver = make_solver(params.solver, params.time_limit_s, params.mip_gap)
         self.fallback_controller = fallback
         self.guard = guard
         self.plan: Dispatch = Dispatch(p_mw={pl.label: 0.0 for pl in self.placements})
@@ -199,7 +269,6 @@ class RollingMPC:
         self.fallback_counts: Counter[str] = Counter()
         self.solve_times_s: list[float] = []
         self.last_outcome: SolveOutcome | None = None
-        self._loaded = False
 
     def step(self, measurement: Measurement) -> Dispatch:
         t0 = time.perf_counter()
@@ -212,27 +281,55 @@ class RollingMPC:
             if self.model is None:
                 op = horizon_inputs(self.feeder, self.placements, self.params, measurement,
                                     forecast).op
+                t_build = time.perf_counter()
                 self._build(op)
+                t0 += time.perf_counter() - t_build  # a step's time leaves the build out
             self.model.set_state(measurement, forecast)
-            outcome = solve(self.model.m, self.solver,
-                            warmstart=self.params.warmstart and self._loaded)
-            if outcome.status is not SolveStatus.ERROR:  # the instance is loaded in HiGHS
-                self._after_first_solve()
+            if self.direct is not None:
+                outcome = self._solve_direct()
+            else:
+                outcome = solve(self.model.m, self.solver,
+                                warmstart=self.params.warmstart and self.solves > 1)
         except Exception as exc:  # never raise into the co-simulation
             logger.exception("Stage-II update/solve failed at t=%.0f s", measurement.time_s)
             outcome = SolveOutcome(SolveStatus.ERROR, message=str(exc))
         self.last_outcome = outcome
         if not outcome.ok:
             return self._fallback(measurement, outcome.status.value, t0, outcome.message)
-        elapsed = time.perf_counter() - t0
-        self.solve_times_s.append(elapsed)
         m = self.model
         self.plan = Dispatch(
             p_mw=m.dispatch(0), q_mvar={k: 0.0 for k in m.labels},
             predicted_v_pu=m.predicted_v_pu(0), predicted_sub_p_mw=m.predicted_sub_p_mw(0),
-            status=outcome.status.value, solve_s=elapsed, fallback=False, solved=True,
+            status=outcome.status.value, solve_s=0.0, fallback=False, solved=True,
         )
+        elapsed = time.perf_counter() - t0
+        self.solve_times_s.append(elapsed)
+        self.plan = replace(self.plan, solve_s=elapsed)
         return self._trimmed(measurement, self.plan)
+
+    def _solve_direct(self) -> SolveOutcome:
+        """Push the new parameter values into HiGHS, start from :meth:`_start`, solve, and
+        load the first step's variables into the model (what :meth:`step` reads)."""
+        d = self.direct
+        d.push()
+        outcome = d.solve(start=self._start())
+        if outcome.ok:
+            d.load(self._read_vars)
+            self._last_x = d.x
+        else:
+            self._last_x = None
+        return outcome
+
+    def _start(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The MIP start of the next solve: the last solution's integer columns, each taken
+        from ``k`` horizon steps later (``k`` = the re-solve period over the horizon step,
+        so that the plan's remaining decisions line up with the new horizon; the last
+        steps repeat their own), for HiGHS to complete with the new data. None before
+        the first solution, after a failed solve, or with ``warmstart`` off."""
+        if self._last_x is None or not self.params.warmstart:
+            return None
+        cols = self.direct.integer_cols
+        return cols, np.round(self._last_x[self._shift[cols]])
 
     def hold(self, measurement: Measurement) -> Dispatch:
         """A co-simulation step between re-solves: the plan of the last ``step``, with the
@@ -256,26 +353,20 @@ class RollingMPC:
         return replace(plan, p_mw=p_mw)
 
     def _build(self, op: OperatingPoint | None) -> None:
-        self.model = Stage2Model(self.feeder, self.placements, self.catalog, self.params,
-                                 operating_point=op)
+        """Build the model at ``op`` and load it into its solver (timed as ``build_s``)."""
+        t0 = time.perf_counter()
+        p = self.params
+        m = self.model = Stage2Model(self.feeder, self.placements, self.catalog, p,
+                                     operating_point=op)
+        if p.solver in ("appsi_highs", "highs"):
+            self.direct = DirectHighs(m.m, p.time_limit_s, p.mip_gap, ROLLING_HIGHS_OPTIONS)
+            self._read_vars = m.first_step_vars()
+            self._shift = time_shift_columns(self.direct, m.m,
+                                             int(round(p.resolve_period_s / p.horizon_step_s)))
+        else:
+            self.solver = make_solver(p.solver, p.time_limit_s, p.mip_gap)
         self.builds += 1
-
-    def _after_first_solve(self) -> None:
-        """From the second solve on, tell APPSI that only parameter values change."""
-        if self._loaded or not hasattr(self.solver, "update_config"):
-            self._loaded = True
-            return
-        cfg = self.solver.update_config
-        cfg.check_for_new_or_removed_constraints = False
-        cfg.check_for_new_or_removed_vars = False
-        cfg.check_for_new_or_removed_params = False
-        cfg.check_for_new_objective = False
-        cfg.update_constraints = False
-        cfg.update_vars = False
-        cfg.update_named_expressions = False
-        cfg.update_objective = False
-        cfg.update_params = True
-        self._loaded = True
+        self.build_s += time.perf_counter() - t0
 
     def _fallback(self, measurement: Measurement, reason: str, t0: float, detail: str = "") -> Dispatch:
         self.fallbacks += 1

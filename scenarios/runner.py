@@ -133,7 +133,8 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
     """Wall time of the run split into power flow, MILP, recording and the rest (mosaik and
     the other adapters), from the timers each adapter keeps."""
     pf = timing.get("pf_s", timing.get("powerflow_s", 0.0))
-    milp = timing.get("milp_s", 0.0)
+    build = timing.get("milp_build_s", 0.0)
+    milp = timing.get("milp_s", 0.0) + build
     rec = timing.get("recording_s", 0.0)
     ctrl_other = max(timing.get("controller_s", 0.0) - milp, 0.0)
     models = timing.get("fcm_s", 0.0) + timing.get("dc_s", timing.get("campus_s", 0.0))
@@ -141,6 +142,7 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
         "wall_run_s": run_wall,
         "wall_powerflow_s": pf,
         "wall_milp_s": milp,
+        "controller_build_s": build,
         "wall_recording_s": rec,
         "wall_controller_other_s": ctrl_other,
         "wall_models_s": models,

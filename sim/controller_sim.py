@@ -149,8 +149,11 @@ class ControllerSim(mosaik_api_v3.Simulator):
         return data
 
     def timing(self) -> dict[str, float]:
-        """Wall time in ``step()`` so far and the part of it spent solving (seconds)."""
-        return {"controller_s": self.busy_s, "milp_s": self.rolling.solve_s if self.rolling else 0.0}
+        """Wall time in ``step()`` so far, the part of it spent in the steps' updates and
+        solves, and the one-off building of the MPC's model (seconds)."""
+        build = getattr(self.rolling.controller, "build_s", 0.0) if self.rolling else 0.0
+        return {"controller_s": self.busy_s, "milp_s": self.rolling.solve_s if self.rolling else 0.0,
+                "milp_build_s": float(build)}
 
     def measurement(self, t_s: float, attrs: dict[str, dict[str, Any]]) -> Measurement:
         """What the controller may see, from this step's (time-shifted) inputs."""
