@@ -4,6 +4,7 @@
     python run_cosim.py                     # default scenario → results/ieee33_ai_shock/
     python run_cosim.py run SCENARIO [--out DIR] [--hours H] [--controller none|rule|mpc]
                                      [--seed N] [--siting FILE] [--realtime FACTOR]
+                                     [--hil | --controller-address HOST:PORT] [--no-progress]
     python run_cosim.py site SCENARIO [--out DIR] [--scenarios N]
                                       [--ambiguity none|l1|wasserstein] [--radius R]
                                       [--alpha A] [--beta B]
@@ -12,6 +13,8 @@
     python run_cosim.py ensemble SCENARIO [--seeds N | --seed-list 1,2,3]
                                           [--controllers none,rule,mpc] [--hours H] [--out DIR]
                                           [--scheduler ADDRESS] [--workers N] [--siting FILE]
+    python run_cosim.py controller SCENARIO --listen HOST:PORT [--siting FILE]
+                                            [--controller mpc|rule]
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming file, field and what is
 allowed), 1 internal failure. This module only parses arguments and calls one function per
@@ -28,7 +31,7 @@ import sys
 from typing import Any
 from pathlib import Path
 
-from models.errors import ScenarioError
+from models.errors import ControllerLost, ScenarioError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -86,6 +89,14 @@ def _int_list(text: str) -> list[int]:
                                          f"got {text!r}") from None
 
 
+def _address(text: str) -> str:
+    """``HOST:PORT`` with a port in 0..65535 (0: any free port, for ``--listen``)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:5678, got {text!r}")
+    return f"{host}:{int(port)}"
+
+
 def _name_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -105,8 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--realtime", type=_positive(float),
                      help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--hil", action="store_true",
-                     help="run the controller as a separate process reached over TCP (HIL mode)")
+    remote = run.add_mutually_exclusive_group()
+    remote.add_argument("--hil", action="store_true",
+                        help="run the controller as a separate process reached over TCP (HIL mode)")
+    remote.add_argument("--controller-address", type=_address, metavar="HOST:PORT",
+                        help="use the controller started with `run_cosim.py controller ... "
+                             "--listen HOST:PORT` (docs/hil.md)")
 
     site = sub.add_parser("site", help="Stage-I DRO-CVaR siting and sizing of FCMs")
     site.add_argument("scenario", type=Path)
@@ -146,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="LocalCluster worker processes (default 2)")
     ens.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     ens.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ctl = sub.add_parser("controller", help="run the controller as its own process that a run "
+                         "reaches over TCP (docs/hil.md)")
+    ctl.add_argument("scenario", type=Path)
+    ctl.add_argument("--listen", type=_address, required=True, metavar="HOST:PORT",
+                     help="address to listen on (port 0: any free port, printed)")
+    ctl.add_argument("--siting", type=Path, help="siting.json from `site`: the FCMs it dispatches")
+    ctl.add_argument("--controller", choices=["mpc", "rule"])
     return parser
 
 
@@ -221,12 +244,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenarios.runner import run_scenario
 
     scenario = _override(scenario, "--hours", simulation={"hours": args.hours})
+    if args.controller_address is not None and args.controller is not None:
+        raise ScenarioError("command line", "--controller", "the controller at "
+                            "--controller-address decides which controller runs; allowed: "
+                            "one of --controller and --controller-address")
     scenario = _override(scenario, "--controller", controller={"kind": args.controller})
     scenario = _override(scenario, "--seed", seed=args.seed)
     out = args.out or Path("results") / scenario.name
     kpis = run_scenario(
         scenario, out, siting_file=args.siting, realtime=args.realtime,
-        progress=not args.no_progress, hil=args.hil,
+        progress=not args.no_progress, hil=args.hil, controller_address=args.controller_address,
     )
     keys = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
             "voltage_violation_bus_steps", "v_min_pu", "pf_nonconverged_steps", "wall_s")
@@ -264,8 +291,23 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return EXIT_OK if failed < len(frame) else EXIT_INTERNAL
 
 
+def cmd_controller(args: argparse.Namespace) -> int:
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    scenario = _override(scenario, "--controller", controller={"kind": args.controller})
+    from scenarios.hil import serve_controller
+
+    def listening(address: str) -> None:
+        print(f"controller ({scenario.controller.kind}) listening on {address}; "
+              "Ctrl-C to stop", flush=True)
+
+    serve_controller(scenario, args.listen, siting_file=args.siting, on_listening=listening)
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder,
-            "ensemble": cmd_ensemble}
+            "ensemble": cmd_ensemble, "controller": cmd_controller}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ControllerLost as exc:  # an absent, dying or silent controller process
+        kept = (f"; the rows simulated so far are kept in {exc.folder} (docs/results.md)"
+                if exc.folder else "; no step was simulated")
+        print(f"error: {exc}{kept}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, the rows simulated so far are kept
         folder = getattr(exc, "folder", None)
         kept = f"; the rows simulated so far are kept in {folder} (docs/results.md)" if folder else ""

@@ -31,6 +31,9 @@ class ControllerConfig(StrictModel):
     horizon_step_s: PositiveFloat = 300.0
     resolve_every_steps: int = Field(5, ge=1)
     time_limit_s: PositiveFloat = 5.0
+    # Wall time a re-solve (update and solve) may take in a real-time run (--realtime);
+    # slower ones count in controller_deadline_misses (docs/kpis.md, docs/hil.md).
+    deadline_s: PositiveFloat = 1.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
     solver: str = "appsi_highs"
     # "operator": the campus operator's published forecast (controllers/forecast.py)

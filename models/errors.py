@@ -1,9 +1,11 @@
-"""The one exception type for bad user input.
+"""The one exception type for bad user input, and the one for a lost controller process.
 
 Everything the user hands us (a scenario file, a feeder, a siting file, a CLI option) is
 checked at the edge. When it is wrong we raise :class:`ScenarioError`, naming the file, the
 field and what is allowed; ``run_cosim.py`` turns it into exit code 2 and a single line on
-stderr. Any other exception is a bug and keeps its traceback.
+stderr. A controller in another process that is not there, dies or stops answering ends a
+run with :class:`ControllerLost`: exit 1 and one line naming its address (docs/hil.md). Any
+other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class ControllerLost(RuntimeError):
+    """The controller at ``address`` was not there, died or stopped answering (``what``);
+    ``folder`` keeps the rows simulated until then (None when there were none)."""
+
+    def __init__(self, address: str, what: str, folder: Path | None = None) -> None:
+        super().__init__(f"controller at {address} {what}")
+        self.address, self.what, self.folder = address, what, folder
 
 
 class ScenarioError(Exception):

@@ -259,6 +259,8 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     solve_s = solve_s[~np.isnan(solve_s)]
     k["controller_solve_s_median"] = float(np.median(solve_s)) if solve_s.size else math.nan
     k["controller_solve_s_max"] = float(solve_s.max()) if solve_s.size else math.nan
+    if "rt.lag_s" in ts.columns:  # a real-time run (--realtime)
+        k.update(realtime_kpis(ts, solve_s, scenario.controller.deadline_s))
 
     offline_steps = int(sum(
         np.sum(~on[1:] & on[:-1]) for on in (
@@ -276,6 +278,21 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
         k.update(extra)
     k["ac_validation"] = ac_validation_headline(k)
     return k
+
+
+def realtime_kpis(ts: pd.DataFrame, solve_s: np.ndarray, deadline_s: float) -> dict[str, Any]:
+    """The ``--realtime`` KPIs (docs/kpis.md): ``rt_deadline_misses``, the steps whose row was
+    not complete when the next step was due (``rt.lag_s > 0``, :mod:`sim.recorder`);
+    ``rt_max_lag_s``, the largest such lag; ``controller_deadline_misses``, the re-solves
+    whose update and solve took longer than ``controller.deadline_s`` of wall time."""
+    lag = _f(ts, "rt.lag_s")
+    lag = lag[np.isfinite(lag)]
+    return {
+        "rt_deadline_misses": int(np.sum(lag > 0.0)),
+        "rt_max_lag_s": float(lag.max()) if lag.size else 0.0,
+        "controller_deadline_misses": int(np.sum(solve_s > deadline_s)),
+        "controller_deadline_s": float(deadline_s),
+    }
 
 
 def ac_validation_headline(k: dict[str, Any]) -> dict[str, Any]:

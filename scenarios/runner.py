@@ -16,15 +16,17 @@ Order of work (docs/cosim.md §6):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from models.errors import ScenarioError
+from models.errors import ControllerLost, ScenarioError
 from scenarios.config import Scenario
 
 logger = logging.getLogger(__name__)
@@ -81,14 +83,19 @@ def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = T
 def run_scenario(
     scenario: Scenario, out_dir: str | Path, siting_file: str | Path | None = None,
     realtime: float | None = None, progress: bool = True, hil: bool = False,
+    controller_address: str | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` and write DESIGN.md §5's files into ``out_dir``; return the KPIs.
 
     ``realtime`` is mosaik's ``rt_factor``: one simulated second takes ``realtime`` wall
     seconds (1.0 is real time, 0.01 runs 100× faster than real time); None runs as fast as
     possible.
-    ``hil=True`` runs the controller as a separate process over TCP.
+    ``hil=True`` runs the controller as a separate process that mosaik starts;
+    ``controller_address`` (``HOST:PORT``) reaches one the user started (docs/hil.md). A
+    controller that is not there, dies or stops answering raises :class:`ControllerLost`
+    (the rows simulated until then stay in the partial folder it names).
     """
+    from scenarios.remote import SimulatorLost, abandon
     from scenarios.world import build_world, collect_timing, collect_trips, plan_world
 
     out_dir = Path(out_dir)
@@ -104,12 +111,21 @@ def run_scenario(
         shutil.rmtree(tmp)
     tmp.mkdir()
     t_start = time.perf_counter()
+    handles = None
     try:
-        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil)
+        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil,
+                              controller_address=controller_address, realtime=realtime)
+        plan = dataclasses.replace(plan, scenario=handles.scenario or plan.scenario)
         until = plan.steps * plan.step_s
         t_run = time.perf_counter()
-        handles.world.run(until=until, rt_factor=realtime, print_progress=bool(progress),
-                          shutdown=False)
+        try:
+            with warnings.catch_warnings():  # lags are measured and reported (rt.lag_s, KPIs)
+                warnings.filterwarnings("ignore", "Simulation too slow for real-time factor")
+                handles.world.run(until=until, rt_factor=realtime, print_progress=bool(progress),
+                                  shutdown=False)
+        except SimulatorLost:
+            abandon(handles.world, "Rec")
+            raise
         run_wall = time.perf_counter() - t_run
         timing = collect_timing(handles)
         trip_log = collect_trips(handles)
@@ -120,6 +136,12 @@ def run_scenario(
     except ScenarioError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except SimulatorLost as exc:
+        kept = tmp if any((tmp / "timeseries.parquet.parts").glob("*")) or \
+            (tmp / "timeseries.parquet").exists() else None
+        if kept is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise ControllerLost(exc.address, exc.what, kept) from None
     except KeyboardInterrupt:
         raise RunInterrupted(tmp) from None
     except BaseException:

@@ -94,6 +94,7 @@ class WorldHandles:
     fcms: dict[str, Any]
     controller: Any
     recorder: Any
+    scenario: Scenario | None = None  # with the [controller] section that ran (remote: its own)
 
 
 def scenario_source(scenario: Scenario) -> str:
@@ -210,9 +211,15 @@ def _allowed_buses(feeder: FeederData) -> str:
     return f"{', '.join(names[:6])}, ... ({len(names)} buses)"
 
 
-def sim_config(hil: bool = False) -> dict[str, dict[str, str]]:
-    """mosaik sim_config; ``hil=True`` runs ControllerSim as a separate process over TCP."""
-    cfg = {
+def sim_config(hil: bool = False, controller_address: str | None = None,
+               answer_s: float = 20.0, first_step_s: float = 60.0) -> dict[str, Any]:
+    """mosaik sim_config. ControllerSim runs in this process, or (:mod:`scenarios.remote`,
+    every call bounded by ``answer_s`` and, for the first step, ``first_step_s``) with
+    ``hil=True`` as a process that mosaik starts, or at ``controller_address`` as a process
+    the user started (``run_cosim.py controller ... --listen``)."""
+    from scenarios.remote import GuardedCmd, GuardedConnect
+
+    cfg: dict[str, Any] = {
         "FeederSim": {"python": "sim.feeder_sim:FeederSim"},
         "DataCenterSim": {"python": "sim.datacenter_sim:DataCenterSim"},
         "FCMSim": {"python": "sim.fcm_sim:FCMSim"},
@@ -220,19 +227,51 @@ def sim_config(hil: bool = False) -> dict[str, dict[str, str]]:
         "Recorder": {"python": "sim.recorder:RecorderSim"},
         "Input": {"python": "mosaik.basic_simulators:InputSimulator"},
     }
-    if hil:
-        cfg["ControllerSim"] = {"cmd": f"{sys.executable} -m sim.controller_sim %(addr)s",
-                                "cwd": str(REPO)}
+    if controller_address is not None:
+        cfg["ControllerSim"] = GuardedConnect(controller_address, answer_s, first_step_s)
+    elif hil:
+        cfg["ControllerSim"] = GuardedCmd(f"{sys.executable} -m sim.controller_sim %(addr)s",
+                                          str(REPO), answer_s, first_step_s)
     return cfg
 
 
 def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
-                flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None) -> WorldHandles:
-    """Start every simulator of the plan and connect them (see the module docstring)."""
+                flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None,
+                controller_address: str | None = None, realtime: float | None = None) -> WorldHandles:
+    """Start every simulator of the plan and connect them (see the module docstring).
+
+    With a controller in another process (``hil`` or ``controller_address``, docs/hil.md)
+    a failure to reach it raises :class:`scenarios.remote.SimulatorLost`; a controller the
+    user started that will not run this plan's FCMs or feeder raises ScenarioError against
+    ``--controller-address``. The World then reads what that controller runs
+    (``controller_config()``): :attr:`WorldHandles.scenario` carries its ``[controller]``
+    section."""
+    from scenarios.remote import answer_limits
+
     sc = plan.scenario
     step = plan.step_s
-    world = mosaik.World({**sim_config(hil), **(extra_sims or {})}, time_resolution=1.0,
+    answer_s, first_s = answer_limits(sc.controller)
+    cfg = sim_config(hil, controller_address, answer_s, first_s)
+    world = mosaik.World({**cfg, **(extra_sims or {})}, time_resolution=1.0,
                          skip_greetings=True, configure_logging=False)
+    try:
+        return _populate(world, plan, timeseries_path, flush_every, controller_address, cfg,
+                         realtime)
+    except BaseException:  # a World that did not get built must not leave processes behind
+        from scenarios.remote import abandon
+
+        abandon(world)
+        raise
+
+
+def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush_every: int,
+              controller_address: str | None, cfg: dict[str, Any],
+              realtime: float | None) -> WorldHandles:
+    """:func:`build_world`'s simulators and connections in ``world``."""
+    from scenarios.remote import answer_limits
+
+    sc = plan.scenario
+    step = plan.step_s
     sims: dict[str, Any] = {}
     from scenarios.feeder import feeder_spec
 
@@ -274,6 +313,11 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
         schedule_mw=list(plan.schedule_mw), schedule_interval_s=sc.grid.schedule_interval_s,
         background_nominal_mw=plan.background_nominal_mw, feeder=plan.feeder.to_dict(),
     )
+    if controller_address is not None:
+        sc = _remote_controller(sc, sims["ctrl"].controller_config(), controller_address)
+        guard = getattr(cfg["ControllerSim"], "guard", None)
+        if guard is not None:  # the limits of the time limit that controller runs with
+            guard.answer_s, guard.first_step_s = answer_limits(sc.controller)
     ctrl = sims["ctrl"].Controller(campuses={e.full_id: n for n, e in campuses.items()},
                                    fcms={e.full_id: n for n, e in fcms.items()})
     for pl in plan.placements:
@@ -306,7 +350,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
                               flush_every=flush_every, column_map=column_map,
                               until_s=float(plan.steps * step),
-                              column_rules=COLUMN_RULES)
+                              column_rules=COLUMN_RULES, rt_factor=realtime)
     rec = sims["rec"].Sink()
     world.connect(grid, rec, *GRID_OUTPUTS)
     for ent in campuses.values():
@@ -314,7 +358,24 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     for ent in fcms.values():
         world.connect(ent, rec, *FCM_OUTPUTS)
     world.connect(ctrl, rec, *CTRL_OUTPUTS)
-    return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec)
+    return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec, sc)
+
+
+def _remote_controller(sc: Scenario, told: dict[str, Any], address: str) -> Scenario:
+    """The scenario with the ``[controller]`` section that the controller at ``address``
+    runs (ScenarioError when it refused the run: its FCMs or feeder are not the plan's)."""
+    from controllers.config import ControllerConfig, ObjectiveWeights
+
+    if told.get("refused"):
+        raise ScenarioError("command line", "--controller-address",
+                            f"the controller at {address} refused the run: {told['refused']}")
+    cfg = dict(told["controller"])
+    try:  # validated here too, unless it names a solver this machine does not have
+        controller = ControllerConfig.model_validate(cfg)
+    except ValueError:
+        cfg["weights"] = ObjectiveWeights.model_validate(cfg.get("weights", {}))
+        controller = ControllerConfig.model_construct(**cfg)
+    return sc.model_copy(update={"controller": controller})
 
 
 def grid_reads(controller: Any) -> tuple[str, ...]:

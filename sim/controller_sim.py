@@ -16,14 +16,22 @@ and runs it on its cadence (:class:`controllers.cadence.Rolling`: the MPC re-sol
 force) and ``seen_sub_p_mw`` (the substation import it was told, for checks).
 ``Setpoint(fcm=label)`` (one per FCM): outputs ``p_set_mw`` (+ = injection), ``q_set_mvar``.
 
-HIL mode: ``python -m sim.controller_sim HOST:PORT`` runs it as its own process (mosaik's
-``cmd`` starter); every parameter is plain JSON, so it behaves the same over TCP.
+In another process (docs/hil.md): :func:`serve` listens on ``HOST:PORT`` and runs one
+ControllerSim per mosaik connection, one run after the other (``python run_cosim.py
+controller SCENARIO --listen HOST:PORT``); every parameter is plain JSON, so it behaves the
+same over TCP. Such a process holds its own controller set-up (:class:`LocalSetup`: the
+``[controller]`` section, the FCM placements and the feeder's fingerprint); ``init`` then
+runs that controller, once it has checked that the run's FCMs and feeder are its own.
+``controller_config()`` (an extra method) tells the World which controller it got, or
+why it refused the run.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time as _time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import mosaik_api_v3
@@ -33,6 +41,8 @@ from controllers.cadence import Cadence, Rolling
 from controllers.interface import Measurement
 from controllers.measurement import MeasurementBuilder, finite
 from controllers.schedule import SubstationSchedule
+
+logger = logging.getLogger(__name__)
 
 CONTROLLER_INPUTS = (
     "converged", "sub_p_mw", "sub_q_mvar", "bus_v_pu", "load_scale", "branch_p_mw", "branch_q_mvar",
@@ -50,17 +60,47 @@ META: Meta = {
                        "attrs": [*CONTROLLER_INPUTS, *CONTROLLER_OUTPUTS]},
         "Setpoint": {"public": True, "params": ["fcm"], "attrs": ["p_set_mw", "q_set_mvar"]},
     },
-    "extra_methods": ["timing"],
+    "extra_methods": ["timing", "controller_config"],
 }
+
+
+@dataclass(frozen=True)
+class LocalSetup:
+    """What a controller in its own process holds of its own (plain JSON): ``controller``,
+    the ``[controller]`` section it runs; ``placements``, the FCMs it dispatches; and
+    ``fingerprint``, :meth:`models.network.FeederData.fingerprint` of its feeder; ``source``
+    names where they came from (the scenario and siting files), for messages."""
+
+    controller: dict[str, Any]
+    placements: list[dict[str, Any]]
+    fingerprint: str
+    source: str
+
+    def refusal(self, placements: list[dict[str, Any]], fingerprint: str | None) -> str | None:
+        """Why a run with these FCMs on this feeder is not this controller's (None: it is)."""
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            return (f"the run's feeder (fingerprint {fingerprint}) is not the controller's "
+                    f"({self.fingerprint}, from {self.source})")
+        ours = {p["name"] or f"{p['kind']}_{p['bus']}": p for p in self.placements}
+        theirs = {p["name"] or f"{p['kind']}_{p['bus']}": p for p in placements}
+        if ours != theirs:
+            diff = sorted(set(ours) ^ set(theirs)) or sorted(k for k in ours if ours[k] != theirs[k])
+            return (f"the run's FCMs differ from the controller's ({self.source}): "
+                    f"{', '.join(diff)}; give both the same siting")
+        return None
 
 
 class ControllerSim(mosaik_api_v3.Simulator):
     """Hosts one controller; ``factory(scenario, placements)`` may replace the default one
     (:func:`controllers.factory.make_controller` on the plan's feeder)."""
 
-    def __init__(self, factory: Callable[[Any, list[Any]], Any] | None = None) -> None:
+    def __init__(self, factory: Callable[[Any, list[Any]], Any] | None = None,
+                 local: LocalSetup | None = None) -> None:
         super().__init__(META)
         self.factory = factory
+        self.local = local
+        self.refused: str | None = None
+        self.config: dict[str, Any] = {}
         self.feeder: Any = None  # the plan's network the controller optimises (FeederData)
         self.step_s, self.time_resolution = 60, 1.0
         self.labels: list[str] = []
@@ -87,13 +127,22 @@ class ControllerSim(mosaik_api_v3.Simulator):
         if scenario is None:
             raise ValueError("ControllerSim needs the scenario (a dict of the validated Scenario)")
         # plain JSON back to typed objects (the caller validated the scenario, at the edge)
+        if self.local is not None:  # a controller of its own: the run must be its run
+            self.refused = self.local.refusal(
+                [Placement.model_validate(p).model_dump(mode="json") for p in (placements or [])],
+                None if feeder is None else FeederData.from_dict(feeder).fingerprint())
+            scenario = {**scenario, "controller": self.local.controller}
         sc = Scenario.model_validate({**scenario, "path": str(scenario_path)})
+        self.config = sc.controller.model_dump(mode="json")
         pls = [Placement.model_validate(p) for p in (placements or [])]
         self.time_resolution, self.step_s = float(time_resolution), int(step_s)
         self.labels = [pl.label for pl in pls]
         self.builder = MeasurementBuilder.of(sc.controller, (), SubstationSchedule.of(
             schedule_mw, schedule_interval_s), background_nominal_mw)
         self.feeder = None if feeder is None else FeederData.from_dict(feeder)
+        if self.refused is not None:  # told through controller_config(); nothing to build
+            self.rolling = Rolling(_Refused(), Cadence.of(sc.controller), self.labels)
+            return self.meta
         controller = self.factory(sc, pls) if self.factory else _default_controller(sc, pls, self.feeder)
         self.rolling = Rolling(controller, Cadence.of(sc.controller), self.labels)
         return self.meta
@@ -155,6 +204,12 @@ class ControllerSim(mosaik_api_v3.Simulator):
         return {"controller_s": self.busy_s, "milp_s": self.rolling.solve_s if self.rolling else 0.0,
                 "milp_build_s": float(build)}
 
+    def controller_config(self) -> dict[str, Any]:
+        """The ``[controller]`` section this simulator runs (``kind``, ``forecaster``,
+        ``trim``, ...), and ``refused``: why it will not run the World's FCMs or feeder
+        (None when it will)."""
+        return {"controller": self.config, "refused": self.refused}
+
     def measurement(self, t_s: float, attrs: dict[str, dict[str, Any]]) -> Measurement:
         """What the controller may see, from this step's (time-shifted) inputs."""
         grid: dict[str, Any] = {}
@@ -182,8 +237,53 @@ def _default_controller(scenario: Any, placements: list[Any], feeder: Any) -> An
                            scenario)
 
 
+class _Refused:
+    """Stands in for a controller that refused its run (the World stops before stepping)."""
+
+    def step(self, measurement: Measurement) -> Any:
+        raise RuntimeError("this controller refused the run (see controller_config())")
+
+
+def serve(host: str, port: int, make_sim: Callable[[], ControllerSim],
+          on_listening: Callable[[str], None] | None = None) -> None:
+    """Listen on ``host:port`` and run one ControllerSim from ``make_sim()`` per mosaik
+    connection, one run at a time, until the process is stopped (Ctrl-C). A connection
+    that arrives while a run is going on is closed at once. ``on_listening(address)`` is
+    called with the bound ``HOST:PORT`` (port 0 binds a free port)."""
+    import asyncio
+
+    from mosaik_api_v3 import run_simulator
+    from mosaik_api_v3.connection import Channel
+
+    async def main() -> None:
+        busy = asyncio.Lock()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if busy.locked():
+                writer.close()
+                return
+            async with busy:
+                channel = Channel(reader, writer)
+                try:
+                    await run_simulator(channel, make_sim(), api_compliant=True)
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    logger.warning("controller: the run's connection broke: %s", exc)
+                finally:
+                    await channel.close()
+
+        server = await asyncio.start_server(on_connect, host, port)
+        bound = server.sockets[0].getsockname()
+        if on_listening is not None:
+            on_listening(f"{bound[0]}:{bound[1]}")
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
 def main() -> None:
-    """HIL entry point: ``python -m sim.controller_sim HOST:PORT`` (mosaik's ``cmd`` starter)."""
+    """``python -m sim.controller_sim HOST:PORT``: connect to the mosaik World at that address
+    (its ``cmd`` starter, ``run --hil``) and run one ControllerSim, set up by the World."""
     mosaik_api_v3.start_simulation(ControllerSim(), "dcshock-cosim controller (HIL)")
 
 

@@ -15,6 +15,16 @@ inputs. mosaik also calls ``finalize()`` when a World is shut down after another
 failed; give the Recorder the run's end ``until_s`` (simulated seconds, exclusive, as
 ``World.run(until)``) and a ``finalize()`` before that time only flushes the buffered rows
 to a last segment and leaves the segments as they are, so the run never looks complete.
+
+In a real-time run (``rt_factor`` F, mosaik's ``World.run(rt_factor=F)``) each row also gets
+``rt.lag_s``: how late the row was complete against the real-time schedule, measured from
+the start of the run (``setup_done``, when mosaik starts its clock)::
+
+    lag_k = max(0, w_k − (w_0 + (t_k + Δt)·F))
+
+with ``w_k`` the wall time at which step ``k`` (simulated time ``t_k``, step Δt) reached the
+Recorder, which steps last. A row with ``lag > 0`` was not ready when the next step was due:
+a missed deadline (docs/kpis.md, ``rt_deadline_misses``, ``rt_max_lag_s``).
 """
 
 from __future__ import annotations
@@ -54,11 +64,13 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.until_s: float | None = None
         self.last_time_s: float | None = None
         self.busy_s = 0.0
+        self.rt_factor: float | None = None
+        self.rt_epoch: float | None = None
 
     def init(self, sid: SimId, time_resolution: float = 1.0, path: str = "timeseries.parquet",
              step_s: int = 60, flush_every: int = 60, column_map: dict[str, str] | None = None,
              column_rules: dict[str, str] | None = None, until_s: float | None = None,
-             **_: Any) -> Meta:
+             rt_factor: float | None = None, **_: Any) -> Meta:
         if time_resolution <= 0:
             raise ValueError(f"Recorder needs time_resolution > 0, got {time_resolution}")
         steps = step_s / time_resolution
@@ -68,6 +80,7 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.time_resolution = float(time_resolution)
         self.step_s = float(step_s)
         self.until_s = until_s
+        self.rt_factor = None if rt_factor is None else float(rt_factor)
         self.step_time = int(round(steps))
         self.namer = ColumnNamer(column_map, column_rules)
         index_kind = "int" if self.time_resolution.is_integer() else "float"
@@ -80,13 +93,21 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.eid = "sink"
         return [{"eid": self.eid, "type": model}]
 
+    def setup_done(self) -> None:
+        self.rt_epoch = _time.perf_counter()  # mosaik starts its real-time clock now
+
     def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
         t0 = _time.perf_counter()
         time_s = time * self.time_resolution
         if self.time_resolution.is_integer():
             time_s = int(time_s)
         self.last_time_s = time_s
-        self.writer.append(time_s, self.namer.row(inputs.get(self.eid, {})))  # type: ignore[union-attr,arg-type]
+        row = self.namer.row(inputs.get(self.eid, {}))
+        if self.rt_factor is not None:
+            epoch = self.rt_epoch if self.rt_epoch is not None else t0
+            due = epoch + (time_s + self.step_s) * self.rt_factor
+            row["rt.lag_s"] = max(0.0, t0 - due)
+        self.writer.append(time_s, row)  # type: ignore[union-attr,arg-type]
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_time
 
@@ -99,8 +120,8 @@ class RecorderSim(mosaik_api_v3.Simulator):
             reached = self.last_time_s + self.step_s if self.last_time_s is not None else 0.0
             if self.until_s is not None and reached < self.until_s - 1e-9:
                 self.writer.flush()
-                logger.warning("recorder: run ended at %s s before its end %s s; the rows stay "
-                               "as segments in %s", reached, self.until_s, self.writer.parts)
+                logger.info("recorder: run ended at %s s before its end %s s; the rows stay "
+                            "as segments in %s", reached, self.until_s, self.writer.parts)
             else:
                 self.writer.close()
             self.busy_s += _time.perf_counter() - t0
