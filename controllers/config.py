@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
 from models.schema import StrictModel
+
+#: Longest MPC horizon, in steps and in simulated seconds (docs/conventions.md, "Limits"):
+#: 1,000 steps is a week at 10 min or a day at 90 s, and already about a million voltage
+#: rows on a 1,000-bus feeder; a week is longer than any forecast the controller can read.
+MAX_HORIZON_STEPS = 1_000
+MAX_HORIZON_S = 7 * 86_400.0
+#: Largest Stage-I problem: scenarios × siting steps (docs/conventions.md, "Limits").
+#: The default is 20 × 24 = 480; BENCHMARKS.md measures 200 × 24 on IEEE 33 at about two
+#: minutes with Benders, whose every iteration solves one LP per scenario.
+MAX_SITING_SCENARIO_STEPS = 100_000
 
 
 class ObjectiveWeights(StrictModel):
@@ -27,8 +37,10 @@ class ControllerConfig(StrictModel):
     """``[controller]``: which controller runs in the loop and how the MPC is set up."""
 
     kind: Literal["none", "rule", "mpc"] = "mpc"
-    horizon_steps: int = Field(24, ge=1)
-    horizon_step_s: PositiveFloat = 300.0
+    # K steps of Δτ: the horizon MILP has rows per bus and step, rebuilt at every re-solve,
+    # and the schedule and forecasts are evaluated over it (docs/conventions.md, "Limits")
+    horizon_steps: int = Field(24, ge=1, le=MAX_HORIZON_STEPS)
+    horizon_step_s: float = Field(300.0, ge=1.0, le=86_400.0)
     resolve_every_steps: int = Field(5, ge=1)
     time_limit_s: PositiveFloat = 5.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
@@ -47,6 +59,15 @@ class ControllerConfig(StrictModel):
     # §1.5); "auto" reduces above 300 buses.
     network_rows: Literal["auto", "full", "reduced"] = "auto"
     weights: ObjectiveWeights = ObjectiveWeights()
+
+    @model_validator(mode="after")
+    def _horizon_length(self) -> "ControllerConfig":
+        span = self.horizon_steps * self.horizon_step_s
+        if span > MAX_HORIZON_S:
+            raise ValueError(f"horizon_steps × horizon_step_s = {self.horizon_steps} × "
+                             f"{self.horizon_step_s:g} s = {span / 3600:.4g} h; allowed: at most "
+                             f"{MAX_HORIZON_S / 3600:g} h (a week)")
+        return self
 
     @field_validator("solver")
     @classmethod
@@ -72,7 +93,8 @@ class SitingConfig(StrictModel):
     kinds: list[str] = Field(default_factory=lambda: ["bess", "ldes", "gen", "dr"])
     integer_modules: bool = True
     horizon_hours: float = Field(2.0, gt=0, le=168.0)
-    step_s: PositiveFloat = 300.0
+    # Stage I's own step: from a minute (finer is the plant's business) to an hour
+    step_s: float = Field(300.0, ge=60.0, le=3600.0)
     method: Literal["auto", "extensive", "benders"] = "auto"
     time_limit_s: PositiveFloat = 300.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
@@ -87,3 +109,18 @@ class SitingConfig(StrictModel):
     # May the recourse shed load (priced as unserved energy)? Off: neither Stage II nor the
     # plant can shed, so a siting that counts on shedding would not be the one that runs.
     allow_shedding: bool = False
+
+    @property
+    def steps(self) -> int:
+        """Stage I's horizon steps, ``horizon_hours × 3600 / step_s`` (at least one)."""
+        return max(1, int(round(self.horizon_hours * 3600.0 / self.step_s)))
+
+    @model_validator(mode="after")
+    def _problem_size(self) -> "SitingConfig":
+        size = self.scenarios * self.steps
+        if size > MAX_SITING_SCENARIO_STEPS:
+            raise ValueError(f"scenarios × steps = {self.scenarios} × {self.steps} "
+                             f"(horizon_hours / step_s) = {size:,}; allowed: at most "
+                             f"{MAX_SITING_SCENARIO_STEPS:,} (fewer scenarios, a shorter "
+                             "horizon_hours or a longer step_s)")
+        return self

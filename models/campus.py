@@ -381,6 +381,18 @@ def _checkpoint_mean(edges: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
     return np.diff(s, axis=1) / np.diff(edges)[None, :]
 
 
+def expected_events(cfg: CampusConfig, shocks: ShockConfig | None, hours: float) -> float:
+    """Expected number of events the campus's SimPy schedule draws over ``hours``: training-
+    job arrivals, and with ``shocks`` surges, oscillation episodes and sags (each
+    disturbance counted at its largest number of sags). Memory and time of a schedule grow
+    with it (docs/conventions.md, "Limits")."""
+    n = cfg.job_rate_per_h * hours
+    if shocks is not None:
+        n += hours / 24.0 * (shocks.surge_rate_per_day + shocks.oscillation_rate_per_day
+                             + shocks.disturbance_rate_per_day * shocks.disturbance_sags[1])
+    return n
+
+
 def connection(t: np.ndarray, trips: TripArrays) -> np.ndarray:
     """Connection factor ``κ(t) ∈ [0, 1]``: 1 before a trip, 0 from the trip to the
     reconnection, then ``R(t; t_reconnect, r)``; several trips combine by their minimum."""

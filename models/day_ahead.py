@@ -30,6 +30,7 @@ import numpy as np
 
 from models.campus import CampusConfig, Schedule, step_means
 from models.errors import ScenarioError
+from models.feeder import INJECTION_VMIN_PU
 
 #: Entropy word of the random stream of the day-ahead campus estimate.
 SCHEDULE_STREAM = 0x5C4ED
@@ -83,6 +84,7 @@ class BaseCase:
         self.feeder = feeder
         self.source = source
         self.shares = campus_shares(campuses, campus_mw)
+        self.largest = max(range(len(campuses)), key=lambda i: campuses[i].capacity_mw, default=0)
         self.names = {bus: f"sched{i}" for i, bus in enumerate(self.shares)}
         for bus, name in self.names.items():
             feeder.add_injection(name, bus, 0.0, 0.0)
@@ -100,6 +102,17 @@ class BaseCase:
                                 f"the base case at load scale {load_scale:.3f} with "
                                 f"{campus_total_mw:.4g} MW of campus load fails in OpenDSS "
                                 f"({res.status}: {res.cause}); {_failed_hint(res)}")
+        if res.v_min_pu < INJECTION_VMIN_PU:  # "converged" onto a collapsed voltage
+            bg_mw = load_scale * self.feeder.data.total_load_mw
+            field = (f"campus[{self.largest}].capacity_mw" if campus_total_mw > bg_mw
+                     else "grid.background_load_scale")
+            raise ScenarioError(self.source, field,
+                                f"the base case at load scale {load_scale:.3f} with "
+                                f"{campus_total_mw:.4g} MW of campus load collapses the voltage "
+                                f"to {res.v_min_pu:.3g} pu at bus {res.v_min_bus} (below "
+                                f"{INJECTION_VMIN_PU} pu loads no longer draw what they are set "
+                                "to): the feeder cannot carry it; allowed: less campus capacity "
+                                "or background load, or a larger feeder.scale")
         return res
 
     def losses_mw(self, load_scale: float, campus_total_mw: float) -> float:
