@@ -31,7 +31,7 @@ from typing import Any, Hashable, Literal, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controllers.config import SitingConfig
 from controllers.decomposition import (
@@ -43,8 +43,9 @@ from controllers.decomposition import (
 from controllers.horizon import CampusSite, HorizonProblem, MPCParams, Unit
 from controllers.network import OperatingPoint, base_operating_point, load_arrays
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
-from models.errors import ScenarioError, format_loc, parse_user_file
-from models.fcm import technology_of
+from models.errors import ScenarioError, parse_user_file, pydantic_problem
+from models.schema import StrictModel, fields_at
+from models.fcm import placement_problem, technology_of
 from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
@@ -288,14 +289,13 @@ class FeederRecourse:
         pb.refresh()
 
 
-class SitingFeeder(BaseModel):
-    """``siting.json``'s ``feeder``: the feeder the siting was made for."""
+class SitingFeeder(StrictModel):
+    """``siting.json``'s ``feeder``: the feeder the siting was made for (required: a run
+    checks that it is its own)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = ""
-    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
-    buses: StrictInt = Field(0, ge=0)
+    source: str
+    scale: float = Field(gt=0)
+    buses: int = Field(ge=1)
 
 
 class IntegerRecourse(BaseModel):
@@ -324,7 +324,7 @@ class SitingResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    format: str = SITING_FORMAT
+    format: Literal[SITING_FORMAT] = SITING_FORMAT  # type: ignore[valid-type]
     placements: list[Placement]
     objective: float = math.nan
     capex: float = math.nan
@@ -346,7 +346,7 @@ class SitingResult(BaseModel):
     integer_recourse: IntegerRecourse | None = None
     shock_events: float = 1.0
     modules: dict[str, float] = Field(default_factory=dict)
-    feeder: SitingFeeder = Field(default_factory=SitingFeeder)
+    feeder: SitingFeeder
     seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -370,18 +370,20 @@ class SitingResult(BaseModel):
         p = Path(path)
         data = parse_user_file(p, "the siting.json written by `run_cosim.py site`", json.loads,
                                "JSON")
-        if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
-            raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "
-                                "{kind, bus, p_mw, e_mwh}")
+        if not isinstance(data, dict):
+            raise ScenarioError(p, "", f"not a JSON object but {type(data).__name__}; give the "
+                                "siting.json written by `run_cosim.py site`")
+        if "placements" in data and not isinstance(data["placements"], list):
+            raise ScenarioError(p, "placements", f"must be a list of {{kind, bus, p_mw, e_mwh}}, "
+                                f"got {data['placements']!r}")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = format_loc(err["loc"])
-            allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if where.startswith("placements")
+            problem = pydantic_problem(err, p, fields=lambda loc: fields_at(cls, loc))
+            allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if problem.field.startswith("placements")
                        else "what `run_cosim.py site` writes")
-            raise ScenarioError(p, where, f"{err['msg']} (got {err.get('input')!r}); "
-                                f"allowed: {allowed}") from None
+            raise ScenarioError(p, problem.field, f"{problem.message}; allowed: {allowed}") from None
 
 
 def placements_from(candidates: Sequence[Candidate], modules: Mapping[Hashable, float],
@@ -548,7 +550,7 @@ def load_siting(path: str | Path, feeder_data: FeederData,
     p = Path(path)
     siting = SitingResult.read(p)
     fd = siting.feeder
-    if fd.buses not in (0,) and fd.buses != len(feeder_data.buses):
+    if fd.buses != len(feeder_data.buses):
         raise ScenarioError(p, "feeder.buses",
                             f"siting made for a feeder with {fd.buses} buses ({fd.source}); "
                             f"this run's feeder {feeder_data.name} has {len(feeder_data.buses)}")
@@ -564,5 +566,8 @@ def load_siting(path: str | Path, feeder_data: FeederData,
             raise ScenarioError(p, f"placements[{i}].bus",
                                 f"bus '{pl.bus}' is not in feeder {feeder_data.name}; allowed: "
                                 f"{_bus_range(feeder_data)}")
+        if (msg := placement_problem(pl, catalog[pl.kind])) is not None:
+            field, _, msg = msg.partition(": ")
+            raise ScenarioError(p, f"placements[{i}].{field}", msg)
         out.append(pl.model_copy(update={"bus": str(pl.bus).lower()}))
     return out
