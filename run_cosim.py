@@ -24,20 +24,36 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 from typing import Any
 from pathlib import Path
 
 from models.errors import ScenarioError
+from models.network import SCALE_RANGE
+from models.schema import SEED_MAX
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout left
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad options as one ScenarioError line (exit 2, no usage dump)."""
+    """argparse that reports bad options as one ScenarioError line (exit 2, no usage dump),
+    in the form of every command-line error: ``command line: --option: what is wrong``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if m := re.fullmatch(r"argument (\S+): (.*)", message, re.S):
+            names = m.group(1).split("/")
+            raise ScenarioError("command line", next((n for n in names if n.startswith("--")),
+                                                     names[0]), m.group(2))
+        if m := re.fullmatch(r"the following arguments are required: (.*)", message, re.S):
+            raise ScenarioError("command line", m.group(1), "required; see "
+                                f"`{self.prog} --help`")
+        if m := re.fullmatch(r"unrecognized arguments: (.*)", message, re.S):
+            raise ScenarioError("command line", m.group(1), "unknown option or extra argument; "
+                                "allowed: the options of `run_cosim.py COMMAND --help`")
         raise ScenarioError("command line", self.prog.split()[-1], message)
 
 
@@ -56,6 +72,28 @@ def _positive(kind: type, most: float | None = None):
         return value
 
     return parse
+
+
+def _in_range(lo: float, hi: float):
+    """A finite number in [lo, hi] (docs/conventions.md, "Limits")."""
+    def parse(text: str) -> float:
+        value = _positive(float, hi)(text)
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must lie in [{lo:g}, {hi:g}], got {text}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    """A seed as the scenario's ``seed`` takes it: an integer in [0, 2³² − 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must lie in [0, {SEED_MAX}], got {text}")
+    return value
 
 
 def _unit_interval(text: str) -> float:
@@ -78,12 +116,12 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _int_list(text: str) -> list[int]:
+def _seed_list(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 1,2,3, "
-                                         f"got {text!r}") from None
+        return [_seed(x) for x in text.split(",") if x.strip()]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected seeds separated by commas, e.g. 1,2,3; "
+                                         f"{exc}") from None
 
 
 def _name_list(text: str) -> list[str]:
@@ -100,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default results/<scenario name>)")
     run.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
     run.add_argument("--controller", choices=["none", "rule", "mpc"])
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=_seed)
     run.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     run.add_argument("--realtime", type=_positive(float),
                      help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
@@ -117,17 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--alpha", type=_unit_interval)
     site.add_argument("--beta", type=_unit_interval)
     site.add_argument("--method", choices=["auto", "extensive", "benders"])
-    site.add_argument("--seed", type=int)
+    site.add_argument("--seed", type=_seed)
 
     shocks = sub.add_parser("shocks", help="sample demand-shock scenarios to Parquet")
     shocks.add_argument("scenario", type=Path)
     shocks.add_argument("--samples", type=_positive(int, 100_000), required=True)
-    shocks.add_argument("--seed", type=int)
+    shocks.add_argument("--seed", type=_seed)
     shocks.add_argument("--out", type=Path, required=True)
 
     feeder = sub.add_parser("feeder", help="snapshot power flow of a feeder")
     feeder.add_argument("source", help="built-in name (ieee33, ieee69) or an OpenDSS master file")
-    feeder.add_argument("--scale", type=_positive(float), default=1.0)
+    feeder.add_argument("--scale", type=_in_range(*SCALE_RANGE), default=1.0)
     feeder.add_argument("--json", action="store_true", help="print the JSON summary")
 
     ens = sub.add_parser("ensemble", help="run many seeds x controllers on Dask")
@@ -135,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = ens.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=_positive(int, 10_000),
                        help="number of member seeds spawned from the scenario seed (default 4)")
-    seeds.add_argument("--seed-list", type=_int_list, help="explicit member seeds, e.g. 1,2,3")
+    seeds.add_argument("--seed-list", type=_seed_list, help="explicit member seeds, e.g. 1,2,3")
     ens.add_argument("--controllers", type=_name_list, default=["none", "rule", "mpc"],
                      help="comma-separated controllers (default none,rule,mpc)")
     ens.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
@@ -169,13 +207,17 @@ def cmd_feeder(args: argparse.Namespace) -> int:
 
 
 def cmd_shocks(args: argparse.Namespace) -> int:
-    from models.shocks import generate_shocks
-    from scenarios.config import load_scenario
+    from scenarios.config import load_scenario, sampling_problem
+    from scenarios.runner import check_out_file
 
-    scenario = load_scenario(args.scenario)
-    seed = scenario.seed if args.seed is None else args.seed
-    if args.out.suffix != ".parquet":
-        raise ScenarioError("command line", "--out", f"must end in .parquet, got {args.out}")
+    scenario = _override(load_scenario(args.scenario), "--seed", seed=args.seed)
+    seed = scenario.seed
+    check_out_file(args.out, suffix=".parquet")
+    sim = scenario.simulation
+    if (msg := sampling_problem(scenario, args.samples, sim.hours, sim.step_s)):
+        raise ScenarioError("command line", "--samples", msg)
+    from models.shocks import generate_shocks
+
     frame = generate_shocks(scenario, samples=args.samples, seed=seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".parquet.partial")
@@ -281,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
         )
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left shows here, not at exit
+        return code
+    except BrokenPipeError:  # `... | head -1`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ScenarioError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
