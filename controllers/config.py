@@ -116,6 +116,13 @@ class SitingConfig(StrictModel):
         return max(1, int(round(self.horizon_hours * 3600.0 / self.step_s)))
 
     @model_validator(mode="after")
+    def _method_for_recourse(self) -> "SitingConfig":
+        if self.method == "benders" and self.recourse == "milp":
+            raise ValueError("method: benders works on the LP relaxation of the recourse; "
+                             "allowed with recourse = 'milp': extensive or auto")
+        return self
+
+    @model_validator(mode="after")
     def _problem_size(self) -> "SitingConfig":
         size = self.scenarios * self.steps
         if size > MAX_SITING_SCENARIO_STEPS:

@@ -282,6 +282,6 @@ def test_load_siting_refuses_bad_files(tmp_path):
 
 
 def test_benders_with_milp_recourse_is_bad_input(tmp_path):
-    sc = validate_scenario(scenario_dict(method="benders", recourse="milp"), tmp_path / "s.toml")
+    # refused with the scenario, before any shock is sampled
     with pytest.raises(ScenarioError, match="siting.method"):
-        site(sc, two_bus(), XI)
+        validate_scenario(scenario_dict(method="benders", recourse="milp"), tmp_path / "s.toml")
