@@ -6,7 +6,7 @@
                                      [--seed N] [--siting FILE] [--realtime FACTOR]
     python run_cosim.py site SCENARIO [--out DIR] [--scenarios N]
                                       [--ambiguity none|l1|wasserstein] [--radius R]
-                                      [--alpha A] [--beta B]
+                                      [--alpha A] [--beta B] [--no-progress]
     python run_cosim.py shocks SCENARIO --samples N [--seed S] --out FILE.parquet
     python run_cosim.py feeder NAME_OR_DSS_FILE [--scale K] --json
     python run_cosim.py ensemble SCENARIO [--seeds N | --seed-list 1,2,3]
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--beta", type=_unit_interval)
     site.add_argument("--method", choices=["auto", "extensive", "benders"])
     site.add_argument("--seed", type=_seed)
+    site.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     shocks = sub.add_parser("shocks", help="sample demand-shock scenarios to Parquet")
     shocks.add_argument("scenario", type=Path)
@@ -239,7 +240,7 @@ def cmd_site(args: argparse.Namespace) -> int:
         scenario = _override(scenario, f"--{option}", siting={option: getattr(args, option)})
     scenario = _override(scenario, "--seed", seed=args.seed)
     out = check_out_dir(args.out or Path("results") / scenario.name, replaces=False)
-    path = site_command(scenario, out)
+    path = site_command(scenario, out, progress=not args.no_progress)
     print(f"wrote {path}")
     return EXIT_OK
 

@@ -122,11 +122,11 @@ def run_scenario(
     tmp.mkdir()
     t_start = time.perf_counter()
     try:
-        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil)
+        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil, progress=progress)
         until = plan.steps * plan.step_s
         t_run = time.perf_counter()
-        handles.world.run(until=until, rt_factor=realtime, print_progress=bool(progress),
-                          shutdown=False)
+        # the bar is the Recorder's, in steps (mosaik's counts simulated seconds)
+        handles.world.run(until=until, rt_factor=realtime, print_progress=False, shutdown=False)
         run_wall = time.perf_counter() - t_run
         timing = collect_timing(handles)
         trip_log = collect_trips(handles)

@@ -227,8 +227,10 @@ def sim_config(hil: bool = False) -> dict[str, dict[str, str]]:
 
 
 def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
-                flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None) -> WorldHandles:
-    """Start every simulator of the plan and connect them (see the module docstring)."""
+                flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None,
+                progress: bool = False) -> WorldHandles:
+    """Start every simulator of the plan and connect them (see the module docstring);
+    ``progress`` has the Recorder draw a bar over the steps on stderr."""
     sc = plan.scenario
     step = plan.step_s
     world = mosaik.World({**sim_config(hil), **(extra_sims or {})}, time_resolution=1.0,
@@ -306,7 +308,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
                               flush_every=flush_every, column_map=column_map,
                               until_s=float(plan.steps * step),
-                              column_rules=COLUMN_RULES)
+                              column_rules=COLUMN_RULES, progress=bool(progress))
     rec = sims["rec"].Sink()
     world.connect(grid, rec, *GRID_OUTPUTS)
     for ent in campuses.values():
