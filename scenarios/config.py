@@ -143,15 +143,16 @@ class Scenario(StrictModel):
         names = [c.name for c in self.campus]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"campus names must be unique; repeated: {', '.join(sorted(dup))}")
+            raise ValueError(f"campus: names must be unique; repeated: {', '.join(sorted(dup))}")
         return self
 
     @model_validator(mode="after")
     def _schedule_in_steps(self) -> "Scenario":
         si, dt = self.grid.schedule_interval_s, self.simulation.step_s
         if si % dt:
-            raise ValueError(f"grid.schedule_interval_s ({si} s) must be a multiple of "
-                             f"simulation.step_s ({dt} s)")
+            raise ValueError(f"grid.schedule_interval_s: {si} s is not a multiple of "
+                             f"simulation.step_s ({dt} s); allowed: a multiple of it, e.g. "
+                             f"{max(round(si / dt), 1) * dt} s")
         return self
 
     @model_validator(mode="after")
