@@ -57,63 +57,35 @@ class _Parser(argparse.ArgumentParser):
         raise ScenarioError("command line", self.prog.split()[-1], message)
 
 
-def _positive(kind: type, most: float | None = None):
-    """A finite number > 0 (at most ``most``): ``--hours inf`` or ``--samples 10**12`` would
-    drive a loop without end."""
+def _number(kind: type, lo: float = -math.inf, hi: float = math.inf, above: bool = False):
+    """Parser of a finite number of ``kind`` in [lo, hi] (``above``: lo itself excluded):
+    ``--hours inf`` or ``--samples 10**12`` would drive a loop without end."""
+    what = "an integer" if kind is int else "a number"
+    if hi == math.inf:
+        allowed = f"a finite number {'>' if above else '>='} {lo:g}"
+    else:
+        allowed = f"in {'(' if above else '['}{lo:g}, {hi:g}]"
+
     def parse(text: str):
         try:
             value = kind(text)
         except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or not lo <= value <= hi or (above and value == lo):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
         return value
 
     return parse
 
 
-def _in_range(lo: float, hi: float):
-    """A finite number in [lo, hi] (docs/conventions.md, "Limits")."""
-    def parse(text: str) -> float:
-        value = _positive(float, hi)(text)
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must lie in [{lo:g}, {hi:g}], got {text}")
-        return value
-
-    return parse
+def _positive(kind: type, most: float = math.inf):
+    """A finite number > 0, at most ``most``."""
+    return _number(kind, 0, most, above=True)
 
 
-def _seed(text: str) -> int:
-    """A seed as the scenario's ``seed`` takes it: an integer in [0, 2³² − 1]."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must lie in [0, {SEED_MAX}], got {text}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0 and value != 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+_seed = _number(int, 0, SEED_MAX)  # as the scenario's ``seed`` takes it
+_unit_interval = _number(float, 0.0, 1.0)
+_non_negative = _number(float, 0.0)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -166,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     feeder = sub.add_parser("feeder", help="snapshot power flow of a feeder")
     feeder.add_argument("source", help="built-in name (ieee33, ieee69) or an OpenDSS master file")
-    feeder.add_argument("--scale", type=_in_range(*SCALE_RANGE), default=1.0)
+    feeder.add_argument("--scale", type=_number(float, *SCALE_RANGE), default=1.0)
     feeder.add_argument("--json", action="store_true", help="print the JSON summary")
 
     ens = sub.add_parser("ensemble", help="run many seeds x controllers on Dask")

@@ -20,6 +20,12 @@ MAX_HORIZON_S = 7 * 86_400.0
 MAX_SITING_SCENARIO_STEPS = 100_000
 
 
+def _at_most(value: float, most: float, what: str, unit: str) -> None:
+    """ValueError ``"what = value; allowed: at most most unit"`` when ``value > most``."""
+    if value > most:
+        raise ValueError(f"{what} = {value:,.6g}; allowed: at most {most:,.6g} {unit}")
+
+
 class ObjectiveWeights(StrictModel):
     """Weights of the Stage-II objective terms (DESIGN.md §3), in $ per unit of the term."""
 
@@ -62,11 +68,9 @@ class ControllerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _horizon_length(self) -> "ControllerConfig":
-        span = self.horizon_steps * self.horizon_step_s
-        if span > MAX_HORIZON_S:
-            raise ValueError(f"horizon_steps × horizon_step_s = {self.horizon_steps} × "
-                             f"{self.horizon_step_s:g} s = {span / 3600:.4g} h; allowed: at most "
-                             f"{MAX_HORIZON_S / 3600:g} h (a week)")
+        _at_most(self.horizon_steps * self.horizon_step_s / 3600, MAX_HORIZON_S / 3600,
+                 f"horizon_steps × horizon_step_s = {self.horizon_steps} × "
+                 f"{self.horizon_step_s:g} s", "h (a week)")
         return self
 
     @field_validator("solver")
@@ -124,10 +128,7 @@ class SitingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _problem_size(self) -> "SitingConfig":
-        size = self.scenarios * self.steps
-        if size > MAX_SITING_SCENARIO_STEPS:
-            raise ValueError(f"scenarios × steps = {self.scenarios} × {self.steps} "
-                             f"(horizon_hours / step_s) = {size:,}; allowed: at most "
-                             f"{MAX_SITING_SCENARIO_STEPS:,} (fewer scenarios, a shorter "
-                             "horizon_hours or a longer step_s)")
+        _at_most(self.scenarios * self.steps, MAX_SITING_SCENARIO_STEPS,
+                 f"scenarios × steps = {self.scenarios} × {self.steps} (horizon_hours / step_s)",
+                 "(fewer scenarios, a shorter horizon_hours or a longer step_s)")
         return self
