@@ -98,15 +98,14 @@ class BaseCase:
             self.feeder.set_injection(self.names[bus], sp * campus_total_mw, sq * campus_total_mw)
         res = self.feeder.solve()
         if not res.converged:
-            raise ScenarioError(self.source, _failed_field(res),
+            field = (self._load_field(load_scale, campus_total_mw) if res.status == "diverged"
+                     else "feeder.source")
+            raise ScenarioError(self.source, field,
                                 f"the base case at load scale {load_scale:.3f} with "
                                 f"{campus_total_mw:.4g} MW of campus load fails in OpenDSS "
                                 f"({res.status}: {res.cause}); {_failed_hint(res)}")
         if res.v_min_pu < INJECTION_VMIN_PU:  # "converged" onto a collapsed voltage
-            bg_mw = load_scale * self.feeder.data.total_load_mw
-            field = (f"campus[{self.largest}].capacity_mw" if campus_total_mw > bg_mw
-                     else "grid.background_load_scale")
-            raise ScenarioError(self.source, field,
+            raise ScenarioError(self.source, self._load_field(load_scale, campus_total_mw),
                                 f"the base case at load scale {load_scale:.3f} with "
                                 f"{campus_total_mw:.4g} MW of campus load collapses the voltage "
                                 f"to {res.v_min_pu:.3g} pu at bus {res.v_min_bus} (below "
@@ -115,18 +114,19 @@ class BaseCase:
                                 "or background load, or a larger feeder.scale")
         return res
 
+    def _load_field(self, load_scale: float, campus_total_mw: float) -> str:
+        """The field behind a load the feeder cannot carry: the largest campus's capacity when
+        the campuses draw more than the background, else the background's scale."""
+        if campus_total_mw > load_scale * self.feeder.data.total_load_mw:
+            return f"campus[{self.largest}].capacity_mw"
+        return "grid.background_load_scale"
+
     def losses_mw(self, load_scale: float, campus_total_mw: float) -> float:
         """The base case's feeder losses (MW), solved once per operating point (to 1e-9)."""
         key = (round(load_scale, 9), round(campus_total_mw, 9))
         if key not in self._losses:
             self._losses[key] = float(self.solve(load_scale, campus_total_mw).losses_mw)
         return self._losses[key]
-
-
-def _failed_field(res: Any) -> str:
-    """The scenario field a failed base case points at: the feeder model when OpenDSS's
-    controls or an invariant fail, the load when the flow diverges."""
-    return "grid.background_load_scale" if res.status == "diverged" else "feeder.source"
 
 
 def _failed_hint(res: Any) -> str:
