@@ -7,7 +7,7 @@
                                      [--hil | --controller-address HOST:PORT] [--no-progress]
     python run_cosim.py site SCENARIO [--out DIR] [--scenarios N]
                                       [--ambiguity none|l1|wasserstein] [--radius R]
-                                      [--alpha A] [--beta B]
+                                      [--alpha A] [--beta B] [--no-progress]
     python run_cosim.py shocks SCENARIO --samples N [--seed S] --out FILE.parquet
     python run_cosim.py feeder NAME_OR_DSS_FILE [--scale K] --json
     python run_cosim.py ensemble SCENARIO [--seeds N | --seed-list 1,2,3]
@@ -27,66 +27,76 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 from typing import Any
 from pathlib import Path
 
 from models.errors import ControllerLost, ScenarioError
+from models.network import SCALE_RANGE
+from models.schema import SEED_MAX
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout left
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad options as one ScenarioError line (exit 2, no usage dump)."""
+    """argparse that reports bad options as one ScenarioError line (exit 2, no usage dump),
+    in the form of every command-line error: ``command line: --option: what is wrong``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if m := re.fullmatch(r"argument (\S+): (.*)", message, re.S):
+            names = m.group(1).split("/")
+            raise ScenarioError("command line", next((n for n in names if n.startswith("--")),
+                                                     names[0]), m.group(2))
+        if m := re.fullmatch(r"the following arguments are required: (.*)", message, re.S):
+            raise ScenarioError("command line", m.group(1), "required; see "
+                                f"`{self.prog} --help`")
+        if m := re.fullmatch(r"unrecognized arguments: (.*)", message, re.S):
+            raise ScenarioError("command line", m.group(1), "unknown option or extra argument; "
+                                "allowed: the options of `run_cosim.py COMMAND --help`")
         raise ScenarioError("command line", self.prog.split()[-1], message)
 
 
-def _positive(kind: type, most: float | None = None):
-    """A finite number > 0 (at most ``most``): ``--hours inf`` or ``--samples 10**12`` would
-    drive a loop without end."""
+def _number(kind: type, lo: float = -math.inf, hi: float = math.inf, above: bool = False):
+    """Parser of a finite number of ``kind`` in [lo, hi] (``above``: lo itself excluded):
+    ``--hours inf`` or ``--samples 10**12`` would drive a loop without end."""
+    what = "an integer" if kind is int else "a number"
+    if hi == math.inf:
+        allowed = f"a finite number {'>' if above else '>='} {lo:g}"
+    else:
+        allowed = f"in {'(' if above else '['}{lo:g}, {hi:g}]"
+
     def parse(text: str):
         try:
             value = kind(text)
         except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or not lo <= value <= hi or (above and value == lo):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
         return value
 
     return parse
 
 
-def _unit_interval(text: str) -> float:
+def _positive(kind: type, most: float = math.inf):
+    """A finite number > 0, at most ``most``."""
+    return _number(kind, 0, most, above=True)
+
+
+_seed = _number(int, 0, SEED_MAX)  # as the scenario's ``seed`` takes it
+_unit_interval = _number(float, 0.0, 1.0)
+_non_negative = _number(float, 0.0)
+
+
+def _seed_list(text: str) -> list[int]:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0 and value != 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 1,2,3, "
-                                         f"got {text!r}") from None
+        return [_seed(x) for x in text.split(",") if x.strip()]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected seeds separated by commas, e.g. 1,2,3; "
+                                         f"{exc}") from None
 
 
 def _address(text: str) -> str:
@@ -111,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default results/<scenario name>)")
     run.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
     run.add_argument("--controller", choices=["none", "rule", "mpc"])
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=_seed)
     run.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     run.add_argument("--realtime", type=_positive(float),
                      help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
@@ -132,17 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--alpha", type=_unit_interval)
     site.add_argument("--beta", type=_unit_interval)
     site.add_argument("--method", choices=["auto", "extensive", "benders"])
-    site.add_argument("--seed", type=int)
+    site.add_argument("--seed", type=_seed)
+    site.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     shocks = sub.add_parser("shocks", help="sample demand-shock scenarios to Parquet")
     shocks.add_argument("scenario", type=Path)
     shocks.add_argument("--samples", type=_positive(int, 100_000), required=True)
-    shocks.add_argument("--seed", type=int)
+    shocks.add_argument("--seed", type=_seed)
     shocks.add_argument("--out", type=Path, required=True)
 
     feeder = sub.add_parser("feeder", help="snapshot power flow of a feeder")
     feeder.add_argument("source", help="built-in name (ieee33, ieee69) or an OpenDSS master file")
-    feeder.add_argument("--scale", type=_positive(float), default=1.0)
+    feeder.add_argument("--scale", type=_number(float, *SCALE_RANGE), default=1.0)
     feeder.add_argument("--json", action="store_true", help="print the JSON summary")
 
     ens = sub.add_parser("ensemble", help="run many seeds x controllers on Dask")
@@ -150,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = ens.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=_positive(int, 10_000),
                        help="number of member seeds spawned from the scenario seed (default 4)")
-    seeds.add_argument("--seed-list", type=_int_list, help="explicit member seeds, e.g. 1,2,3")
+    seeds.add_argument("--seed-list", type=_seed_list, help="explicit member seeds, e.g. 1,2,3")
     ens.add_argument("--controllers", type=_name_list, default=["none", "rule", "mpc"],
                      help="comma-separated controllers (default none,rule,mpc)")
     ens.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
@@ -192,13 +203,17 @@ def cmd_feeder(args: argparse.Namespace) -> int:
 
 
 def cmd_shocks(args: argparse.Namespace) -> int:
-    from models.shocks import generate_shocks
-    from scenarios.config import load_scenario
+    from scenarios.config import load_scenario, sampling_problem
+    from scenarios.runner import check_out_file
 
-    scenario = load_scenario(args.scenario)
-    seed = scenario.seed if args.seed is None else args.seed
-    if args.out.suffix != ".parquet":
-        raise ScenarioError("command line", "--out", f"must end in .parquet, got {args.out}")
+    scenario = _override(load_scenario(args.scenario), "--seed", seed=args.seed)
+    seed = scenario.seed
+    check_out_file(args.out, suffix=".parquet")
+    sim = scenario.simulation
+    if (msg := sampling_problem(scenario, args.samples, sim.hours, sim.step_s)):
+        raise ScenarioError("command line", "--samples", msg)
+    from models.shocks import generate_shocks
+
     frame = generate_shocks(scenario, samples=args.samples, seed=seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".parquet.partial")
@@ -220,7 +235,7 @@ def cmd_site(args: argparse.Namespace) -> int:
         scenario = _override(scenario, f"--{option}", siting={option: getattr(args, option)})
     scenario = _override(scenario, "--seed", seed=args.seed)
     out = check_out_dir(args.out or Path("results") / scenario.name, replaces=False)
-    path = site_command(scenario, out)
+    path = site_command(scenario, out, progress=not args.no_progress)
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -323,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
         )
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left shows here, not at exit
+        return code
+    except BrokenPipeError:  # `... | head -1`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ScenarioError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,9 +5,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
 from models.schema import StrictModel
+
+#: Longest MPC horizon, in steps and in simulated seconds (docs/conventions.md, "Limits"):
+#: 1,000 steps is a week at 10 min or a day at 90 s, and already about a million voltage
+#: rows on a 1,000-bus feeder; a week is longer than any forecast the controller can read.
+MAX_HORIZON_STEPS = 1_000
+MAX_HORIZON_S = 7 * 86_400.0
+#: Largest Stage-I problem: scenarios × siting steps (docs/conventions.md, "Limits").
+#: The default is 20 × 24 = 480; BENCHMARKS.md measures 200 × 24 on IEEE 33 at about two
+#: minutes with Benders, whose every iteration solves one LP per scenario.
+MAX_SITING_SCENARIO_STEPS = 100_000
+
+
+def _at_most(value: float, most: float, what: str, unit: str) -> None:
+    """ValueError ``"what = value; allowed: at most most unit"`` when ``value > most``."""
+    if value > most:
+        raise ValueError(f"{what} = {value:,.6g}; allowed: at most {most:,.6g} {unit}")
 
 
 class ObjectiveWeights(StrictModel):
@@ -27,8 +43,10 @@ class ControllerConfig(StrictModel):
     """``[controller]``: which controller runs in the loop and how the MPC is set up."""
 
     kind: Literal["none", "rule", "mpc"] = "mpc"
-    horizon_steps: int = Field(24, ge=1)
-    horizon_step_s: PositiveFloat = 300.0
+    # K steps of Δτ: the horizon MILP has rows per bus and step, rebuilt at every re-solve,
+    # and the schedule and forecasts are evaluated over it (docs/conventions.md, "Limits")
+    horizon_steps: int = Field(24, ge=1, le=MAX_HORIZON_STEPS)
+    horizon_step_s: float = Field(300.0, ge=1.0, le=86_400.0)
     resolve_every_steps: int = Field(5, ge=1)
     time_limit_s: PositiveFloat = 5.0
     # Wall time a re-solve (update and solve) may take in a real-time run (--realtime);
@@ -50,6 +68,13 @@ class ControllerConfig(StrictModel):
     # §1.5); "auto" reduces above 300 buses.
     network_rows: Literal["auto", "full", "reduced"] = "auto"
     weights: ObjectiveWeights = ObjectiveWeights()
+
+    @model_validator(mode="after")
+    def _horizon_length(self) -> "ControllerConfig":
+        _at_most(self.horizon_steps * self.horizon_step_s / 3600, MAX_HORIZON_S / 3600,
+                 f"horizon_steps × horizon_step_s = {self.horizon_steps} × "
+                 f"{self.horizon_step_s:g} s", "h (a week)")
+        return self
 
     @field_validator("solver")
     @classmethod
@@ -75,7 +100,8 @@ class SitingConfig(StrictModel):
     kinds: list[str] = Field(default_factory=lambda: ["bess", "ldes", "gen", "dr"])
     integer_modules: bool = True
     horizon_hours: float = Field(2.0, gt=0, le=168.0)
-    step_s: PositiveFloat = 300.0
+    # Stage I's own step: from a minute (finer is the plant's business) to an hour
+    step_s: float = Field(300.0, ge=60.0, le=3600.0)
     method: Literal["auto", "extensive", "benders"] = "auto"
     time_limit_s: PositiveFloat = 300.0
     mip_gap: float = Field(0.01, ge=0, lt=1)
@@ -90,3 +116,22 @@ class SitingConfig(StrictModel):
     # May the recourse shed load (priced as unserved energy)? Off: neither Stage II nor the
     # plant can shed, so a siting that counts on shedding would not be the one that runs.
     allow_shedding: bool = False
+
+    @property
+    def steps(self) -> int:
+        """Stage I's horizon steps, ``horizon_hours × 3600 / step_s`` (at least one)."""
+        return max(1, int(round(self.horizon_hours * 3600.0 / self.step_s)))
+
+    @model_validator(mode="after")
+    def _method_for_recourse(self) -> "SitingConfig":
+        if self.method == "benders" and self.recourse == "milp":
+            raise ValueError("method: benders works on the LP relaxation of the recourse; "
+                             "allowed with recourse = 'milp': extensive or auto")
+        return self
+
+    @model_validator(mode="after")
+    def _problem_size(self) -> "SitingConfig":
+        _at_most(self.scenarios * self.steps, MAX_SITING_SCENARIO_STEPS,
+                 f"scenarios × steps = {self.scenarios} × {self.steps} (horizon_hours / step_s)",
+                 "(fewer scenarios, a shorter horizon_hours or a longer step_s)")
+        return self

@@ -47,6 +47,19 @@ log = logging.getLogger(__name__)
 AUTO_EXTENSIVE_MAX_VARS = 10_000
 
 
+class Progress(Protocol):
+    """Told how far a long step has come: ``progress(phase, done, total, note)`` (``done`` of
+    ``total`` units of ``phase``, e.g. the scenarios of a Benders iteration, with a short
+    ``note`` such as the gap). The CLI draws it as a progress bar (``site``)."""
+
+    def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
+        ...
+
+
+def no_progress(phase: str, done: int, total: int, note: str = "") -> None:
+    """The :class:`Progress` that shows nothing."""
+
+
 class Recourse(Protocol):
     """Builds the second stage of one sampled scenario into a Pyomo block."""
 
@@ -173,6 +186,7 @@ def solve_extensive(
     time_limit_s: float = 300.0,
     mip_gap: float = 1e-4,
     relax_recourse: bool = False,
+    progress: Progress = no_progress,
 ) -> TwoStageSolution:
     """Extensive form: min c(y) + R(w·Q) with all N recourse blocks in one model.
 
@@ -189,7 +203,10 @@ def solve_extensive(
     m.first = pyo.Block()
     capex, link = problem.first_stage(m.first)
     m.scen = pyo.Block(range(n))
-    q_expr = [problem.recourse.build(m.scen[s], link, s) for s in range(n)]
+    q_expr = []
+    for s in range(n):
+        q_expr.append(problem.recourse.build(m.scen[s], link, s))
+        progress("building the extensive form", s + 1, n)
     if relax_recourse:
         for s in range(n):
             relax_integers(m.scen[s])
@@ -201,7 +218,9 @@ def solve_extensive(
     m.obj = pyo.Objective(expr=m.capex + m.risk.value)
     build_s = time.perf_counter() - t0
     solver = highs(time_limit_s, mip_gap)
+    progress("solving the extensive form", 0, 1, f"time limit {time_limit_s:g} s")
     res = solver.solve(m)
+    progress("solving the extensive form", 1, 1)
     status = _status(res.termination_condition)
     if status == "infeasible":
         raise RecourseInfeasible("extensive form is infeasible")
@@ -219,7 +238,8 @@ def solve_extensive(
     bounds = {k: v.bounds for k, v in link.items()}
     try:
         subs = _Subproblems(problem, list(link), bounds, relax=relax_recourse)
-        q_vals, _ = subs.solve(link_val, duals=False)
+        q_vals, _ = subs.solve(link_val, duals=False,
+                               progress=lambda s: progress("re-solving each scenario", s, n))
     except (SolveFailed, RecourseInfeasible) as exc:  # keep the joint solution's values
         log.warning("extensive form re-evaluation failed (%s); reporting the joint "
                     "solution's recourse values", exc)
@@ -341,9 +361,10 @@ class _Subproblems:
         m.obj = pyo.Objective(expr=m.Q)
         return m
 
-    def solve(self, nhat: dict[Hashable, float],
-              duals: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Q_s(n̂) and (LP only, ``duals``) the subgradients π_s (rows) for every scenario."""
+    def solve(self, nhat: dict[Hashable, float], duals: bool = True,
+              progress: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, np.ndarray]:
+        """Q_s(n̂) and (LP only, ``duals``) the subgradients π_s (rows) for every scenario;
+        ``progress(s)`` after each of them (``s`` solved so far)."""
         n = self.problem.n_scenarios
         q = np.zeros(n)
         grad = np.zeros((n, len(self.keys)))
@@ -364,6 +385,7 @@ class _Subproblems:
             if duals and self.relax:
                 pi = inc.solver.get_duals([m.fix_link[k] for k in m.K])
                 grad[s] = [float(pi[m.fix_link[k]]) for k in m.K]
+            progress(s + 1)
         return q, grad
 
 
@@ -373,6 +395,7 @@ def solve_benders(
     time_limit_s: float = 300.0,
     mip_gap: float = 1e-4,
     max_iterations: int = 200,
+    progress: Progress = no_progress,
 ) -> TwoStageSolution:
     """Multi-cut L-shaped method on the LP relaxation of the recourse (module docstring).
 
@@ -429,7 +452,9 @@ def solve_benders(
         lb = max(lb, float(res.best_objective_bound))
         nhat = {k: float(pyo.value(v)) for k, v in link.items()}
         capex_val = float(pyo.value(master.capex))
-        q, grad = subs.solve(nhat)
+        note = "" if not np.isfinite(ub) else f"gap {max(ub - lb, 0.0) / max(abs(ub), 1e-9):.2%}"
+        q, grad = subs.solve(nhat, progress=lambda s: progress(f"Benders iteration {it}", s, n,
+                                                                note))
         risk = evaluator.evaluate(w * q)
         value = capex_val + risk.value
         if value < ub:
@@ -466,6 +491,7 @@ def evaluate_recourse(
     *,
     time_limit_s: float | None = None,
     mip_gap: float = 1e-4,
+    progress: Progress = no_progress,
 ) -> tuple[np.ndarray, RiskEvaluation, str]:
     """Every scenario's recourse at fixed first-stage values ``link`` (module counts), with
     its integers kept: ``Q_s(n̂)`` by one MILP per scenario (a reusable recourse is built once
@@ -496,6 +522,7 @@ def evaluate_recourse(
         if out.status is SolveStatus.FEASIBLE:
             status = "feasible"
         q[s] = out.objective
+        progress("integer recourse of each scenario", s + 1, problem.n_scenarios)
     risk = WorstCase(problem.p0, problem.risk, problem.distances).evaluate(problem.recourse_weight * q)
     return q, risk, status
 
@@ -507,6 +534,7 @@ def solve_two_stage(
     time_limit_s: float = 300.0,
     mip_gap: float = 1e-4,
     recourse: str = "lp",
+    progress: Progress = no_progress,
 ) -> TwoStageSolution:
     """Solve with the given method, or the one :func:`choose_method` picks for ``auto``.
 
@@ -516,5 +544,5 @@ def solve_two_stage(
     chosen = choose_method(problem, method, recourse)
     if chosen == "extensive":
         return solve_extensive(problem, time_limit_s=time_limit_s, mip_gap=mip_gap,
-                               relax_recourse=recourse == "lp")
-    return solve_benders(problem, time_limit_s=time_limit_s, mip_gap=mip_gap)
+                               relax_recourse=recourse == "lp", progress=progress)
+    return solve_benders(problem, time_limit_s=time_limit_s, mip_gap=mip_gap, progress=progress)

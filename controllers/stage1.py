@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,20 +32,23 @@ from typing import Any, Hashable, Literal, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controllers.config import SitingConfig
 from controllers.decomposition import (
+    Progress,
     TwoStageProblem,
     TwoStageSolution,
     evaluate_recourse,
+    no_progress,
     solve_two_stage,
 )
 from controllers.horizon import CampusSite, HorizonProblem, MPCParams, Unit
 from controllers.network import OperatingPoint, base_operating_point, load_arrays
 from controllers.risk import RiskSpec, ground_distances, nominal_probabilities
-from models.errors import ScenarioError, format_loc, parse_user_file
-from models.fcm import technology_of
+from models.errors import ScenarioError, parse_user_file, pydantic_problem
+from models.schema import StrictModel, fields_at
+from models.fcm import placement_problem, technology_of
 from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
@@ -288,14 +292,13 @@ class FeederRecourse:
         pb.refresh()
 
 
-class SitingFeeder(BaseModel):
-    """``siting.json``'s ``feeder``: the feeder the siting was made for."""
+class SitingFeeder(StrictModel):
+    """``siting.json``'s ``feeder``: the feeder the siting was made for (required: a run
+    checks that it is its own)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = ""
-    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
-    buses: StrictInt = Field(0, ge=0)
+    source: str
+    scale: float = Field(gt=0)
+    buses: int = Field(ge=1)
 
 
 class IntegerRecourse(BaseModel):
@@ -324,7 +327,7 @@ class SitingResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    format: str = SITING_FORMAT
+    format: Literal[SITING_FORMAT] = SITING_FORMAT  # type: ignore[valid-type]
     placements: list[Placement]
     objective: float = math.nan
     capex: float = math.nan
@@ -346,7 +349,7 @@ class SitingResult(BaseModel):
     integer_recourse: IntegerRecourse | None = None
     shock_events: float = 1.0
     modules: dict[str, float] = Field(default_factory=dict)
-    feeder: SitingFeeder = Field(default_factory=SitingFeeder)
+    feeder: SitingFeeder
     seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -370,18 +373,20 @@ class SitingResult(BaseModel):
         p = Path(path)
         data = parse_user_file(p, "the siting.json written by `run_cosim.py site`", json.loads,
                                "JSON")
-        if not isinstance(data, dict) or not isinstance(data.get("placements"), list):
-            raise ScenarioError(p, "placements", "missing; a siting.json needs a list of "
-                                "{kind, bus, p_mw, e_mwh}")
+        if not isinstance(data, dict):
+            raise ScenarioError(p, "", f"not a JSON object but {type(data).__name__}; give the "
+                                "siting.json written by `run_cosim.py site`")
+        if "placements" in data and not isinstance(data["placements"], list):
+            raise ScenarioError(p, "placements", f"must be a list of {{kind, bus, p_mw, e_mwh}}, "
+                                f"got {data['placements']!r}")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = format_loc(err["loc"])
-            allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if where.startswith("placements")
+            problem = pydantic_problem(err, p, fields=lambda loc: fields_at(cls, loc))
+            allowed = ("{kind, bus, p_mw > 0, e_mwh >= 0}" if problem.field.startswith("placements")
                        else "what `run_cosim.py site` writes")
-            raise ScenarioError(p, where, f"{err['msg']} (got {err.get('input')!r}); "
-                                f"allowed: {allowed}") from None
+            raise ScenarioError(p, problem.field, f"{problem.message}; allowed: {allowed}") from None
 
 
 def placements_from(candidates: Sequence[Candidate], modules: Mapping[Hashable, float],
@@ -421,7 +426,8 @@ def siting_result(
 
 
 def integer_recourse(sol: TwoStageSolution, problem: TwoStageProblem,
-                     time_limit_s: float | None = None, mip_gap: float = 1e-4) -> IntegerRecourse:
+                     time_limit_s: float | None = None, mip_gap: float = 1e-4,
+                     progress: Progress = no_progress) -> IntegerRecourse:
     """The solved siting's value with integer recourse (:class:`IntegerRecourse`): the
     relaxation's own values when the recourse kept its integers, else every scenario's
     Stage-II MILP re-solved at the chosen module counts
@@ -432,7 +438,8 @@ def integer_recourse(sol: TwoStageSolution, problem: TwoStageProblem,
                                status=sol.status, solve_s=0.0)
     t0 = time.perf_counter()
     link = {k: (round(v) if abs(v - round(v)) < 1e-6 else v) for k, v in sol.link.items()}
-    q, risk, status = evaluate_recourse(problem, link, time_limit_s=time_limit_s, mip_gap=mip_gap)
+    q, risk, status = evaluate_recourse(problem, link, time_limit_s=time_limit_s, mip_gap=mip_gap,
+                                        progress=progress)
     return IntegerRecourse(objective=sol.first_stage_cost + risk.value, expected_cost=risk.expected,
                            cvar=risk.cvar, recourse_costs=[float(x) for x in q], status=status,
                            solve_s=time.perf_counter() - t0)
@@ -460,13 +467,7 @@ def build_problem(
     siting: SitingConfig = scenario.siting
     catalog = scenario.fcm.catalog
     candidates = make_candidates(siting, catalog, feeder, src)
-    campuses = []
-    for i, c in enumerate(scenario.campus):
-        bus = str(c.bus).lower()
-        if not feeder.has_bus(bus):
-            raise ScenarioError(src, f"campus[{i}].bus", f"bus '{c.bus}' is not in feeder "
-                                f"{feeder.name}; allowed: {_bus_range(feeder)}")
-        campuses.append(CampusSite.of(c))
+    campuses = campus_sites(scenario, feeder)
     op = base_operating_point(feeder)
     v_source = op.v_pu[feeder.source_bus] if op is not None else feeder.v_source_pu
     params = replace(MPCParams.from_scenario(scenario), horizon_step_s=float(siting.step_s),
@@ -490,19 +491,29 @@ def build_problem(
     return problem, candidates, spec
 
 
-def site(scenario: Any, feeder: FeederData, trajectories: np.ndarray) -> SitingResult:
-    """Solve Stage I for a validated scenario (no file I/O); method from ``siting.method``."""
+def campus_sites(scenario: Any, feeder: FeederData) -> list[CampusSite]:
+    """The scenario's campuses on ``feeder`` (ScenarioError for a bus it does not have)."""
+    out = []
+    for i, c in enumerate(scenario.campus):
+        if not feeder.has_bus(str(c.bus).lower()):
+            raise ScenarioError(scenario.path or "scenario", f"campus[{i}].bus",
+                                f"bus '{c.bus}' is not in feeder {feeder.name}; allowed: "
+                                f"{_bus_range(feeder)}")
+        out.append(CampusSite.of(c))
+    return out
+
+
+def site(scenario: Any, feeder: FeederData, trajectories: np.ndarray,
+         progress: Progress = no_progress) -> SitingResult:
+    """Solve Stage I for a validated scenario (no file I/O); method from ``siting.method``;
+    ``progress`` is told how far each phase has come (:class:`ProgressBar`)."""
     problem, candidates, spec = build_problem(scenario, feeder, trajectories)
     siting: SitingConfig = scenario.siting
-    if siting.method == "benders" and siting.recourse == "milp":
-        raise ScenarioError(scenario.path or "scenario", "siting.method",
-                            "benders works on the LP relaxation of the recourse; allowed with "
-                            "recourse = 'milp': extensive or auto")
     sol = solve_two_stage(problem, siting.method, time_limit_s=siting.time_limit_s,
-                          mip_gap=siting.mip_gap, recourse=siting.recourse)
+                          mip_gap=siting.mip_gap, recourse=siting.recourse, progress=progress)
     log.info("stage I (%s, %s): objective %.6g, capex %.6g, gap %.2e, %.1f s",
              sol.method, sol.status, sol.objective, sol.first_stage_cost, sol.gap, sol.solve_s)
-    exact = integer_recourse(sol, problem, siting.time_limit_s, siting.mip_gap)
+    exact = integer_recourse(sol, problem, siting.time_limit_s, siting.mip_gap, progress)
     if sol.recourse_relaxed:
         log.info("stage I: the siting with integer recourse: objective %.6g (relaxation %.6g)",
                  exact.objective, sol.objective)
@@ -519,8 +530,9 @@ def write_siting(result: SitingResult, path: Path) -> Path:
     return result.write(path)
 
 
-def site_command(scenario: Any, out_dir: Path) -> Path:
-    """``run_cosim.py site``: sample shocks, solve Stage I, write ``out_dir/siting.json``."""
+def site_command(scenario: Any, out_dir: Path, progress: bool = True) -> Path:
+    """``run_cosim.py site``: sample shocks, solve Stage I, write ``out_dir/siting.json``;
+    with ``progress``, a bar on stderr over each phase's scenarios (:class:`ProgressBar`)."""
     from models.shocks import sample_campus_trajectories
     from scenarios.feeder import open_scenario_feeder
 
@@ -528,13 +540,50 @@ def site_command(scenario: Any, out_dir: Path) -> Path:
     t0 = time.perf_counter()
     feeder = open_scenario_feeder(scenario).data
     make_candidates(siting, scenario.fcm.catalog, feeder, scenario.path or "scenario")
-    trajectories = sample_campus_trajectories(
-        scenario, siting.scenarios, scenario.seed, step_s=siting.step_s,
-        hours=siting.horizon_hours,
-    )
-    log.info("sampled %d shock scenarios in %.2f s", siting.scenarios, time.perf_counter() - t0)
-    result = site(scenario, feeder, np.asarray(trajectories, dtype=float))
+    campus_sites(scenario, feeder)  # every check before the first sample
+    bar = ProgressBar(enabled=progress)
+    try:
+        trajectories = sample_campus_trajectories(
+            scenario, siting.scenarios, scenario.seed, step_s=siting.step_s,
+            hours=siting.horizon_hours,
+            on_sample=lambda s: bar("sampling shock scenarios", s, siting.scenarios),
+        )
+        log.info("sampled %d shock scenarios in %.2f s", siting.scenarios, time.perf_counter() - t0)
+        result = site(scenario, feeder, np.asarray(trajectories, dtype=float), bar)
+    finally:
+        bar.close()
     return write_siting(result, Path(out_dir) / "siting.json")
+
+
+class ProgressBar:
+    """A :class:`~controllers.decomposition.Progress` drawn as one tqdm bar on stderr, reset
+    at each new phase (sampling, each Benders iteration's scenario LPs, the integer
+    recourse of each scenario); ``enabled=False`` draws nothing."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.phase = ""
+
+    def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=phase, unit="scenario", file=sys.stderr,
+                            dynamic_ncols=True)
+        elif phase != self.phase:
+            self.bar.reset(total=total)
+            self.bar.set_description(phase, refresh=False)
+        self.phase = phase
+        if note:
+            self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def load_siting(path: str | Path, feeder_data: FeederData,
@@ -548,7 +597,7 @@ def load_siting(path: str | Path, feeder_data: FeederData,
     p = Path(path)
     siting = SitingResult.read(p)
     fd = siting.feeder
-    if fd.buses not in (0,) and fd.buses != len(feeder_data.buses):
+    if fd.buses != len(feeder_data.buses):
         raise ScenarioError(p, "feeder.buses",
                             f"siting made for a feeder with {fd.buses} buses ({fd.source}); "
                             f"this run's feeder {feeder_data.name} has {len(feeder_data.buses)}")
@@ -564,5 +613,8 @@ def load_siting(path: str | Path, feeder_data: FeederData,
             raise ScenarioError(p, f"placements[{i}].bus",
                                 f"bus '{pl.bus}' is not in feeder {feeder_data.name}; allowed: "
                                 f"{_bus_range(feeder_data)}")
+        if (msg := placement_problem(pl, catalog[pl.kind])) is not None:
+            field, _, msg = msg.partition(": ")
+            raise ScenarioError(p, f"placements[{i}].{field}", msg)
         out.append(pl.model_copy(update={"bus": str(pl.bus).lower()}))
     return out

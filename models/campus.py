@@ -52,6 +52,9 @@ DAY_S = 86_400.0
 ONLINE_EPS_S = 1e-6
 #: Upper bound on the sub-intervals :meth:`Campus.step` evaluates within one step.
 MAX_SUBSTEPS = 20_000
+#: (job or trip, step) pairs the closed-form step means evaluate at once (a few arrays of
+#: this many floats: about 10 MB each), whatever the horizon and the number of jobs.
+CHUNK_PAIRS = 1 << 20
 _EPS = 1e-12
 
 
@@ -305,6 +308,30 @@ class TripArrays:
     ramp_s: np.ndarray
 
 
+def _windows(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each interval ``[lo_j, hi_j)``, the steps ``[e_k, e_{k+1})`` of ``edges`` that
+    overlap it: the first ``k0_j`` and how many, ``n_j`` (0 when none)."""
+    n_steps = len(edges) - 1
+    k0 = np.clip(np.searchsorted(edges, lo, side="right") - 1, 0, n_steps)
+    k1 = np.clip(np.searchsorted(edges, hi, side="left"), 0, n_steps)
+    return k0, np.maximum(k1 - k0, 0)
+
+
+def _pairs(k0: np.ndarray, count: np.ndarray, budget: int = CHUNK_PAIRS):
+    """``(j, k)`` index arrays of the (item, step) pairs of :func:`_windows`, item by item,
+    about ``budget`` pairs at a time (an item's window is never split)."""
+    ends = np.cumsum(count)
+    start = 0
+    while start < len(count):
+        done = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, done + budget, side="right")), start + 1)
+        c = count[start:stop]
+        j = np.repeat(np.arange(start, stop), c)
+        k = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c) + np.repeat(k0[start:stop], c)
+        yield j, k
+        start = stop
+
+
 def training_step_means(edges: np.ndarray, jobs: JobArrays, cfg: CampusConfig) -> np.ndarray:
     """Step means of the training IT load (MW) on the step edges ``e_0 < … < e_N``.
 
@@ -313,30 +340,57 @@ def training_step_means(edges: np.ndarray, jobs: JobArrays, cfg: CampusConfig) -
     first dip half an interval after the start). Its step mean is the exact ramp mean
     ``(∫R)/Δ`` times the exact checkpoint mean (their product is exact except in a step
     that holds both a ramp and a dip). Swings are mean-preserving, so they do not enter.
+
+    Only the steps a job overlaps, ``[t_start, t_stop + r)``, are evaluated (it is exactly 0
+    elsewhere), :data:`CHUNK_PAIRS` (job, step) pairs at a time: memory stays bounded and
+    time grows with the jobs' total duration, not with jobs × steps.
     """
     n_steps = len(edges) - 1
+    out = np.zeros(n_steps)
     if len(jobs.size_mw) == 0:
-        return np.zeros(n_steps)
-    e = edges[None, :]
+        return out
     r = cfg.job_ramp_s
-    s0, s1, size = jobs.start_s[:, None], jobs.stop_s[:, None], jobs.size_mw[:, None]
-    width = np.diff(edges)[None, :]
-    on = ramp_integral(e, s0, r) - ramp_integral(e, s1, r)
-    mean = size * np.diff(on, axis=1) / width
-    ck = _checkpoint_mean(edges, jobs.start_s, cfg)
-    if ck is not None:
-        mean = mean * ck
-    return mean.sum(axis=0)
+    width = np.diff(edges)
+    k0, count = _windows(edges, jobs.start_s, jobs.stop_s + r)
+    for j, k in _pairs(k0, count):
+        e0, e1, s0, s1 = edges[k], edges[k + 1], jobs.start_s[j], jobs.stop_s[j]
+        on = (ramp_integral(e1, s0, r) - ramp_integral(e1, s1, r)) - (
+            ramp_integral(e0, s0, r) - ramp_integral(e0, s1, r))
+        mean = jobs.size_mw[j] * on / width[k]
+        ck0 = _checkpoint_integral(e0, s0, cfg)
+        if ck0 is not None:
+            mean = mean * (_checkpoint_integral(e1, s0, cfg) - ck0) / width[k]
+        out += np.bincount(k, weights=mean, minlength=n_steps)
+    return out
 
 
-def _checkpoint_mean(edges: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
+def _checkpoint_integral(t: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
+    """``∫ C_j`` up to ``t`` of jobs started at ``start_s`` (:func:`square_integral`);
+    ``None`` when the campus has no checkpoint dips."""
     if cfg.checkpoint_interval_s <= 0 or cfg.checkpoint_s <= 0 or cfg.checkpoint_depth <= 0:
         return None
     period = cfg.checkpoint_interval_s
-    duty = cfg.checkpoint_s / period
-    phase = start_s[:, None] + 0.5 * period
-    s = square_integral(edges[None, :], period, duty, 1.0 - cfg.checkpoint_depth, 1.0, phase)
+    return square_integral(t, period, cfg.checkpoint_s / period, 1.0 - cfg.checkpoint_depth,
+                           1.0, start_s + 0.5 * period)
+
+
+def _checkpoint_mean(edges: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
+    s = _checkpoint_integral(edges[None, :], start_s[:, None], cfg)
+    if s is None:
+        return None
     return np.diff(s, axis=1) / np.diff(edges)[None, :]
+
+
+def expected_events(cfg: CampusConfig, shocks: ShockConfig | None, hours: float) -> float:
+    """Expected number of events the campus's SimPy schedule draws over ``hours``: training-
+    job arrivals, and with ``shocks`` surges, oscillation episodes and sags (each
+    disturbance counted at its largest number of sags). Memory and time of a schedule grow
+    with it (docs/conventions.md, "Limits")."""
+    n = cfg.job_rate_per_h * hours
+    if shocks is not None:
+        n += hours / 24.0 * (shocks.surge_rate_per_day + shocks.oscillation_rate_per_day
+                             + shocks.disturbance_rate_per_day * shocks.disturbance_sags[1])
+    return n
 
 
 def connection(t: np.ndarray, trips: TripArrays) -> np.ndarray:
@@ -355,16 +409,21 @@ def connection(t: np.ndarray, trips: TripArrays) -> np.ndarray:
 def connection_step_means(edges: np.ndarray, trips: TripArrays) -> np.ndarray:
     """Step means of ``κ`` in closed form per trip,
     ``κ̄_i = (Δ − ∫1[t ≥ a_i] + ∫R(t; b_i, r_i))/Δ``, combined by the minimum over trips
-    (exact unless a trip falls inside another's reconnection ramp in the same step)."""
+    (exact unless a trip falls inside another's reconnection ramp in the same step). A trip
+    is evaluated only on the steps it overlaps, ``[a_i, b_i + r_i)`` (κ̄_i is 1 elsewhere),
+    in chunks as in :func:`training_step_means`."""
     n_steps = len(edges) - 1
+    kappa = np.ones(n_steps)
     if len(trips.trip_s) == 0:
-        return np.ones(n_steps)
-    e = edges[None, :]
-    a, b, r = trips.trip_s[:, None], trips.reconnect_s[:, None], trips.ramp_s[:, None]
-    off = np.maximum(e - a, 0.0)
-    back = ramp_integral(e, b, r)
-    kappa = 1.0 - np.diff(off - back, axis=1) / np.diff(edges)[None, :]
-    return np.clip(kappa.min(axis=0), 0.0, 1.0)
+        return kappa
+    width = np.diff(edges)
+    k0, count = _windows(edges, trips.trip_s, trips.reconnect_s + trips.ramp_s)
+    for i, k in _pairs(k0, count):
+        e0, e1, a, b, r = edges[k], edges[k + 1], trips.trip_s[i], trips.reconnect_s[i], trips.ramp_s[i]
+        moved = (np.maximum(e1 - a, 0.0) - ramp_integral(e1, b, r)) - (
+            np.maximum(e0 - a, 0.0) - ramp_integral(e0, b, r))
+        np.minimum.at(kappa, k, 1.0 - moved / width[k])
+    return np.clip(kappa, 0.0, 1.0)
 
 
 def step_means(

@@ -30,6 +30,7 @@ import numpy as np
 
 from models.campus import CampusConfig, Schedule, step_means
 from models.errors import ScenarioError
+from models.feeder import INJECTION_VMIN_PU
 
 #: Entropy word of the random stream of the day-ahead campus estimate.
 SCHEDULE_STREAM = 0x5C4ED
@@ -83,6 +84,7 @@ class BaseCase:
         self.feeder = feeder
         self.source = source
         self.shares = campus_shares(campuses, campus_mw)
+        self.largest = max(range(len(campuses)), key=lambda i: campuses[i].capacity_mw, default=0)
         self.names = {bus: f"sched{i}" for i, bus in enumerate(self.shares)}
         for bus, name in self.names.items():
             feeder.add_injection(name, bus, 0.0, 0.0)
@@ -96,11 +98,28 @@ class BaseCase:
             self.feeder.set_injection(self.names[bus], sp * campus_total_mw, sq * campus_total_mw)
         res = self.feeder.solve()
         if not res.converged:
-            raise ScenarioError(self.source, _failed_field(res),
+            field = (self._load_field(load_scale, campus_total_mw) if res.status == "diverged"
+                     else "feeder.source")
+            raise ScenarioError(self.source, field,
                                 f"the base case at load scale {load_scale:.3f} with "
                                 f"{campus_total_mw:.4g} MW of campus load fails in OpenDSS "
                                 f"({res.status}: {res.cause}); {_failed_hint(res)}")
+        if res.v_min_pu < INJECTION_VMIN_PU:  # "converged" onto a collapsed voltage
+            raise ScenarioError(self.source, self._load_field(load_scale, campus_total_mw),
+                                f"the base case at load scale {load_scale:.3f} with "
+                                f"{campus_total_mw:.4g} MW of campus load collapses the voltage "
+                                f"to {res.v_min_pu:.3g} pu at bus {res.v_min_bus} (below "
+                                f"{INJECTION_VMIN_PU} pu loads no longer draw what they are set "
+                                "to): the feeder cannot carry it; allowed: less campus capacity "
+                                "or background load, or a larger feeder.scale")
         return res
+
+    def _load_field(self, load_scale: float, campus_total_mw: float) -> str:
+        """The field behind a load the feeder cannot carry: the largest campus's capacity when
+        the campuses draw more than the background, else the background's scale."""
+        if campus_total_mw > load_scale * self.feeder.data.total_load_mw:
+            return f"campus[{self.largest}].capacity_mw"
+        return "grid.background_load_scale"
 
     def losses_mw(self, load_scale: float, campus_total_mw: float) -> float:
         """The base case's feeder losses (MW), solved once per operating point (to 1e-9)."""
@@ -108,12 +127,6 @@ class BaseCase:
         if key not in self._losses:
             self._losses[key] = float(self.solve(load_scale, campus_total_mw).losses_mw)
         return self._losses[key]
-
-
-def _failed_field(res: Any) -> str:
-    """The scenario field a failed base case points at: the feeder model when OpenDSS's
-    controls or an invariant fail, the load when the flow diverges."""
-    return "grid.background_load_scale" if res.status == "diverged" else "feeder.source"
 
 
 def _failed_hint(res: Any) -> str:

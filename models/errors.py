@@ -10,7 +10,8 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,34 @@ def format_loc(loc: Sequence[Any], skip: Collection[str] = ()) -> str:
         elif part not in skip:
             out += ("." if out else "") + str(part)
     return out
+
+
+_PATH = re.compile(r"[A-Za-z_]\w*(\[\d+\])*(\.[A-Za-z_]\w*(\[\d+\])*)*")
+
+
+def pydantic_problem(err: Mapping[str, Any], source: str | Path, skip: Collection[str] = (),
+                     fields: Callable[[tuple[Any, ...]], Collection[str]] = lambda loc: ()
+                     ) -> ScenarioError:
+    """One pydantic error as a :class:`ScenarioError` of ``source``: its location as a field
+    path (:func:`format_loc`, without the ``skip`` tags), and a message that says what is
+    allowed. ``fields(loc)`` lists the field names at a location: an unknown field is
+    answered with them, and a model validator's message about one of its fields,
+    ``"name: …"``, moves ``name`` into the path."""
+    loc = tuple(err.get("loc", ()))
+    field = format_loc(loc, skip)
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        allowed = fields(loc[:-1])
+        msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif kind == "missing" and loc and isinstance(loc[-1], int):  # a short [low, high] pair
+        field, msg = format_loc(loc[:-1], skip), f"too few values: none at index {loc[-1]}"
+    elif kind == "missing":
+        msg = "required field is missing"
+    else:
+        head, sep, rest = msg.partition(": ")
+        if sep and _PATH.fullmatch(head) and re.split(r"[.\[]", head)[0] in fields(loc):
+            field, msg = (f"{field}.{head}" if field else head), rest
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+    return ScenarioError(source, field, msg)

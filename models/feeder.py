@@ -30,7 +30,7 @@ from opendssdirect.enums import CapControlModes
 
 from models.builtin_feeders import BUILTINS
 from models.errors import ScenarioError
-from models.network import Branch, Bus, BusLoad, FeederData
+from models.network import SCALE_RANGE, Branch, Bus, BusLoad, FeederData
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,10 @@ class DSSFeeder:
             scale = float(scale)
         except (TypeError, ValueError):
             raise ScenarioError(source, "scale", f"expected a number > 0, got {scale!r}") from None
-        if not math.isfinite(scale) or scale <= 0:
-            raise ScenarioError(source, "scale", f"must be a finite number > 0, got {scale}")
+        lo, hi = SCALE_RANGE
+        if not math.isfinite(scale) or not lo <= scale <= hi:
+            raise ScenarioError(source, "scale", f"must be a finite number in [{lo:g}, {hi:g}] "
+                                f"(docs/conventions.md, 'Limits'), got {scale}")
         engine = _new_engine()
         engine.Basic.AllowChangeDir(False)
         if hasattr(engine.Basic, "AllowEditor"):

@@ -32,6 +32,13 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
+#: The per-unit-preserving scale factors K a feeder accepts (docs/conventions.md, "Limits").
+#: The base voltage goes as √K: 10⁴ takes IEEE 33's 12.66 kV to 1,266 kV, beyond the
+#: highest AC voltage in service (1,100 kV), and its 3.7 MW to 37 GW; 10⁻³ takes it to
+#: 400 V and 3.7 kW. Beyond them no real network is modelled, and squares of the bases
+#: overflow at K ≈ 1e300.
+SCALE_RANGE = (1e-3, 1e4)
+
 
 @dataclass(frozen=True)
 class Bus:

@@ -59,7 +59,7 @@ def _horizon(scenario, step_s: float | None, hours: float | None) -> np.ndarray:
     return t0 + step * np.arange(n + 1)
 
 
-def _run(scenario, samples: int, seed: int, step_s=None, hours=None):
+def _run(scenario, samples: int, seed: int, step_s=None, hours=None, on_sample=None):
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     edges = _horizon(scenario, step_s, hours)
@@ -70,19 +70,23 @@ def _run(scenario, samples: int, seed: int, step_s=None, hours=None):
         for c in range(n_c):
             row.append(_sample_one(scenario, c, sample_rng(seed, s, c), edges))
         results.append(row)
+        if on_sample is not None:
+            on_sample(s + 1)
     return edges, results
 
 
 def sample_campus_trajectories(
-    scenario, samples: int, seed: int, step_s: float | None = None, hours: float | None = None
+    scenario, samples: int, seed: int, step_s: float | None = None, hours: float | None = None,
+    on_sample=None,
 ) -> np.ndarray:
-    """Grid draw (MW, step means) of shape ``(samples, n_campus, steps)``.
+    """Grid draw (MW, step means) of shape ``(samples, n_campus, steps)``; ``on_sample(k)``,
+    when given, is called after each of the samples (``k`` drawn so far).
 
     ``step_s`` and ``hours`` default to the scenario's ``simulation`` section; Stage I
     passes its own coarser step and shorter horizon. The horizon starts at
     ``simulation.start_hour``.
     """
-    _, res = _run(scenario, samples, seed, step_s, hours)
+    _, res = _run(scenario, samples, seed, step_s, hours, on_sample)
     return np.array([[out["p_mw"] for _, out in row] for row in res])
 
 

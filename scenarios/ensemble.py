@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import ScenarioError
+from models.schema import SEED_MAX
 from scenarios.config import Scenario
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,9 @@ def resolve_seeds(scenario: Scenario, seeds: int | Sequence[int]) -> list[int]:
         return member_seeds(scenario.seed, int(seeds))
     out: list[int] = []
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ScenarioError(_CLI, "--seed-list", f"seeds must be integers >= 0, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= SEED_MAX:
+            raise ScenarioError(_CLI, "--seed-list", f"seeds must be integers in [0, {SEED_MAX}], "
+                                f"got {s!r}")
         if int(s) in out:
             raise ScenarioError(_CLI, "--seed-list", f"seed {s} is given twice; each member "
                                 "needs its own seed")
@@ -294,10 +296,7 @@ def run_ensemble(
         raise ScenarioError(_CLI, "--hours", f"must be > 0, got {hours!r}")
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise ScenarioError(_CLI, "--workers", f"must be an integer >= 1, got {n_workers!r}")
-    if siting_file is not None:
-        if not Path(siting_file).is_file():
-            raise ScenarioError(siting_file, "", "siting file not found; give a siting.json "
-                                "from `run_cosim.py site`")
+    if siting_file is not None:  # read and checked by plan_world below
         siting_file = Path(siting_file).resolve()
     out_dir = Path(out_dir).resolve()
     _check_out_dir(out_dir)

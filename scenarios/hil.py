@@ -23,10 +23,7 @@ def local_setup(scenario: Scenario, siting_file: str | Path | None = None):
     from sim.controller_sim import LocalSetup
     from scenarios.world import plan_world
 
-    if siting_file is not None and not Path(siting_file).is_file():
-        raise ScenarioError(siting_file, "", "siting file not found; give a siting.json from "
-                            "`run_cosim.py site`")
-    plan = plan_world(scenario, siting_file)
+    plan = plan_world(scenario, siting_file)  # the siting file checked as `run` checks it
     source = str(scenario.path or scenario.name) + (f" with {siting_file}" if siting_file else "")
     return LocalSetup(controller=scenario.controller.model_dump(mode="json"),
                       placements=[p.model_dump(mode="json") for p in plan.placements],

@@ -65,19 +65,39 @@ def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = T
         raise ScenarioError("command line", option, f"{out_dir} exists and holds something "
                             "else than an earlier result, which a finished run would replace; "
                             "allowed: a new or empty folder, or an earlier result's")
+    _check_writable_parent(out, out_dir, option)
+    return out
+
+
+def check_out_file(path: str | Path, option: str = "--out", suffix: str = ".parquet") -> Path:
+    """Check an output file before any work starts (as :func:`check_out_dir` does a folder);
+    return it made absolute. Refused: another suffix, an existing folder, a file where one
+    of its parents should be, a place nothing can be written (``/proc``, ``/sys``)."""
+    out = Path(path).expanduser().resolve()
+    if out.suffix != suffix:
+        raise ScenarioError("command line", option, f"must end in {suffix}, got {path}")
+    if out.is_dir():
+        raise ScenarioError("command line", option, f"{path} is a folder, not a file; "
+                            f"allowed: a file path ending in {suffix}")
+    _check_writable_parent(out, path, option)
+    return out
+
+
+def _check_writable_parent(out: Path, given: str | Path, option: str) -> None:
+    """The folder ``out`` would be made in (its nearest existing parent) is a folder that
+    can be written to (a probe file is made there and removed)."""
     probe = out.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise ScenarioError("command line", option, f"{probe} is a file, so {out_dir} cannot be "
-                            "made; allowed: a folder path")
+        raise ScenarioError("command line", option, f"{probe} is a file, so {given} cannot be "
+                            "made; allowed: a path in a folder")
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
         raise ScenarioError("command line", option, f"cannot write under {probe} "
                             f"({exc.strerror}); allowed: a writable folder") from None
-    return out
 
 
 def run_scenario(
@@ -98,12 +118,9 @@ def run_scenario(
     from scenarios.remote import SimulatorLost, abandon
     from scenarios.world import build_world, collect_timing, collect_trips, plan_world
 
-    out_dir = Path(out_dir)
-    if siting_file is not None and not Path(siting_file).is_file():
-        raise ScenarioError(siting_file, "", "siting file not found; give a siting.json from "
-                            "`run_cosim.py site`")
     out_dir = check_out_dir(out_dir)
-    plan = plan_world(scenario, siting_file)  # every check against the feeder, no files yet
+    # every check against the feeder (and the siting file: missing, a folder, ...), no files yet
+    plan = plan_world(scenario, siting_file)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
@@ -113,7 +130,7 @@ def run_scenario(
     t_start = time.perf_counter()
     handles = None
     try:
-        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil,
+        handles = build_world(plan, tmp / "timeseries.parquet", hil=hil, progress=progress,
                               controller_address=controller_address, realtime=realtime)
         plan = dataclasses.replace(plan, scenario=handles.scenario or plan.scenario)
         until = plan.steps * plan.step_s
@@ -121,7 +138,8 @@ def run_scenario(
         try:
             with warnings.catch_warnings():  # lags are measured and reported (rt.lag_s, KPIs)
                 warnings.filterwarnings("ignore", "Simulation too slow for real-time factor")
-                handles.world.run(until=until, rt_factor=realtime, print_progress=bool(progress),
+                # the bar is the Recorder's, in steps (mosaik's counts simulated seconds)
+                handles.world.run(until=until, rt_factor=realtime, print_progress=False,
                                   shutdown=False)
         except SimulatorLost:
             abandon(handles.world, "Rec")

@@ -237,8 +237,10 @@ def sim_config(hil: bool = False, controller_address: str | None = None,
 
 def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                 flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None,
-                controller_address: str | None = None, realtime: float | None = None) -> WorldHandles:
-    """Start every simulator of the plan and connect them (see the module docstring).
+                controller_address: str | None = None, realtime: float | None = None,
+                progress: bool = False) -> WorldHandles:
+    """Start every simulator of the plan and connect them (see the module docstring);
+    ``progress`` has the Recorder draw a bar over the steps on stderr.
 
     With a controller in another process (``hil`` or ``controller_address``, docs/hil.md)
     a failure to reach it raises :class:`scenarios.remote.SimulatorLost`; a controller the
@@ -256,7 +258,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                          skip_greetings=True, configure_logging=False)
     try:
         return _populate(world, plan, timeseries_path, flush_every, controller_address, cfg,
-                         realtime)
+                         realtime, progress)
     except BaseException:  # a World that did not get built must not leave processes behind
         from scenarios.remote import abandon
 
@@ -266,7 +268,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
 
 def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush_every: int,
               controller_address: str | None, cfg: dict[str, Any],
-              realtime: float | None) -> WorldHandles:
+              realtime: float | None, progress: bool) -> WorldHandles:
     """:func:`build_world`'s simulators and connections in ``world``."""
     from scenarios.remote import answer_limits
 
@@ -350,7 +352,8 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
                               flush_every=flush_every, column_map=column_map,
                               until_s=float(plan.steps * step),
-                              column_rules=COLUMN_RULES, rt_factor=realtime)
+                              column_rules=COLUMN_RULES, rt_factor=realtime,
+                              progress=bool(progress))
     rec = sims["rec"].Sink()
     world.connect(grid, rec, *GRID_OUTPUTS)
     for ent in campuses.values():

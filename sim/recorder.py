@@ -25,11 +25,16 @@ the start of the run (``setup_done``, when mosaik starts its clock)::
 with ``w_k`` the wall time at which step ``k`` (simulated time ``t_k``, step Δt) reached the
 Recorder, which steps last. A row with ``lag > 0`` was not ready when the next step was due:
 a missed deadline (docs/kpis.md, ``rt_deadline_misses``, ``rt_max_lag_s``).
+
+With ``progress=True`` (and ``until_s``) the Recorder draws the run's progress bar on
+stderr: one tick per row written, i.e. per co-simulation step done, with the simulated
+time. (mosaik's own bar counts simulated seconds and calls them steps.)
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time as _time
 from typing import Any
 
@@ -66,11 +71,12 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.busy_s = 0.0
         self.rt_factor: float | None = None
         self.rt_epoch: float | None = None
+        self.bar: Any = None
 
     def init(self, sid: SimId, time_resolution: float = 1.0, path: str = "timeseries.parquet",
              step_s: int = 60, flush_every: int = 60, column_map: dict[str, str] | None = None,
              column_rules: dict[str, str] | None = None, until_s: float | None = None,
-             rt_factor: float | None = None, **_: Any) -> Meta:
+             rt_factor: float | None = None, progress: bool = False, **_: Any) -> Meta:
         if time_resolution <= 0:
             raise ValueError(f"Recorder needs time_resolution > 0, got {time_resolution}")
         steps = step_s / time_resolution
@@ -85,6 +91,11 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.namer = ColumnNamer(column_map, column_rules)
         index_kind = "int" if self.time_resolution.is_integer() else "float"
         self.writer = SegmentWriter(path, flush_every=flush_every, index_kind=index_kind)
+        if progress and until_s:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=int(round(until_s / step_s)), desc="simulating", unit="step",
+                            file=sys.stderr, dynamic_ncols=True)
         return self.meta
 
     def create(self, num: int, model: str, **_: Any) -> list[CreateResult]:
@@ -109,12 +120,23 @@ class RecorderSim(mosaik_api_v3.Simulator):
             row["rt.lag_s"] = max(0.0, t0 - due)
         self.writer.append(time_s, row)  # type: ignore[union-attr,arg-type]
         self.busy_s += _time.perf_counter() - t0
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{(time_s + self.step_s) / 3600:.3g} h simulated", refresh=False)
+            self.bar.update(1)
+            if self.until_s is not None and time_s + self.step_s >= self.until_s - 1e-9:
+                self._close_bar()
         return time + self.step_time
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def get_data(self, outputs: OutputRequest) -> OutputData:
         return {}
 
     def finalize(self) -> None:
+        self._close_bar()
         if self.writer is not None:
             t0 = _time.perf_counter()
             reached = self.last_time_s + self.step_s if self.last_time_s is not None else 0.0

@@ -349,3 +349,60 @@ def test_a_diverged_power_flow_is_no_measurement():
     out = [c.step(60.0 * k, v) for k, v in enumerate(volts)]
     assert [o.online for o in out] == [True, True, True, False, False]
     assert c.trips[0].duration_s == 120.0
+
+
+def _dense_step_means(edges, jobs, trips, cfg):
+    """The closed forms over every (job, step) and (trip, step) pair at once, as the model
+    evaluated them before it kept to each one's window: the reference."""
+    from models.campus import _checkpoint_mean, ramp_integral
+
+    e, r = edges[None, :], cfg.job_ramp_s
+    on = ramp_integral(e, jobs.start_s[:, None], r) - ramp_integral(e, jobs.stop_s[:, None], r)
+    mean = jobs.size_mw[:, None] * np.diff(on, axis=1) / np.diff(edges)[None, :]
+    ck = _checkpoint_mean(edges, jobs.start_s, cfg)
+    train = (mean if ck is None else mean * ck).sum(axis=0)
+    off = np.maximum(e - trips.trip_s[:, None], 0.0)
+    back = ramp_integral(e, trips.reconnect_s[:, None], trips.ramp_s[:, None])
+    kappa = np.clip((1.0 - np.diff(off - back, axis=1) / np.diff(edges)[None, :]).min(axis=0), 0, 1)
+    return train, kappa
+
+
+@pytest.mark.parametrize("step", [1.0, 60.0, 3600.0])
+def test_windowed_step_means_equal_the_dense_closed_forms(step, monkeypatch):
+    """Jobs and trips evaluated only on the steps they overlap, in chunks of a few pairs,
+    give the dense evaluation's step means (to round-off)."""
+    import models.campus as mc
+
+    cfg = CampusConfig(name="c", bus="18", capacity_mw=10.0, job_rate_per_h=6.0,
+                       checkpoint_interval_s=900.0, checkpoint_s=60.0, reconnect_delay_s=300.0,
+                       reconnect_ramp_s=120.0)
+    sch = mc.Schedule(cfg, np.random.default_rng(3), 5000.0, ShockConfig(disturbance_rate_per_day=200.0))
+    edges = 5000.0 + step * np.arange(int(6 * 3600 / step) + 1)
+    sch.run_until(float(edges[-1]))
+    jobs, trips = sch.job_arrays(), sch.trip_arrays()
+    assert len(jobs.size_mw) > 5 and len(trips.trip_s) > 2
+    train, kappa = _dense_step_means(edges, jobs, trips, cfg)
+    monkeypatch.setattr(mc._pairs, "__defaults__", (7,))  # many small chunks
+    np.testing.assert_allclose(mc.training_step_means(edges, jobs, cfg), train, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mc.connection_step_means(edges, trips), kappa, rtol=0, atol=1e-9)
+
+
+def test_a_year_of_step_means_stays_small_in_memory():
+    """A leap year of 300-s steps with the default job law: the dense evaluation needed
+    jobs × steps floats (about 5 GiB, issue 14); the windows need a few MB."""
+    import tracemalloc
+
+    from models.campus import Schedule, training_step_means
+
+    cfg = CampusConfig(name="c", bus="18", capacity_mw=10.0)
+    sch = Schedule(cfg, np.random.default_rng(0), 0.0, None)
+    edges = 300.0 * np.arange(8784 * 12 + 1)
+    sch.run_until(float(edges[-1]))
+    jobs = sch.job_arrays()
+    assert len(jobs.size_mw) > 5000
+    tracemalloc.start()
+    out = training_step_means(edges, jobs, cfg)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"
+    assert np.all(out >= 0) and out.max() <= cfg.pool_mw * (1 + 1e-9)

@@ -25,6 +25,9 @@ def test_site_writes_a_valid_siting_json(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
+    # its progress bar, on stderr: the samples, then each Benders iteration's scenario LPs
+    assert "sampling shock scenarios" in proc.stderr and "3/3" in proc.stderr, proc.stderr
+    assert "Benders iteration 1" in proc.stderr, proc.stderr
     data = json.loads((out / "siting.json").read_text())
     for key in ("placements", "objective", "capex", "budget", "expected_cost", "cvar",
                 "worst_case_probabilities", "ambiguity", "radius", "alpha", "beta",

@@ -170,7 +170,8 @@ def test_cli_bad_options_exit_2_before_any_work(args, tmp_path, capsys):
 
 def test_bad_siting_is_raised_in_the_client(scenario, tmp_path):
     siting = tmp_path / "siting.json"
-    siting.write_text(json.dumps({"placements": [
+    siting.write_text(json.dumps({"feeder": {"source": "ieee33", "scale": 1.0, "buses": 33},
+                                  "placements": [
         {"kind": "bess", "bus": "999", "p_mw": 0.5, "e_mwh": 1.0}]}))
     out = tmp_path / "ens"
     with pytest.raises(ScenarioError, match=r"placements\[0\]\.bus: .*'999'"):

@@ -27,6 +27,7 @@ from controllers.risk import RiskSpec, nominal_probabilities
 from controllers.stage1 import (
     Candidate,
     FeederRecourse,
+    SitingFeeder,
     first_stage_builder,
     load_siting,
     make_candidates,
@@ -63,7 +64,8 @@ def hand_solve(spec: RiskSpec, budget: float = 1e9, min_mw: float = 0.0, method=
         nominal_probabilities(2), spec,
     )
     sol = solve_two_stage(problem, method, mip_gap=1e-9)
-    return sol, siting_result(sol, [CAND], spec, budget, 1.0)
+    return sol, siting_result(sol, [CAND], spec, budget, 1.0,
+                              feeder=SitingFeeder(source="one_bus", scale=1.0, buses=1))
 
 
 @pytest.mark.parametrize("method", ["extensive", "benders"])
@@ -280,6 +282,6 @@ def test_load_siting_refuses_bad_files(tmp_path):
 
 
 def test_benders_with_milp_recourse_is_bad_input(tmp_path):
-    sc = validate_scenario(scenario_dict(method="benders", recourse="milp"), tmp_path / "s.toml")
+    # refused with the scenario, before any shock is sampled
     with pytest.raises(ScenarioError, match="siting.method"):
-        site(sc, two_bus(), XI)
+        validate_scenario(scenario_dict(method="benders", recourse="milp"), tmp_path / "s.toml")

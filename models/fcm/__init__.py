@@ -50,10 +50,16 @@ def technology_of(tech: Any) -> Technology:
         raise TypeError(f"unknown FCM technology {type(tech).__name__}") from None
 
 
+def placement_problem(placement: Placement, tech: Any) -> str | None:
+    """What is wrong with ``placement`` of catalog entry ``tech`` (``"field: message"``), or
+    ``None``; each technology says (:meth:`Technology.placement_problem`)."""
+    return technology_of(tech).placement_problem(placement, tech)
+
+
 def make_device(placement: Placement, tech: Any, host_p_mw: float | None = None) -> Device:
     """The plant device of a placement (``host_p_mw``: the load of its bus, for DR)."""
     return technology_of(tech).device(placement, tech, host_p_mw)
 
 
 __all__ = ["MODULES_ENV", "NEVER_SWITCHED_S", "TECHNOLOGIES", "Device", "DeviceOutput", "Placement",
-           "Technology", "make_device", "register", "technology_of"]
+           "Technology", "make_device", "placement_problem", "register", "technology_of"]

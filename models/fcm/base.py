@@ -112,6 +112,8 @@ class Technology:
     name: ClassVar[str]
     #: the pydantic model of a catalog entry
     catalog_type: ClassVar[type[StrictModel]]
+    #: what a placement's ``e_mwh`` is to a technology that holds energy
+    energy_name: ClassVar[str] = "energy"
 
     def sizes(self, placement: Placement, tech: Any) -> tuple[float, float]:
         """``(P̄, Ē)`` of a placement: its ``p_mw`` and its ``e_mwh``, or, when ``e_mwh`` is
@@ -120,6 +122,21 @@ class Technology:
         if placement.e_mwh > 0:
             return p_cap, float(placement.e_mwh)
         return p_cap, p_cap / tech.p_mw_per_module * self.e_mwh_per_module(tech)
+
+    def placement_problem(self, placement: Placement, tech: Any) -> str | None:
+        """What is wrong with a placement of catalog entry ``tech``, ``"field: message"``, or
+        ``None``. A technology with energy per module (storage, DR) needs ``e_mwh > 0``;
+        one without (a generator) holds none, so ``e_mwh`` must be 0 or left out."""
+        per_module = self.e_mwh_per_module(tech)
+        if per_module > 0 and placement.e_mwh <= 0:
+            like = placement.p_mw / tech.p_mw_per_module * per_module
+            return (f"e_mwh: a {self.name} placement needs its {self.energy_name} in MWh, "
+                    f"got {placement.e_mwh:g}; allowed: e_mwh > 0, e.g. {like:.6g} (p_mw / "
+                    f"p_mw_per_module × {per_module:g} MWh per module of {placement.kind!r})")
+        if per_module == 0 and placement.e_mwh != 0:
+            return (f"e_mwh: a {self.name} holds no energy, got {placement.e_mwh:g}; allowed: "
+                    "0 or leave it out")
+        return None
 
     def e_mwh_per_module(self, tech: Any) -> float:
         """Energy per module (MWh): storage capacity, DR event budget, 0 for a generator."""

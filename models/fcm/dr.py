@@ -176,6 +176,7 @@ class DRTechnology(Technology):
 
     name = "dr"
     catalog_type = DRType
+    energy_name = "energy budget per event"
 
     def e_mwh_per_module(self, tech: DRType) -> float:
         return float(tech.energy_budget_mwh_per_module)

@@ -173,6 +173,7 @@ class StorageTechnology(Technology):
 
     name = "storage"
     catalog_type = StorageType
+    energy_name = "energy capacity"
 
     def e_mwh_per_module(self, tech: StorageType) -> float:
         return float(tech.e_mwh_per_module)
