@@ -29,7 +29,9 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any
 from pathlib import Path
 
@@ -325,8 +327,19 @@ COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cm
             "ensemble": cmd_ensemble, "controller": cmd_controller}
 
 
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C: raise KeyboardInterrupt as Python does, and tell the solver layer, whose
+    HiGHS runs catch the interrupt themselves (controllers.solve.raise_if_interrupted)."""
+    solve = sys.modules.get("controllers.solve")
+    if solve is not None:
+        solve.note_interrupt()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:  # the no-argument default: the main job
@@ -338,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        # Pyomo logs an ERROR for a component whose construction Ctrl-C interrupted; the
+        # interrupt gets its own one line below
+        logging.getLogger("pyomo.core").addFilter(
+            lambda record: "KeyboardInterrupt" not in record.getMessage())
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a reader that left shows here, not at exit
         return code

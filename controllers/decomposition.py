@@ -38,7 +38,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 
 from controllers.risk import RiskEvaluation, RiskSpec, WorstCase, add_risk_block
-from controllers.solve import SolveStatus, highs, make_solver, solve, status_of
+from controllers.solve import SolveStatus, highs, make_solver, raise_if_interrupted, solve, status_of
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,7 @@ def solve_extensive(
     solver = highs(time_limit_s, mip_gap)
     progress("solving the extensive form", 0, 1, f"time limit {time_limit_s:g} s")
     res = solver.solve(m)
+    raise_if_interrupted(solver)
     progress("solving the extensive form", 1, 1)
     status = _status(res.termination_condition)
     if status == "infeasible":
@@ -323,6 +324,7 @@ class _IncrementalSolver:
                 self.solver.update()  # full update (flags off: do it explicitly)
                 self.solver.update_params()
         res = self.solver.solve(self.model)
+        raise_if_interrupted(self.solver)
         if self.last is None:
             self._index()
         self.last = now
@@ -443,6 +445,7 @@ def solve_benders(
             break
         msolver.config.time_limit = max(remaining, 0.1)
         res = msolver.solve(master)
+        raise_if_interrupted(msolver)
         if res.best_feasible_objective is None:
             if res.termination_condition == TerminationCondition.maxTimeLimit:
                 status = "time_limit"

@@ -46,7 +46,7 @@ from pyomo.core.expr.numeric_expr import (
 )
 from pyomo.core.expr.visitor import identify_mutable_parameters
 
-from controllers.solve import SolveOutcome, SolveStatus, highs
+from controllers.solve import SolveOutcome, SolveStatus, highs, raise_if_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -284,10 +284,9 @@ class DirectHighs:
         t0 = time.perf_counter()
         h.run()
         dt = time.perf_counter() - t0
+        raise_if_interrupted(self.appsi)
         status = h.getModelStatus()
         S = highspy.HighsModelStatus
-        if status in (S.kInterrupt, S.kHighsInterrupt):
-            raise KeyboardInterrupt
         info = h.getInfo()
         feasible = info.primal_solution_status == 2  # kSolutionStatusFeasible
         if status == S.kOptimal:

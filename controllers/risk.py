@@ -47,7 +47,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 
-from controllers.solve import highs
+from controllers.solve import highs, raise_if_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +267,7 @@ class WorstCase:
         for s in m.S:
             m.Q[s] = float(q_val[s])
         res = self.solver.solve(m)
+        raise_if_interrupted(self.solver)
         if res.termination_condition != TerminationCondition.optimal:
             raise RuntimeError(f"worst-case LP ended with {res.termination_condition}")
         p_star = np.clip(np.array([pyo.value(m.p[s]) for s in m.S]), 0.0, None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,28 @@ def highs(time_limit_s: float | None = None, mip_gap: float | None = None, *,
     if mip_gap is not None:
         solver.config.mip_gap = float(mip_gap)
     return solver
+
+
+_INTERRUPTED = threading.Event()
+
+
+def note_interrupt() -> None:
+    """Record that the process got Ctrl-C (the command line's SIGINT handler calls this)."""
+    _INTERRUPTED.set()
+
+
+def raise_if_interrupted(solver: Any = None) -> None:
+    """Ctrl-C reaches the caller as KeyboardInterrupt, never as a solver status. APPSI lets
+    highspy catch the interrupt, stop HiGHS and report a termination APPSI does not know
+    (which would read as a solver error: a fallback, or a failed Stage I). Called after each
+    solve: raises when :func:`note_interrupt` was called or the solver's last run was
+    interrupted."""
+    import highspy
+
+    model = getattr(solver, "_solver_model", None)
+    if _INTERRUPTED.is_set() or (model is not None and model.getModelStatus() in (
+            highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kHighsInterrupt)):
+        raise KeyboardInterrupt
 
 
 def status_of(tc: Any, has_solution: bool = False) -> SolveStatus:
@@ -171,6 +194,7 @@ def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOu
         spent = highs.getRunTime() if highs is not None and getattr(solver, "_model", None) is model else 0.0
         solver.config.time_limit = spent + limit
     res = solver.solve(model)
+    raise_if_interrupted(solver)
     dt = time.perf_counter() - t0
     tc = res.termination_condition
     status = status_of(tc, res.best_feasible_objective is not None)

@@ -144,3 +144,23 @@ def test_a_controller_for_other_fcms_refuses_the_run(tmp_path):
     line = _one_line(err)
     assert "--controller-address" in line and "refused the run" in line and "dr_18" in line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["run", str(DEFAULT_SCENARIO), "--hours", "24", "--no-progress"],  # the MPC solving
+    ["site", str(DEFAULT_SCENARIO), "--scenarios", "5", "--no-progress"],  # Stage I's LPs
+])
+def test_ctrl_c_during_a_solve_exits_130_with_one_line(tmp_path, command):
+    # HiGHS catches Ctrl-C itself when APPSI runs it: the interrupt must still end the
+    # command (not read as a solver error, a fallback or a failed Stage I)
+    run = _cli(*command, "--out", str(tmp_path / "out"))
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.partial-*/timeseries.parquet.parts/*")) and \
+            command[0] == "run" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(4.0)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert _one_line(err).startswith("interrupted")
+    assert not (tmp_path / "out" / "kpis.json").exists() and not (tmp_path / "out" / "siting.json").exists()
