@@ -2,9 +2,10 @@
 """dcshock-cosim command line (DESIGN.md §5).
 
     python run_cosim.py                     # default scenario → results/ieee33_ai_shock/
-    python run_cosim.py run SCENARIO [--out DIR] [--hours H] [--controller none|rule|mpc]
+    python run_cosim.py run SCENARIO [--out DIR] [--hours H] [--controller none|rule|mpc|external]
                                      [--seed N] [--siting FILE] [--realtime FACTOR]
-                                     [--hil | --controller-address HOST:PORT] [--no-progress]
+                                     [--hil | --controller-address HOST:PORT]
+                                     [--modbus HOST:PORT] [--no-progress]
     python run_cosim.py site SCENARIO [--out DIR] [--scenarios N]
                                       [--ambiguity none|l1|wasserstein] [--radius R]
                                       [--alpha A] [--beta B] [--no-progress]
@@ -15,6 +16,7 @@
                                           [--scheduler ADDRESS] [--workers N] [--siting FILE]
     python run_cosim.py controller SCENARIO --listen HOST:PORT [--siting FILE]
                                             [--controller mpc|rule]
+    python run_cosim.py modbus-map SCENARIO [--siting FILE]
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming file, field and what is
 allowed), 1 internal failure. This module only parses arguments and calls one function per
@@ -122,12 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path)
     run.add_argument("--out", type=Path, help="output folder (default results/<scenario name>)")
     run.add_argument("--hours", type=_positive(float), help="simulate only the first H hours")
-    run.add_argument("--controller", choices=["none", "rule", "mpc"])
+    run.add_argument("--controller", choices=["none", "rule", "mpc", "external"],
+                     help="external: FCM set-points only from Modbus writes (needs --modbus)")
     run.add_argument("--seed", type=_seed)
     run.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     run.add_argument("--realtime", type=_positive(float),
                      help="pace the run at FACTOR × wall clock (HIL); default as fast as possible")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--modbus", type=_address, metavar="HOST:PORT",
+                     help="serve the measurements and set-points over Modbus/TCP (docs/hil.md)")
     remote = run.add_mutually_exclusive_group()
     remote.add_argument("--hil", action="store_true",
                         help="run the controller as a separate process reached over TCP (HIL mode)")
@@ -182,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address to listen on (port 0: any free port, printed)")
     ctl.add_argument("--siting", type=Path, help="siting.json from `site`: the FCMs it dispatches")
     ctl.add_argument("--controller", choices=["mpc", "rule"])
+
+    mmap = sub.add_parser("modbus-map", help="print the Modbus/TCP register map as JSON")
+    mmap.add_argument("scenario", type=Path)
+    mmap.add_argument("--siting", type=Path, help="siting.json from `site`: its FCMs")
     return parser
 
 
@@ -271,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     kpis = run_scenario(
         scenario, out, siting_file=args.siting, realtime=args.realtime,
         progress=not args.no_progress, hil=args.hil, controller_address=args.controller_address,
+        modbus_address=args.modbus,
+        on_modbus=lambda a: print(f"Modbus/TCP gateway on {a} (unit 1; `run_cosim.py modbus-map` "
+                                  "gives the registers)", flush=True),
     )
     keys = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
             "voltage_violation_bus_steps", "v_min_pu", "pf_nonconverged_steps", "wall_s")
@@ -323,8 +335,20 @@ def cmd_controller(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_modbus_map(args: argparse.Namespace) -> int:
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    from controllers.modbus import map_json
+    from scenarios.world import modbus_registers, plan_world
+
+    print(json.dumps(map_json(modbus_registers(plan_world(scenario, args.siting))), indent=2))
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder,
-            "ensemble": cmd_ensemble, "controller": cmd_controller}
+            "ensemble": cmd_ensemble, "controller": cmd_controller,
+            "modbus-map": cmd_modbus_map}
 
 
 def _on_sigint(signum: int, frame: Any) -> None:

@@ -42,7 +42,8 @@ class ObjectiveWeights(StrictModel):
 class ControllerConfig(StrictModel):
     """``[controller]``: which controller runs in the loop and how the MPC is set up."""
 
-    kind: Literal["none", "rule", "mpc"] = "mpc"
+    # "external": FCM set-points only from Modbus writes (run --modbus, docs/hil.md)
+    kind: Literal["none", "rule", "mpc", "external"] = "mpc"
     # K steps of Δτ: the horizon MILP has rows per bus and step, rebuilt at every re-solve,
     # and the schedule and forecasts are evaluated over it (docs/conventions.md, "Limits")
     horizon_steps: int = Field(24, ge=1, le=MAX_HORIZON_STEPS)

@@ -20,8 +20,9 @@ from models.errors import ScenarioError
 from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
-#: the names ``controller.kind`` may take
-CONTROLLERS = ("none", "rule", "mpc")
+#: the names ``controller.kind`` may take (``external``: the set-points come from Modbus
+#: writes, docs/hil.md; the controller in the loop is then idle)
+CONTROLLERS = ("none", "rule", "mpc", "external")
 
 
 def make_mpc(feeder: FeederData, placements: Sequence[Placement], catalog: Mapping[str, FCMType],
@@ -56,7 +57,7 @@ def make_controller(kind: str, feeder: FeederData, placements: Sequence[Placemen
     for i, pl in enumerate(placements):
         if (msg := unknown_kind(pl.kind, catalog)) is not None:
             raise ScenarioError("fcm", f"placements[{i}].kind", msg)
-    if kind == "none":
+    if kind in ("none", "external"):
         return IdleController(placements)
     if kind == "rule":
         return RuleController(feeder, placements, catalog, rule_params_from_scenario(scenario))

@@ -10,6 +10,9 @@ Figures (matplotlib, object-oriented API on the Agg canvas; no pyplot global sta
 * ``soc.png``: state of charge of the storage FCMs with their SoC limits;
 * ``voltage_heatmap.png``: bus × time voltage, diverging colormap centred on 1.0 pu, the
   limits marked on the colorbar, non-converged steps grey;
+* ``realtime_lag.png`` (only in a real-time run, ``--realtime``): each step's lag behind
+  the real-time schedule (``rt.lag_s``) against simulated time, and the MPC's update and
+  solve time against its deadline;
 * the KPI table in the HTML, and under the campus figure the campus trip table (from the
   KPIs' ``campus_trip_log``).
 
@@ -67,6 +70,14 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "controller_fallbacks": ("Controller fallbacks", ""),
     "controller_solve_s_median": ("MILP solve time, median", "s"),
     "controller_solve_s_max": ("MILP solve time, max", "s"),
+    "controller_build_s": ("MPC model build and load into HiGHS (once)", "s"),
+    "rt_deadline_misses": ("Real time: steps not done when the next was due", "steps"),
+    "rt_max_lag_s": ("Real time: largest lag behind the schedule", "s"),
+    "controller_deadline_misses": ("Real time: MPC re-solves over their deadline", ""),
+    "controller_deadline_s": ("Real time: MPC deadline", "s"),
+    "modbus_writes": ("Modbus set-point writes taken", ""),
+    "modbus_writes_rejected": ("Modbus writes refused (read-only, half a float)", ""),
+    "modbus_writes_out_of_range": ("Modbus writes beyond the FCM rating or not finite (clipped)", ""),
     "ac_validation.max_abs_v_error_pu": ("AC validation (MILP network model at the applied dispatch): max |V_LinDistFlow − V_OpenDSS|", "pu"),
     "ac_validation.mean_abs_v_error_pu": ("AC validation (MILP network model at the applied dispatch): mean |V_LinDistFlow − V_OpenDSS|", "pu"),
     "ac_validation_prediction.max_abs_v_error_pu": ("MILP prediction incl. forecast error: max |V_pred − V_OpenDSS|", "pu"),
@@ -273,6 +284,31 @@ def fig_soc(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, str
     return _save(fig, path), ""
 
 
+def fig_realtime_lag(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, str]:
+    """Lag behind the real-time schedule per step (0 = on time) and the controller's
+    re-solve times against ``controller.deadline_s``; missed deadlines marked."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    h = _hours(ts)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    lag = _f(ts, "rt.lag_s")
+    ax1.plot(h, lag, color="C3", lw=1.2, drawstyle="steps-post", label="lag behind real time")
+    late = lag > 0
+    ax1.plot(h[late], lag[late], "v", color="C3", ms=4, ls="", label="missed deadline")
+    ax1.set_ylabel("lag [s]")
+    ax1.set_title("Real-time run: how late each step was done (0 = before the next step was due)")
+    _legend(ax1)
+    deadline = scenario.controller.deadline_s
+    if "ctrl.solve_s" in ts.columns and "ctrl.solved" in ts.columns:
+        solved = ts["ctrl.solved"].astype(bool).to_numpy()
+        solve_s = _f(ts, "ctrl.solve_s")
+        ax2.plot(h[solved], solve_s[solved], ".", color="C0", ms=4, label="MPC update + solve")
+    ax2.axhline(deadline, color="k", ls="--", lw=1.0, label=f"deadline {deadline:g} s")
+    ax2.set_ylabel("time [s]")
+    _legend(ax2)
+    _time_axis(ax2, h)
+    return _save(fig, path), ""
+
+
 def fig_voltage_heatmap(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, str]:
     """Bus × time voltage; diverging colormap centred on 1.0 pu, limits on the colorbar."""
     buses = group_columns(ts, "bus", "v_pu")
@@ -444,6 +480,7 @@ _CAPTIONS = {
     "fcm_dispatch": "FCM dispatch stack",
     "soc": "State of charge",
     "voltage_heatmap": "Bus × time voltage heat map",
+    "realtime_lag": "Real-time lag and controller deadline",
 }
 
 
@@ -455,9 +492,9 @@ def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario
     out_dir.mkdir(parents=True, exist_ok=True)
     makers = {"substation": fig_substation, "campus": fig_campus,
               "fcm_dispatch": fig_fcm_dispatch, "soc": fig_soc,
-              "voltage_heatmap": fig_voltage_heatmap}
+              "voltage_heatmap": fig_voltage_heatmap, "realtime_lag": fig_realtime_lag}
     sections = []
-    for name in FIGURES:
+    for name in FIGURES + (("realtime_lag",) if "rt.lag_s" in ts.columns else ()):
         png, note = makers[name](ts, scenario, out_dir / f"{name}.png")
         note_html = f'<p class="note">{html.escape(note)}.</p>' if note else ""
         sections.append(f'<h2>{html.escape(_CAPTIONS[name])}</h2>{note_html}\n'

@@ -24,7 +24,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from models.errors import ControllerLost, ScenarioError
 from scenarios.config import Scenario
@@ -103,7 +103,8 @@ def _check_writable_parent(out: Path, given: str | Path, option: str) -> None:
 def run_scenario(
     scenario: Scenario, out_dir: str | Path, siting_file: str | Path | None = None,
     realtime: float | None = None, progress: bool = True, hil: bool = False,
-    controller_address: str | None = None,
+    controller_address: str | None = None, modbus_address: str | None = None,
+    on_modbus: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` and write DESIGN.md §5's files into ``out_dir``; return the KPIs.
 
@@ -114,10 +115,18 @@ def run_scenario(
     ``controller_address`` (``HOST:PORT``) reaches one the user started (docs/hil.md). A
     controller that is not there, dies or stops answering raises :class:`ControllerLost`
     (the rows simulated until then stay in the partial folder it names).
+    ``modbus_address`` (``HOST:PORT``; port 0: any free port) serves the run's Modbus/TCP
+    register map (docs/hil.md); ``on_modbus(address)`` is told the address it serves on.
+    ``controller.kind = "external"`` needs it: the FCM set-points then come from its writes.
     """
     from scenarios.remote import SimulatorLost, abandon
-    from scenarios.world import build_world, collect_timing, collect_trips, plan_world
+    from scenarios.world import build_world, collect_modbus, collect_timing, collect_trips, plan_world
 
+    if scenario.controller.kind == "external" and modbus_address is None:
+        raise ScenarioError("command line", "--controller", "external takes the FCM set-points "
+                            "from Modbus writes; allowed: with --modbus HOST:PORT")
+    if modbus_address is not None:
+        check_listen_address(modbus_address, "--modbus")
     out_dir = check_out_dir(out_dir)
     # every check against the feeder (and the siting file: missing, a folder, ...), no files yet
     plan = plan_world(scenario, siting_file)
@@ -131,7 +140,10 @@ def run_scenario(
     handles = None
     try:
         handles = build_world(plan, tmp / "timeseries.parquet", hil=hil, progress=progress,
-                              controller_address=controller_address, realtime=realtime)
+                              controller_address=controller_address, realtime=realtime,
+                              modbus_address=modbus_address)
+        if modbus_address is not None and on_modbus is not None:
+            on_modbus(handles.sims["modbus"].address())
         plan = dataclasses.replace(plan, scenario=handles.scenario or plan.scenario)
         until = plan.steps * plan.step_s
         t_run = time.perf_counter()
@@ -147,8 +159,9 @@ def run_scenario(
         run_wall = time.perf_counter() - t_run
         timing = collect_timing(handles)
         trip_log = collect_trips(handles)
+        modbus = collect_modbus(handles)
         handles.world.shutdown()
-        extra = _timing_split(timing, run_wall)
+        extra = {**_timing_split(timing, run_wall), **modbus}
         kpis = _finish(plan, tmp, extra, siting_file, realtime, time.perf_counter() - t_start,
                        trip_log)
     except ScenarioError:
@@ -167,6 +180,20 @@ def run_scenario(
         raise
     _move_into_place(tmp, out_dir)
     return kpis
+
+
+def check_listen_address(address: str, option: str) -> None:
+    """``HOST:PORT`` that this machine can listen on now (ScenarioError against ``option``)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, int(port)))
+    except OSError as exc:
+        raise ScenarioError("command line", option, f"cannot listen on {address} "
+                            f"({exc.strerror or exc}); allowed: a free port of this machine") from None
 
 
 def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]:

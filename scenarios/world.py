@@ -26,6 +26,7 @@ Two steps, so that every bad input is found before anything is written or starte
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ GRID_OUTPUTS = ("converged", "pf_status", "pf_recovery", "sub_p_mw", "sub_q_mvar
                 "v_min_pu", "v_max_pu", "bus_v_pu", "line_loading_pct", "branch_p_mw",
                 "branch_q_mvar", "load_scale")
 CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
-FCM_OUTPUTS = ("p_set_mw", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
+FCM_OUTPUTS = ("p_set_mw", "q_set_mvar", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
 CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
                 "p_sched_mw", "seen_sub_p_mw")
 #: Grid and controller attributes whose column is not ``<prefix>.<attr>`` (docs/results.md).
@@ -226,6 +227,7 @@ def sim_config(hil: bool = False, controller_address: str | None = None,
         "ControllerSim": {"python": "sim.controller_sim:ControllerSim"},
         "Recorder": {"python": "sim.recorder:RecorderSim"},
         "Input": {"python": "mosaik.basic_simulators:InputSimulator"},
+        "ModbusSim": {"python": "sim.modbus_sim:ModbusSim"},
     }
     if controller_address is not None:
         cfg["ControllerSim"] = GuardedConnect(controller_address, answer_s, first_step_s)
@@ -238,7 +240,7 @@ def sim_config(hil: bool = False, controller_address: str | None = None,
 def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                 flush_every: int = 60, extra_sims: dict[str, dict[str, str]] | None = None,
                 controller_address: str | None = None, realtime: float | None = None,
-                progress: bool = False) -> WorldHandles:
+                progress: bool = False, modbus_address: str | None = None) -> WorldHandles:
     """Start every simulator of the plan and connect them (see the module docstring);
     ``progress`` has the Recorder draw a bar over the steps on stderr.
 
@@ -247,7 +249,11 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     user started that will not run this plan's FCMs or feeder raises ScenarioError against
     ``--controller-address``. The World then reads what that controller runs
     (``controller_config()``): :attr:`WorldHandles.scenario` carries its ``[controller]``
-    section."""
+    section.
+
+    ``modbus_address`` (``HOST:PORT``) adds the Modbus/TCP gateway (:mod:`sim.modbus_sim`):
+    it mirrors the previous step's measurements, and with ``controller.kind = "external"``
+    its set-point registers, written by a Modbus client, drive the FCMs."""
     from scenarios.remote import answer_limits
 
     sc = plan.scenario
@@ -258,7 +264,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
                          skip_greetings=True, configure_logging=False)
     try:
         return _populate(world, plan, timeseries_path, flush_every, controller_address, cfg,
-                         realtime, progress)
+                         realtime, progress, modbus_address)
     except BaseException:  # a World that did not get built must not leave processes behind
         from scenarios.remote import abandon
 
@@ -268,7 +274,8 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
 
 def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush_every: int,
               controller_address: str | None, cfg: dict[str, Any],
-              realtime: float | None, progress: bool) -> WorldHandles:
+              realtime: float | None, progress: bool,
+              modbus_address: str | None) -> WorldHandles:
     """:func:`build_world`'s simulators and connections in ``world``."""
     from scenarios.remote import answer_limits
 
@@ -322,9 +329,16 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
             guard.answer_s, guard.first_step_s = answer_limits(sc.controller)
     ctrl = sims["ctrl"].Controller(campuses={e.full_id: n for n, e in campuses.items()},
                                    fcms={e.full_id: n for n, e in fcms.items()})
+    column_map = {grid.full_id: "sub", ctrl.full_id: "ctrl"}
+    column_map.update({e.full_id: f"dc.{n}" for n, e in campuses.items()})
+    column_map.update({e.full_id: f"fcm.{n}" for n, e in fcms.items()})
+    external = sc.controller.kind == "external"
+    if modbus_address is not None:
+        sims["modbus"] = world.start("ModbusSim", sim_id="Modbus", step_s=step, column_map=column_map,
+                                     **modbus_params(plan, modbus_address, external))
     for pl in plan.placements:
         ent = fcms[pl.label]
-        sp = sims["ctrl"].Setpoint(fcm=pl.label)
+        sp = (sims["modbus"] if external else sims["ctrl"]).Setpoint(fcm=pl.label)
         world.connect(sp, ent, "p_set_mw", "q_set_mvar")
         world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"))
         world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
@@ -346,9 +360,6 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
         world.connect(ent, ctrl, *campus_attrs, time_shifted=True,
                       initial_data={src: initial[src] for src, _ in campus_attrs})
 
-    column_map = {grid.full_id: "sub", ctrl.full_id: "ctrl"}
-    column_map.update({e.full_id: f"dc.{n}" for n, e in campuses.items()})
-    column_map.update({e.full_id: f"fcm.{n}" for n, e in fcms.items()})
     sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
                               flush_every=flush_every, column_map=column_map,
                               until_s=float(plan.steps * step),
@@ -361,7 +372,38 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     for ent in fcms.values():
         world.connect(ent, rec, *FCM_OUTPUTS)
     world.connect(ctrl, rec, *CTRL_OUTPUTS)
+    if modbus_address is not None:  # the previous step's measurements, as a controller's
+        gw = sims["modbus"].Gateway()
+        world.connect(grid, gw, *MODBUS_GRID, time_shifted=True,
+                      initial_data={a: (False if a == "converged" else math.nan) for a in MODBUS_GRID})
+        world.connect(ctrl, gw, "p_sched_mw", time_shifted=True, initial_data={"p_sched_mw": math.nan})
+        for ent in campuses.values():
+            world.connect(ent, gw, *MODBUS_CAMPUS, time_shifted=True,
+                          initial_data={a: math.nan for a in MODBUS_CAMPUS})
+        for ent in fcms.values():
+            world.connect(ent, gw, *MODBUS_FCM, time_shifted=True,
+                          initial_data={a: math.nan for a in MODBUS_FCM})
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec, sc)
+
+
+#: what the Modbus gateway reads of the grid, each campus and each FCM (its register map)
+MODBUS_GRID = ("converged", "sub_p_mw", "sub_q_mvar", "v_min_pu", "v_max_pu")
+MODBUS_CAMPUS = ("p_mw", "q_mvar", "online", "v_poi_pu")
+MODBUS_FCM = ("p_set_mw", "q_set_mvar", "p_mw", "q_mvar", "soc", "soc_mwh", "committed")
+
+
+def modbus_registers(plan: WorldPlan) -> list[Any]:
+    """The plan's Modbus register map (:func:`controllers.modbus.register_map`)."""
+    from controllers.modbus import register_map
+
+    return register_map([c.name for c in plan.scenario.campus], [pl.label for pl in plan.placements])
+
+
+def modbus_params(plan: WorldPlan, address: str, writable: bool) -> dict[str, Any]:
+    """ModbusSim's ``init`` parameters for the plan (plain JSON)."""
+    return {"address": address, "registers": [r.to_json() for r in modbus_registers(plan)],
+            "ratings": {pl.label: float(pl.p_mw) for pl in plan.placements},
+            "writable": writable, "column_rules": COLUMN_RULES}
 
 
 def _remote_controller(sc: Scenario, told: dict[str, Any], address: str) -> Scenario:
@@ -428,6 +470,13 @@ def _from_each_sim(handles: WorldHandles, method: str, read: Callable[[Any], Any
 def collect_timing(handles: WorldHandles) -> dict[str, float]:
     """Wall time each adapter reports for its own work (seconds), by simulator."""
     parts = _from_each_sim(handles, "timing", lambda t: {str(k): float(v) for k, v in t.items()})
+    return {k: v for part in parts for k, v in part.items()}
+
+
+def collect_modbus(handles: WorldHandles) -> dict[str, int]:
+    """The Modbus gateway's write counts (``modbus_writes``, ``modbus_writes_rejected``,
+    ``modbus_writes_out_of_range``), empty without a gateway."""
+    parts = _from_each_sim(handles, "stats", lambda d: {str(k): int(v) for k, v in d.items()})
     return {k: v for part in parts for k, v in part.items()}
 
 

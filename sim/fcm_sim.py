@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = (
     "p_mw", "q_mvar", "p_load_mw", "q_load_mvar", "soc", "soc_mwh", "committed", "cost",
-    "p_set_mw", "time_in_state_s", "debt_mwh",
+    "p_set_mw", "q_set_mvar", "time_in_state_s", "debt_mwh",
 )
 
 META: Meta = {
@@ -46,8 +46,7 @@ META: Meta = {
         "FCM": {
             "public": True,
             "params": ["placement", "tech", "host_p_mw"],
-            "attrs": ["p_set_mw", "q_set_mvar", "load_scale",
-                      *[a for a in OUTPUTS if a != "p_set_mw"]],
+            "attrs": ["load_scale", *OUTPUTS],
         },
     },
     "extra_methods": ["timing"],
@@ -66,6 +65,7 @@ class FCMSim(mosaik_api_v3.Simulator):
         self.devices: dict[str, Device] = {}
         self.last: dict[str, DeviceOutput] = {}
         self.p_set: dict[str, float] = {}
+        self.q_set: dict[str, float] = {}
         self.host_p_mw: dict[str, float | None] = {}
         self.busy_s = 0.0
 
@@ -87,7 +87,7 @@ class FCMSim(mosaik_api_v3.Simulator):
                 raise ValueError(f"FCM entity {eid!r} exists already; give placements unique names")
             self.devices[eid] = make_device(pl, dev_type, host_p_mw)
             self.host_p_mw[eid] = host_p_mw
-            self.p_set[eid] = 0.0
+            self.p_set[eid] = self.q_set[eid] = 0.0
             out.append({"eid": eid, "type": model})
         return out
 
@@ -101,7 +101,7 @@ class FCMSim(mosaik_api_v3.Simulator):
             host = self.host_p_mw.get(eid)
             if host is not None and attrs.get("load_scale"):
                 dev.set_host_load(host * _sum(attrs["load_scale"]))
-            self.p_set[eid] = p_set
+            self.p_set[eid], self.q_set[eid] = p_set, q_set
             self.last[eid] = dev.step(p_set, dt_s, q_set)
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
@@ -113,7 +113,8 @@ class FCMSim(mosaik_api_v3.Simulator):
             values = {
                 "p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_load_mw": -o.p_mw, "q_load_mvar": -o.q_mvar,
                 "soc": o.soc, "soc_mwh": o.soc_mwh, "committed": bool(o.committed), "cost": o.cost,
-                "p_set_mw": self.p_set.get(eid, 0.0), "time_in_state_s": o.time_in_state_s,
+                "p_set_mw": self.p_set.get(eid, 0.0), "q_set_mvar": self.q_set.get(eid, 0.0),
+                "time_in_state_s": o.time_in_state_s,
                 "debt_mwh": o.debt_mwh,
             }
             data[eid] = {a: values[a] for a in attrs}

@@ -1,0 +1,190 @@
+"""The Modbus/TCP gateway: register map, encoding, and a run driven by a real client.
+
+Real pymodbus server and client on 127.0.0.1. References: IEEE 754 by hand, the run's own
+time series (what the registers mirror), and the device physics (what a set-point may do).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from controllers.modbus import ModbusGateway, float_to_words, register_map, words_to_float
+from scenarios.config import DEFAULT_SCENARIO
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_float32_in_two_registers_high_word_first():
+    # IEEE 754 single: 1.0 = 0x3F800000, -2.5 = 0xC0200000, 3.5 = 0x40600000
+    assert float_to_words(1.0) == (0x3F80, 0x0000)
+    assert float_to_words(-2.5) == (0xC020, 0x0000)
+    assert words_to_float(0x4060, 0x0000) == 3.5
+    assert math.isnan(words_to_float(*float_to_words(math.nan)))
+
+
+def test_the_map_names_time_series_columns_at_consecutive_float_addresses():
+    regs = register_map(["campus1"], ["bess_18", "dr_18"])
+    assert [r.address for r in regs] == list(range(0, 2 * len(regs), 2))
+    names = [r.name for r in regs]
+    assert names[0] == "time_s" and len(set(names)) == len(names)
+    assert {r.name for r in regs if r.access == "rw"} == {
+        "fcm.bess_18.p_set_mw", "fcm.bess_18.q_set_mvar", "fcm.dr_18.p_set_mw", "fcm.dr_18.q_set_mvar"}
+    assert {"dc.campus1.p_mw", "sub.p_mw", "sub.p_sched_mw", "pf.converged", "fcm.dr_18.soc"} <= set(names)
+
+
+def test_modbus_map_command_prints_the_map_of_the_scenario():
+    out = subprocess.run([sys.executable, "run_cosim.py", "modbus-map", str(DEFAULT_SCENARIO)],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    assert data["unit_id"] == 1
+    assert data["registers"][1] == {"name": "fcm.bess_18.p_set_mw", "address": 2,
+                                    "type": "float32", "access": "rw"}
+    assert all(r["type"] == "float32" for r in data["registers"])
+
+
+@pytest.fixture
+def client_of():
+    from pymodbus.client import ModbusTcpClient
+
+    made = []
+
+    def connect(address: str) -> ModbusTcpClient:
+        host, port = address.rsplit(":", 1)
+        c = ModbusTcpClient(host, port=int(port))
+        assert c.connect()
+        made.append(c)
+        return c
+
+    yield connect
+    for c in made:
+        c.close()
+
+
+def test_writes_are_checked_and_counted_and_reads_see_what_was_published(client_of):
+    regs = register_map(["c"], ["bess_1"])
+    at = {r.name: r.address for r in regs}
+    gw = ModbusGateway(regs, "127.0.0.1", 0, ratings={"bess_1": 0.5}, writable=True)
+    c = client_of(gw.start())
+    try:
+        gw.publish({"sub.p_mw": 2.25, "pf.converged": True, "time_s": 120})
+        r = c.read_holding_registers(at["sub.p_mw"], count=2, device_id=1)
+        assert words_to_float(*r.registers) == 2.25
+        r = c.read_holding_registers(at["pf.converged"], count=2, device_id=1)
+        assert words_to_float(*r.registers) == 1.0
+        assert not c.write_registers(at["fcm.bess_1.p_set_mw"], list(float_to_words(0.25)), device_id=1).isError()
+        assert c.write_registers(at["sub.p_mw"], list(float_to_words(1.0)), device_id=1).exception_code == 2
+        assert c.write_registers(at["fcm.bess_1.p_set_mw"] + 1, list(float_to_words(1.0)),
+                                 device_id=1).exception_code == 3  # half a float
+        assert not c.write_registers(at["fcm.bess_1.q_set_mvar"], list(float_to_words(math.inf)),
+                                     device_id=1).isError()
+        gw.publish({"fcm.bess_1.p_set_mw": -0.4})  # a writable set-point is not overwritten
+        assert gw.setpoints()["fcm.bess_1.p_set_mw"] == 0.25
+        assert gw.stats() == {"modbus_writes": 2, "modbus_writes_rejected": 2,
+                              "modbus_writes_out_of_range": 1}
+    finally:
+        gw.stop()
+
+
+def test_an_external_controller_drives_the_plant_through_modbus(tmp_path, client_of):
+    regs = {r["name"]: r["address"] for r in json.loads(subprocess.run(
+        [sys.executable, "run_cosim.py", "modbus-map", str(DEFAULT_SCENARIO)], cwd=REPO,
+        capture_output=True, text=True, check=True).stdout)["registers"]}
+    out = tmp_path / "run"
+    run = subprocess.Popen(
+        [sys.executable, "run_cosim.py", "run", str(DEFAULT_SCENARIO), "--hours", "0.15",
+         "--realtime", "0.02", "--controller", "external", "--modbus", "127.0.0.1:0",
+         "--out", str(out), "--no-progress"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = run.stdout.readline()
+        c = client_of(re.search(r"on (127\.0\.0\.1:\d+)", line).group(1))
+
+        def read(name: str) -> float:
+            r = c.read_holding_registers(regs[name], count=2, device_id=1)
+            return words_to_float(*r.registers)
+
+        def write(name: str, x: float) -> None:
+            assert not c.write_registers(regs[name], list(float_to_words(x)), device_id=1).isError()
+
+        def step_done(t: float) -> float:  # wait until the step at t is published
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = read("time_s")
+                if not math.isnan(seen) and seen >= t:
+                    return seen
+                time.sleep(0.02)
+            raise AssertionError(f"no step at {t} s published")
+
+        t = step_done(0.0)
+        write("fcm.bess_18.p_set_mw", 0.3)
+        t = step_done(t + 120.0)
+        write("fcm.bess_18.p_set_mw", -0.2)
+        write("fcm.gen_33.p_set_mw", math.nan)  # no request: the device takes 0
+        t = step_done(t + 120.0)
+        write("fcm.bess_18.p_set_mw", 99.0)  # beyond the 0.5-MW rating: clipped, counted
+        seen_t = step_done(t + 60.0)
+        seen = {n: read(n) for n in ("sub.p_mw", "fcm.bess_18.p_mw", "dc.campus1.p_mw")}
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    kpis = json.loads((out / "kpis.json").read_text())
+    assert kpis["modbus_writes"] == 4 and kpis["modbus_writes_out_of_range"] == 2
+    assert kpis["controller_solves"] == 0
+    # the registers mirrored the recorded step, to float32 precision
+    for name, value in seen.items():
+        assert value == pytest.approx(float(ts.loc[int(seen_t), name]), rel=1e-6, abs=1e-6)
+    # the last value written holds; the plant follows it within its physics
+    sets = ts["fcm.bess_18.p_set_mw"].to_numpy()
+    assert sets[0] == 0.0 and list(pd.unique(sets)) == pytest.approx([0.0, 0.3, -0.2, 99.0])
+    for p_set, p in zip(sets, ts["fcm.bess_18.p_mw"]):
+        assert p == pytest.approx(min(p_set, 0.5), abs=1e-9)
+    # NaN is "no request": the plant takes (and records) 0
+    assert (ts["fcm.gen_33.p_set_mw"] == 0.0).all() and (ts["fcm.gen_33.p_mw"] == 0.0).all()
+
+
+def test_without_external_control_the_set_points_only_mirror(client_of):
+    regs = register_map([], ["bess_1"])
+    at = {r.name: r.address for r in regs}
+    gw = ModbusGateway(regs, "127.0.0.1", 0, ratings={"bess_1": 0.5}, writable=False)
+    c = client_of(gw.start())
+    try:
+        gw.publish({"fcm.bess_1.p_set_mw": -0.4})  # the controller in the loop's set-point
+        r = c.read_holding_registers(at["fcm.bess_1.p_set_mw"], count=2, device_id=1)
+        assert words_to_float(*r.registers) == pytest.approx(-0.4)
+        assert c.write_registers(at["fcm.bess_1.p_set_mw"], list(float_to_words(0.1)),
+                                 device_id=1).exception_code == 2
+        assert gw.setpoints() == {}
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--controller", "external"], "--controller"),  # external needs the gateway
+    (["--modbus", "127.0.0.1:{busy}"], "--modbus"),  # a port already taken
+])
+def test_bad_modbus_options_exit_2_with_one_line(tmp_path, args, field):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(busy=busy.getsockname()[1]) for a in args]
+        res = subprocess.run([sys.executable, "run_cosim.py", "run", str(DEFAULT_SCENARIO),
+                              "--hours", "0.1", "--out", str(tmp_path / "r"), *args],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"command line: {field}" in lines[0]
+    assert not (tmp_path / "r").exists()
