@@ -38,14 +38,20 @@ def _poll_modbus(address: str, n_registers: int, stop: threading.Event, out: lis
     from pymodbus.client import ModbusTcpClient
 
     host, port = address.rsplit(":", 1)
+    from pymodbus.exceptions import ModbusException
+
     client = ModbusTcpClient(host, port=int(port))
     client.connect()
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        client.read_holding_registers(0, count=min(2 * n_registers, 120), device_id=1)
-        out.append(time.perf_counter() - t0)
-        stop.wait(1.0)
-    client.close()
+    try:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            client.read_holding_registers(0, count=min(2 * n_registers, 120), device_id=1)
+            out.append(time.perf_counter() - t0)
+            stop.wait(1.0)
+    except ModbusException:  # the run ended and took its server with it
+        pass
+    finally:
+        client.close()
 
 
 def main() -> None:

@@ -336,29 +336,33 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     if modbus_address is not None:
         sims["modbus"] = world.start("ModbusSim", sim_id="Modbus", step_s=step, column_map=column_map,
                                      **modbus_params(plan, modbus_address, external))
+    # mosaik keeps one initial value per source attribute, whatever reads it: the time-shifted
+    # readers (controller, gateway) share these
+    first: dict[str, dict[str, Any]] = {}
     for pl in plan.placements:
         ent = fcms[pl.label]
         sp = (sims["modbus"] if external else sims["ctrl"]).Setpoint(fcm=pl.label)
         world.connect(sp, ent, "p_set_mw", "q_set_mvar")
         world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"))
+        first[ent.full_id] = initial_fcm_reading(pl, sc.fcm.catalog[pl.kind])
         world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
                       ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),
                       ("time_in_state_s", "fcm_time_in_state_s"), ("debt_mwh", "fcm_debt_mwh"),
-                      time_shifted=True, initial_data=initial_fcm_reading(pl, sc.fcm.catalog[pl.kind]))
+                      time_shifted=True, initial_data=first[ent.full_id])
     # the background multiplier reaches the controller and the recorder as the feeder's
     # read-back of what it applied (the same number), not over edges of its own: every
     # simulator-to-simulator edge adds to mosaik's scheduling cost per step
     reads = grid_reads(sc.controller)
-    first_reading = {**plan.initial_grid, "load_scale": float(background_shape(0.0, start_hour, lam))}
+    first[grid.full_id] = {**plan.initial_grid, "load_scale": float(background_shape(0.0, start_hour, lam))}
     world.connect(grid, ctrl, *reads, time_shifted=True,
-                  initial_data={a: first_reading[a] for a in reads})
+                  initial_data={a: first[grid.full_id][a] for a in reads})
     campus_attrs = [("p_mw", "campus_p_mw"), ("online", "campus_online")]
     campus_attrs += [(a, f"campus_{a}") for a in campus_reads(sc.controller)]
     for name, ent in campuses.items():  # before the first step: the day-ahead estimate
-        first = plan.campus_first_block_mw.get(name, 0.0)
-        initial = {"p_mw": first, "online": True, "forecast_mw": [], "next_mw": first}
+        mw = plan.campus_first_block_mw.get(name, 0.0)
+        first[ent.full_id] = {"p_mw": mw, "online": True, "forecast_mw": [], "next_mw": mw}
         world.connect(ent, ctrl, *campus_attrs, time_shifted=True,
-                      initial_data={src: initial[src] for src, _ in campus_attrs})
+                      initial_data={src: first[ent.full_id][src] for src, _ in campus_attrs})
 
     sims["rec"] = world.start("Recorder", sim_id="Rec", path=str(timeseries_path), step_s=step,
                               flush_every=flush_every, column_map=column_map,
@@ -374,15 +378,18 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     world.connect(ctrl, rec, *CTRL_OUTPUTS)
     if modbus_address is not None:  # the previous step's measurements, as a controller's
         gw = sims["modbus"].Gateway()
-        world.connect(grid, gw, *MODBUS_GRID, time_shifted=True,
-                      initial_data={a: (False if a == "converged" else math.nan) for a in MODBUS_GRID})
-        world.connect(ctrl, gw, "p_sched_mw", time_shifted=True, initial_data={"p_sched_mw": math.nan})
+
+        def shifted(src: Any, *attrs: str) -> None:  # the controller's initial values, if any
+            known = first.get(src.full_id, {})
+            world.connect(src, gw, *attrs, time_shifted=True,
+                          initial_data={a: known.get(a, math.nan) for a in attrs})
+
+        shifted(grid, *MODBUS_GRID)
+        shifted(ctrl, "p_sched_mw")
         for ent in campuses.values():
-            world.connect(ent, gw, *MODBUS_CAMPUS, time_shifted=True,
-                          initial_data={a: math.nan for a in MODBUS_CAMPUS})
+            shifted(ent, *MODBUS_CAMPUS)
         for ent in fcms.values():
-            world.connect(ent, gw, *MODBUS_FCM, time_shifted=True,
-                          initial_data={a: math.nan for a in MODBUS_FCM})
+            shifted(ent, *MODBUS_FCM)
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec, sc)
 
 

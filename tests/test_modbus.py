@@ -188,3 +188,26 @@ def test_bad_modbus_options_exit_2_with_one_line(tmp_path, args, field):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and f"command line: {field}" in lines[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_serving_modbus_does_not_change_the_run(tmp_path):
+    # the gateway reads the same time-shifted outputs as the controller; mosaik keeps one
+    # initial value per source attribute, so its initial data must be the controller's
+    # (a NaN there once made the MPC's first step a no-measurement fallback)
+    from scenarios.config import load_scenario
+    from scenarios.runner import run_scenario
+    from scenarios.timeseries_io import read_timeseries
+
+    sc = load_scenario(DEFAULT_SCENARIO).with_overrides(simulation={"hours": 0.1})
+    seen: list[str] = []
+    plain = run_scenario(sc, tmp_path / "plain", progress=False)
+    served = run_scenario(sc, tmp_path / "served", progress=False, modbus_address="127.0.0.1:0",
+                          on_modbus=seen.append)
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", seen[0]) and not seen[0].endswith(":0")
+    a = read_timeseries(tmp_path / "plain" / "timeseries.parquet")
+    b = read_timeseries(tmp_path / "served" / "timeseries.parquet")
+    assert a["ctrl.status"].iloc[0] == "optimal" and plain["controller_fallbacks"] == 0
+    assert served["controller_fallbacks"] == 0 and served["modbus_writes"] == 0
+    for col in a.columns:
+        if col != "ctrl.solve_s":
+            assert a[col].equals(b[col]), col
