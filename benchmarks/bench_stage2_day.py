@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stage2_day.py record [--scenario FILE] [--hours H] [--out FILE.pkl]
     python benchmarks/bench_stage2_day.py replay [--in FILE.pkl] [--profile] [--limit N]
+    python benchmarks/bench_stage2_day.py variants [--in FILE.pkl] [--every 4]
 
 ``record`` runs the scenario's co-simulation (default: the default scenario, 24 h, MPC)
 and stores every measurement the MPC was given at a re-solve (288 on the default day) with
@@ -12,6 +13,13 @@ the same 288 problems without the rest of the co-simulation. The replay is open 
 FCM states come from the recorded run, so the solutions may differ from the recorded ones
 once the code changes; the control quality is measured with the closed loop
 (``python run_cosim.py``), not here.
+
+``variants`` solves every ``--every``-th recorded problem cold (a fresh HiGHS each time, no
+MIP start) in variants of the model and of HiGHS's options, to see what makes the MILP
+slow: the generator's start/stop indicators binary (as before issue 11) or continuous,
+HiGHS's defaults or :data:`controllers.stage2.ROLLING_HIGHS_OPTIONS`, and, for reference,
+inexact relaxations of the DR and storage binaries. It prints the median and max solve
+time and the objective against the first variant.
 
 ``--profile`` runs the replay under cProfile and prints the split: HiGHS (``Highs.run``),
 Pyomo's parameter push and model update (APPSI ``update``/``set_instance``), loading the
@@ -116,7 +124,7 @@ def replay(path: Path, profile: bool, limit: int | None) -> None:
 #: function name); the APPSI entries are the code before issue 11, the DirectHighs ones after
 _PARTS = {
     "HiGHS run (the solve itself)": [("~", "<built-in method highspy._core.run>")],
-    "APPSI update (parameter push, changed rows)": [("appsi", "update")],
+    "APPSI update (parameter push, changed rows)": [("appsi/base.py", "update")],
     "DirectHighs.push (parameter push)": [("highs_direct.py", "push")],
     "loading the solution (APPSI load_vars / DirectHighs.load)": [("appsi", "load_vars"),
                                                                    ("highs_direct.py", "load")],
@@ -140,6 +148,68 @@ def _split(prof: cProfile.Profile) -> None:
     stats.sort_stats("cumulative").print_stats(25)
 
 
+def variants(path: Path, every: int) -> None:
+    import tempfile
+
+    import highspy
+
+    from controllers.stage2 import ROLLING_HIGHS_OPTIONS
+
+    with path.open("rb") as f:
+        data = pickle.load(f)
+    meas = data["measurements"]
+    mpc = make_controller(Path(data["scenario"]), data["hours"])
+    mpc.step(meas[0])
+    model, direct = mpc.model, mpc.direct
+    m = model.m
+
+    def cols(kind: str, names: tuple[str, ...]) -> list[int]:
+        return [direct.column(v) for u in model.units if u.tech.technology == kind
+                for name in names for v in getattr(m.fcm[u.label], name).values()]
+
+    yz, dr, storage = cols("generator", ("y", "z")), cols("dr", ("w",)), cols("storage", ("u",))
+    base = {"output_flag": False, "threads": 1, "mip_rel_gap": mpc.params.mip_gap, "time_limit": 60.0}
+    cases = {  # name: (columns made integer, columns made continuous, options)
+        "start/stop binary (before), HiGHS defaults": (yz, [], {}),
+        "start/stop continuous, HiGHS defaults": ([], [], {}),
+        "start/stop continuous, no restart, no RINS": (
+            [], [], {"mip_allow_restart": False, "mip_heuristic_run_rins": False}),
+        "start/stop continuous, ROLLING_HIGHS_OPTIONS (after)": ([], [], dict(ROLLING_HIGHS_OPTIONS)),
+        "  + DR binary relaxed (inexact)": ([], dr, dict(ROLLING_HIGHS_OPTIONS)),
+        "  + storage binary relaxed (inexact)": ([], storage, dict(ROLLING_HIGHS_OPTIONS)),
+    }
+    picked = list(range(1, len(meas), every))
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in picked:
+            model.set_state(meas[i], mpc.forecaster.forecast(
+                meas[i], mpc.params.horizon_steps, mpc.params.horizon_step_s))
+            direct.push()
+            mps = f"{tmp}/step{i}.mps"
+            direct.h.writeModel(mps)
+            for name, (to_int, to_cont, opts) in cases.items():
+                h = highspy.Highs()
+                for k, v in {**base, **opts}.items():
+                    h.setOptionValue(k, v)
+                h.readModel(mps)
+                for c in to_int:
+                    h.changeColIntegrality(c, highspy.HighsVarType.kInteger)
+                for c in to_cont:
+                    h.changeColIntegrality(c, highspy.HighsVarType.kContinuous)
+                t0 = time.perf_counter()
+                h.run()
+                results[name].append((time.perf_counter() - t0, h.getInfo().objective_function_value))
+    print(f"# Stage-II variants: {len(picked)} of the {len(meas)} recorded problems solved cold, "
+          f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
+    ref = [o for _, o in results[next(iter(cases))]]
+    for name, res in results.items():
+        t = sorted(x for x, _ in res)
+        rel = [(o - r) / abs(r) for (_, o), r in zip(res, ref) if r]
+        print(f"  {name:54s} median {statistics.median(t) * 1e3:6.1f} ms  max {t[-1]:5.2f} s  "
+              f"objective vs first: mean {100 * statistics.mean(rel):+.2f} % "
+              f"[{100 * min(rel):+.2f}, {100 * max(rel):+.2f}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -151,9 +221,14 @@ def main() -> None:
     p.add_argument("--in", dest="path", type=Path, default=DEFAULT_PICKLE)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--limit", type=int)
+    v = sub.add_parser("variants")
+    v.add_argument("--in", dest="path", type=Path, default=DEFAULT_PICKLE)
+    v.add_argument("--every", type=int, default=4)
     args = ap.parse_args()
     if args.cmd == "record":
         record(args.scenario, args.hours, args.out)
+    elif args.cmd == "variants":
+        variants(args.path, args.every)
     else:
         replay(args.path, args.profile, args.limit)
 

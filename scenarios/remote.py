@@ -97,11 +97,14 @@ class _Guard:
                 raise self.lost(f"did not answer a '{method}' call within {limit:g} s")
 
     def closed(self) -> bool:
-        """Whether the other end closed the connection. A request sent after that (the
-        process died between two calls) would never be answered: mosaik's channel fails
-        only the requests pending when the connection closes."""
-        reader = getattr(self.proxy._channel, "_reader", None)
-        return reader is not None and reader.at_eof()
+        """Whether the other end closed or reset the connection. A request sent after that
+        (the process died between two calls) would never be answered: mosaik's channel fails
+        only the requests pending when the connection ends cleanly, and none on a reset
+        (its reader task then ends with ConnectionResetError)."""
+        channel = self.proxy._channel
+        reader = getattr(channel, "_reader", None)
+        receiver = getattr(channel, "_receiver_task", None)
+        return (reader is not None and reader.at_eof()) or (receiver is not None and receiver.done())
 
     def lost(self, what: str) -> SimulatorLost:
         return SimulatorLost(self.sim_id, self.address, what)
@@ -177,6 +180,9 @@ def abandon(world: mosaik.World, recorder_sid: str | None = None) -> None:
             proxy._process[0].wait()
         with contextlib.suppress(Exception):
             loop.run_until_complete(asyncio.wait_for(proxy._channel.close(), 1.0))
+        receiver = getattr(proxy._channel, "_receiver_task", None)
+        if receiver is not None and receiver.done() and not receiver.cancelled():
+            receiver.exception()  # a reset connection's error, seen: asyncio must not log it
     world._async_world._shutdown_performed = True  # done by hand: no "never shut down" warning
     loop.close()
 

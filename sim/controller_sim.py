@@ -284,7 +284,8 @@ def serve(host: str, port: int, make_sim: Callable[[], ControllerSim],
 def main() -> None:
     """``python -m sim.controller_sim HOST:PORT``: connect to the mosaik World at that address
     (its ``cmd`` starter, ``run --hil``) and run one ControllerSim, set up by the World."""
-    mosaik_api_v3.start_simulation(ControllerSim(), "dcshock-cosim controller (HIL)")
+    mosaik_api_v3.start_simulation(ControllerSim(), "dcshock-cosim controller (HIL)",
+                                   configure_logging=False)
 
 
 if __name__ == "__main__":

@@ -164,3 +164,26 @@ def test_ctrl_c_during_a_solve_exits_130_with_one_line(tmp_path, command):
     assert run.returncode == 130, err
     assert _one_line(err).startswith("interrupted")
     assert not (tmp_path / "out" / "kpis.json").exists() and not (tmp_path / "out" / "siting.json").exists()
+
+
+def test_a_controller_started_by_mosaik_hil_that_is_killed_ends_the_run(tmp_path):
+    import psutil
+
+    out = tmp_path / "r"
+    run = _cli("run", str(DEFAULT_SCENARIO), "--hours", "2", "--realtime", "0.005", "--hil",
+               "--out", str(out), "--no-progress")
+    deadline = time.monotonic() + 60
+    kids: list = []
+    while not kids and time.monotonic() < deadline:
+        kids = [c for c in psutil.Process(run.pid).children(recursive=True)
+                if "sim.controller_sim" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    while not list(tmp_path.glob(".r.partial-*/timeseries.parquet.parts")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    kids[0].kill()
+    t_fault = time.monotonic()
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1 and time.monotonic() - t_fault < 30
+    line = _one_line(err)  # also: no asyncio noise about the reset connection
+    assert "killed by signal 9" in line and str(_partial(out)) in line
