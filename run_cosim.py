@@ -362,8 +362,9 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
+        previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:  # the no-argument default: the main job
@@ -398,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
         kept = f"; the rows simulated so far are kept in {folder} (docs/results.md)" if folder else ""
         print(f"interrupted{kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:  # a caller that goes on (a test, a notebook) gets its Ctrl-C back
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        solve = sys.modules.get("controllers.solve")
+        if solve is not None:
+            solve.clear_interrupt()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ parameter values. Variable bounds must be constants.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import time
@@ -169,6 +171,9 @@ class DirectHighs:
             opts["mip_rel_gap"] = float(mip_gap)
         for key, val in opts.items():
             h.setOptionValue(key, val)
+        # Ctrl-C stops HiGHS at once (highspy cancels the run); raise_if_interrupted then
+        # raises it after the run, as APPSI's own solves do
+        h.HandleKeyboardInterrupt = True
         self._col = dict(self.appsi._pyomo_var_to_solver_var_map)  # id(var) -> column
         self._vars = {vid: entry[0] for vid, entry in self.appsi._vars.items()}
         self.n_cols = h.getNumCol()
@@ -269,8 +274,8 @@ class DirectHighs:
 
         h = self.h
         limit = time_limit_s if time_limit_s is not None else self.time_limit_s
-        # HiGHS compares time_limit with its run time summed over the instance's life
-        h.setOptionValue("time_limit", h.getRunTime() + limit if limit is not None else math.inf)
+        # per run: HiGHS (highspy >= 1.16) times each run() from its start
+        h.setOptionValue("time_limit", float(limit) if limit is not None else math.inf)
         if start is not None:
             if isinstance(start, tuple):
                 cols, vals = start
@@ -282,7 +287,8 @@ class DirectHighs:
                 sol.value_valid = True
                 h.setSolution(sol)
         t0 = time.perf_counter()
-        h.run()
+        with contextlib.redirect_stdout(io.StringIO()):  # highspy prints on Ctrl-C
+            h.run()
         dt = time.perf_counter() - t0
         raise_if_interrupted(self.appsi)
         status = h.getModelStatus()

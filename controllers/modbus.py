@@ -9,11 +9,15 @@ example with a pymodbus client.
 
 :class:`ModbusGateway` serves that map with pymodbus on ``HOST:PORT``, in a thread of its
 own. The co-simulation :meth:`~ModbusGateway.publish`-es each step's measurements; a client
-reads them with function code 3. With ``writable=True`` (``run --controller external``) the
-FCM set-point registers (``access = "rw"``) take writes (function code 16, whole floats):
-the last value written holds until the next write, and :meth:`~ModbusGateway.setpoints`
-hands them to the FCMs. A write to a read-only register, or of half a float, is refused
-with exception 02 (illegal data address) or 03 (illegal data value). A value that is not
+reads them with function code 3 (or 4). With ``writable=True`` (``run --controller
+external``) the FCM set-point registers (``access = "rw"``) take writes (function code 16,
+whole floats): the last value written holds until the next write, and
+:meth:`~ModbusGateway.setpoints` hands them to the FCMs. A write to a read-only register,
+or of half a float (function code 6 writes one register: always half a float), is refused
+with exception 02 (illegal data address) or 03 (illegal data value); coil and discrete
+requests with 01 (illegal function); all refused writes are counted
+(``writes_rejected``), except those outside the map, which the server refuses (02) before
+the gateway sees them. A value that is not
 finite or beyond the FCM's rating is accepted, counted (``writes_out_of_range``) and left
 to the device physics, which clips it (docs/cosim.md §4) — never a crash.
 """
@@ -33,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 UNIT_ID = 1
 """The Modbus unit (device) id the gateway answers."""
+
+READ_CODES = (3, 4)
+"""Function codes the gateway answers: read holding (3) and input (4) registers, the same
+registers both; write single (6) and multiple (16) registers. Any other is refused with
+exception 01 (illegal function)."""
+WRITE_CODES = (6, 16)
 
 FCM_READS = ("p_mw", "q_mvar", "soc", "soc_mwh", "committed")
 FCM_WRITES = ("p_set_mw", "q_set_mvar")
@@ -144,6 +154,9 @@ class ModbusGateway:
         from pymodbus.constants import ExcCodes
 
         with self._lock:
+            if function_code not in READ_CODES + WRITE_CODES:  # coils, discrete inputs, ...
+                self.writes_rejected += function_code in (5, 15)
+                return ExcCodes.ILLEGAL_FUNCTION
             if set_values is not None:
                 problem = self._take_write(address, count, list(set_values))
                 if problem is not None:

@@ -96,6 +96,11 @@ def note_interrupt() -> None:
     _INTERRUPTED.set()
 
 
+def clear_interrupt() -> None:
+    """Forget an earlier Ctrl-C (the command line calls this when its command ends)."""
+    _INTERRUPTED.clear()
+
+
 def raise_if_interrupted(solver: Any = None) -> None:
     """Ctrl-C reaches the caller as KeyboardInterrupt, never as a solver status. APPSI lets
     highspy catch the interrupt, stop HiGHS and report a termination APPSI does not know
@@ -186,13 +191,8 @@ def _solve_appsi(model, solver, warmstart, time_limit_s, mip_gap, t0) -> SolveOu
     solver._dcshock_limit = limit
     if mip_gap is not None:
         solver.config.mip_gap = mip_gap
-    if limit is not None:
-        # HiGHS compares its time_limit with the run time accumulated over the whole life of
-        # its Highs object (highspy 1.16: getRunTime() keeps growing across run() calls), so a
-        # persistent instance would time out at once after a few solves. Offset the limit.
-        highs = getattr(solver, "_solver_model", None)
-        spent = highs.getRunTime() if highs is not None and getattr(solver, "_model", None) is model else 0.0
-        solver.config.time_limit = spent + limit
+    if limit is not None:  # per run: HiGHS (highspy >= 1.16) times each run() from its start
+        solver.config.time_limit = limit
     res = solver.solve(model)
     raise_if_interrupted(solver)
     dt = time.perf_counter() - t0

@@ -71,24 +71,29 @@ ROLLING_HIGHS_OPTIONS = {
 
 def time_shift_columns(direct: DirectHighs, model: pyo.Block, k: int) -> np.ndarray:
     """For every column of ``direct``, the column holding the same variable ``k`` steps later
-    in the horizon (its own column when there is none, or for a variable without a time
-    index). A variable's time step is the last element of its index, as in every block of
-    the horizon problem (``p[t]``, ``E[t]``, ``sv_lo[g, t]``)."""
+    in the horizon, or at the variable's last step when ``t + k`` is beyond it (so a
+    monotone sequence, ``z_{t−1} ≥ z_t``, stays monotone); its own column for a variable
+    without a time index. A variable's time step is the last element of its index, as in
+    every block of the horizon problem (``p[t]``, ``E[t]``, ``sv_lo[g, t]``)."""
     src = np.arange(direct.n_cols)
     if k <= 0:
         return src
     for var in model.component_objects(pyo.Var, descend_into=True):
         if not var.is_indexed():
             continue
-        for idx, v in var.items():
-            key = idx if isinstance(idx, tuple) else (idx,)
-            t = key[-1]
-            if not isinstance(t, int):
-                break  # not indexed by time last
-            later = key[:-1] + (t + k,)
-            later = later if len(later) > 1 else later[0]
-            if later in var:
-                src[direct.column(v)] = direct.column(var[later])
+        keys = [idx if isinstance(idx, tuple) else (idx,) for idx in var.keys()]
+        if not all(isinstance(key[-1], int) for key in keys):
+            continue  # not indexed by time last
+        last: dict[tuple[Any, ...], int] = {}
+        for key in keys:
+            last[key[:-1]] = max(last.get(key[:-1], key[-1]), key[-1])
+        for key in keys:
+            later = key[:-1] + (min(key[-1] + k, last[key[:-1]]),)
+            v, w = (var[key if len(key) > 1 else key[0]],
+                    var[later if len(later) > 1 else later[0]])
+            if v.fixed or w.fixed:
+                continue
+            src[direct.column(v)] = direct.column(w)
     return src
 
 
@@ -353,20 +358,25 @@ class RollingMPC:
         return replace(plan, p_mw=p_mw)
 
     def _build(self, op: OperatingPoint | None) -> None:
-        """Build the model at ``op`` and load it into its solver (timed as ``build_s``)."""
+        """Build the model at ``op`` and load it into its solver (timed as ``build_s``). The
+        controller takes the model only once all of it is built: a build that fails leaves
+        it unbuilt (the step falls back, the next step builds again)."""
         t0 = time.perf_counter()
-        p = self.params
-        m = self.model = Stage2Model(self.feeder, self.placements, self.catalog, p,
-                                     operating_point=op)
-        if p.solver in ("appsi_highs", "highs"):
-            self.direct = DirectHighs(m.m, p.time_limit_s, p.mip_gap, ROLLING_HIGHS_OPTIONS)
-            self._read_vars = m.first_step_vars()
-            self._shift = time_shift_columns(self.direct, m.m,
-                                             int(round(p.resolve_period_s / p.horizon_step_s)))
-        else:
-            self.solver = make_solver(p.solver, p.time_limit_s, p.mip_gap)
-        self.builds += 1
-        self.build_s += time.perf_counter() - t0
+        try:
+            p = self.params
+            m = Stage2Model(self.feeder, self.placements, self.catalog, p, operating_point=op)
+            if p.solver in ("appsi_highs", "highs"):
+                direct = DirectHighs(m.m, p.time_limit_s, p.mip_gap, ROLLING_HIGHS_OPTIONS)
+                read_vars = m.first_step_vars()
+                shift = time_shift_columns(direct, m.m,
+                                           int(round(p.resolve_period_s / p.horizon_step_s)))
+                self.direct, self._read_vars, self._shift = direct, read_vars, shift
+            else:
+                self.solver = make_solver(p.solver, p.time_limit_s, p.mip_gap)
+            self.model = m
+            self.builds += 1
+        finally:
+            self.build_s += time.perf_counter() - t0
 
     def _fallback(self, measurement: Measurement, reason: str, t0: float, detail: str = "") -> Dispatch:
         self.fallbacks += 1

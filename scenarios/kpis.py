@@ -259,8 +259,11 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     solve_s = solve_s[~np.isnan(solve_s)]
     k["controller_solve_s_median"] = float(np.median(solve_s)) if solve_s.size else math.nan
     k["controller_solve_s_max"] = float(solve_s.max()) if solve_s.size else math.nan
-    if "rt.lag_s" in ts.columns:  # a real-time run (--realtime)
-        k.update(realtime_kpis(ts, solve_s, scenario.controller.deadline_s))
+    if "rt.lag_s" in ts.columns:  # a real-time run (--realtime): every re-solve, fallbacks too
+        resolved = solved | (_bool(ts["ctrl.fallback"], False) if "ctrl.fallback" in ts.columns
+                             else np.zeros(n, bool))
+        all_s = _f(ts, "ctrl.solve_s")[resolved] if "ctrl.solve_s" in ts.columns else np.empty(0)
+        k.update(realtime_kpis(ts, all_s[~np.isnan(all_s)], scenario.controller.deadline_s))
 
     offline_steps = int(sum(
         np.sum(~on[1:] & on[:-1]) for on in (
@@ -284,7 +287,8 @@ def realtime_kpis(ts: pd.DataFrame, solve_s: np.ndarray, deadline_s: float) -> d
     """The ``--realtime`` KPIs (docs/kpis.md): ``rt_deadline_misses``, the steps whose row was
     not complete when the next step was due (``rt.lag_s > 0``, :mod:`sim.recorder`);
     ``rt_max_lag_s``, the largest such lag; ``controller_deadline_misses``, the re-solves
-    whose update and solve took longer than ``controller.deadline_s`` of wall time."""
+    (``solve_s``: those that solved and those that fell back) whose update and solve took
+    longer than ``controller.deadline_s`` of wall time."""
     lag = _f(ts, "rt.lag_s")
     lag = lag[np.isfinite(lag)]
     return {

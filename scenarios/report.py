@@ -300,8 +300,12 @@ def fig_realtime_lag(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[
     deadline = scenario.controller.deadline_s
     if "ctrl.solve_s" in ts.columns and "ctrl.solved" in ts.columns:
         solved = ts["ctrl.solved"].astype(bool).to_numpy()
+        fell = ts["ctrl.fallback"].astype(bool).to_numpy() if "ctrl.fallback" in ts.columns \
+            else np.zeros(len(ts), bool)
         solve_s = _f(ts, "ctrl.solve_s")
         ax2.plot(h[solved], solve_s[solved], ".", color="C0", ms=4, label="MPC update + solve")
+        if fell.any():
+            ax2.plot(h[fell], solve_s[fell], "x", color="C3", ms=5, label="re-solve that fell back")
     ax2.axhline(deadline, color="k", ls="--", lw=1.0, label=f"deadline {deadline:g} s")
     ax2.set_ylabel("time [s]")
     _legend(ax2)

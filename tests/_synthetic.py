@@ -1,4 +1,5 @@
-"""A realistic synthetic time series in the column layout of docs/results.md.
+"""Synthetic test data: a realistic time series in the column layout of docs/results.md,
+and a MILP HiGHS cannot close quickly (:func:`knapsack`, for time-limit tests).
 
 For developing and testing the report and the KPIs before (and independently of) real runs.
 It is *not* a simulation: voltages come from a linear sensitivity to the total load, line
@@ -9,6 +10,8 @@ the FCMs push back.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,3 +107,20 @@ def synthetic_timeseries(hours: float = 6.0, step_s: int = 60, fcms: bool = True
             frame[f"pred.bus.{b}.v_pu"] = frame[f"bus.{b}.v_pu"] + 0.002 * rng.standard_normal(n)
         frame["pred.sub.p_mw"] = frame["sub.p_mw"] + 0.01 * rng.standard_normal(n)
     return pd.DataFrame(frame, index=pd.Index(t, name="time_s"))
+
+
+def knapsack(n: int = 60, m: int = 30) -> Any:
+    """A multi-dimensional 0-1 knapsack HiGHS does not close within a fraction of a second."""
+    import pyomo.environ as pyo
+
+    rng = np.random.default_rng(0)
+    k = pyo.ConcreteModel()
+    k.I = pyo.RangeSet(0, n - 1)
+    k.x = pyo.Var(k.I, domain=pyo.Binary)
+    value = rng.integers(50, 100, n)
+    k.obj = pyo.Objective(expr=-sum(float(value[i]) * k.x[i] for i in k.I))
+    k.rows = pyo.ConstraintList()
+    for _ in range(m):
+        w = rng.integers(20, 80, n)
+        k.rows.add(sum(float(w[i]) * k.x[i] for i in k.I) <= float(w.sum()) / 2)
+    return k

@@ -86,9 +86,13 @@ def test_writes_are_checked_and_counted_and_reads_see_what_was_published(client_
                                  device_id=1).exception_code == 3  # half a float
         assert not c.write_registers(at["fcm.bess_1.q_set_mvar"], list(float_to_words(math.inf)),
                                      device_id=1).isError()
+        assert c.write_register(at["fcm.bess_1.p_set_mw"], 0x3F80,
+                                device_id=1).exception_code == 3  # one register: half a float
+        assert c.write_coils(at["fcm.bess_1.p_set_mw"], [True] * 20,
+                             device_id=1).exception_code == 1  # not a register request
         gw.publish({"fcm.bess_1.p_set_mw": -0.4})  # a writable set-point is not overwritten
         assert gw.setpoints()["fcm.bess_1.p_set_mw"] == 0.25
-        assert gw.stats() == {"modbus_writes": 2, "modbus_writes_rejected": 2,
+        assert gw.stats() == {"modbus_writes": 2, "modbus_writes_rejected": 4,
                               "modbus_writes_out_of_range": 1}
     finally:
         gw.stop()
