@@ -8,18 +8,20 @@ step next to a solve of the same order (BENCHMARKS.md, "Stage II in real time").
 :class:`DirectHighs` keeps Pyomo for the formulation and for the one translation into HiGHS
 (APPSI's ``set_instance``), then works on the HiGHS instance itself:
 
-* **Parameters as one affine map.** Every bound, coefficient and cost that depends on
-  mutable parameters is affine in them in the models of this project. At load time each is
-  compiled (:func:`affine`) into a sparse row of ``A`` over the parameters ``π``, so that
-  all of them are ``A π + c``; :meth:`DirectHighs.push` gathers ``π``, evaluates the map
-  once with numpy and sends HiGHS only the entries that changed (row bounds and costs in
-  one call each). An expression that is not affine (none in this project's models) is
-  evaluated by Pyomo at each push.
+* **Parameters as one map.** Every bound, coefficient and cost that depends on mutable
+  parameters is a polynomial in them in the models of this project: affine, or a product
+  of two (a term's weight times a voltage group's member count in the objective of the
+  reduced rows). At load time each is compiled (:func:`polynomial`) into a sparse row of
+  ``A`` over the parameters ``π`` and its products of parameters, so that all of them are
+  ``A π + c`` plus those products; :meth:`DirectHighs.push` gathers ``π``, evaluates the
+  map once with numpy and sends HiGHS only the entries that changed (row bounds and costs
+  in one call each). An expression that is not a polynomial (none in this project's
+  models) is evaluated by Pyomo at each push.
 * **Solutions as one array.** :meth:`DirectHighs.solve` keeps the column values as a numpy
   array ``x``; :meth:`DirectHighs.value` and :meth:`DirectHighs.load` read or load only
   the variables a caller asks for.
-* **MIP starts from the caller**, full or sparse (HiGHS completes a sparse start by fixing
-  the given integer columns and solving the LP).
+* **MIP starts from the caller**: some columns' values, which HiGHS completes by fixing the
+  given integer columns and solving the LP.
 
 The instance belongs to this object after the first load: the model's structure (its
 variables, constraints and which parameters they hold) must not change afterwards, only
@@ -48,93 +50,125 @@ from pyomo.core.expr.numeric_expr import (
 )
 from pyomo.core.expr.visitor import identify_mutable_parameters
 
-from controllers.solve import SolveOutcome, SolveStatus, highs, raise_if_interrupted
+from controllers.solve import SolveOutcome, SolveStatus, highs, highs_status, raise_if_interrupted
 
 logger = logging.getLogger(__name__)
 
 
 class NotAffine(ValueError):
-    """An expression that is not affine in the mutable parameters."""
+    """An expression that is not affine (or, for :func:`polynomial`, not a polynomial) in
+    the mutable parameters."""
 
 
-def affine(expr: Any) -> tuple[float, list[tuple[Any, float]]]:
-    """``expr`` (an expression without variables) as ``c + Σ_p a_p p`` over its mutable
-    parameters ``p``: returns ``(c, [(p, a_p), ...])`` with the ParamData objects (a
-    parameter that appears twice is listed twice; the caller sums). Raises
-    :class:`NotAffine` for a product or quotient of two parameter-dependent parts, or
-    another non-linear node that holds a mutable parameter."""
+#: A term of a polynomial in the parameters: its coefficient and the ParamData objects
+#: whose product it multiplies (one for an affine term, none for a constant).
+Term = tuple[float, tuple[Any, ...]]
+
+
+def polynomial(expr: Any) -> tuple[float, list[Term]]:
+    """``expr`` (an expression without variables) as ``c + Σ_k a_k Π_{p ∈ P_k} p`` over its
+    mutable parameters: returns ``(c, [(a_k, P_k), ...])`` with the ParamData objects
+    (terms are not merged; the caller sums). Products of parameter-dependent parts are
+    expanded (a weight times a group's member count, say). Raises :class:`NotAffine` for a
+    quotient by a parameter-dependent part or another non-linear node that holds a
+    mutable parameter."""
     if expr.__class__ in native_numeric_types:
         return float(expr), []
     if expr.is_parameter_type():
         if expr.is_constant():
             return float(pyo.value(expr)), []
-        return 0.0, [(expr, 1.0)]
+        return 0.0, [(1.0, (expr,))]
     if expr.is_named_expression_type():
-        return affine(expr.expr)
+        return polynomial(expr.expr)
     if not expr.is_expression_type():  # a numeric constant object
         return float(pyo.value(expr)), []
     if isinstance(expr, SumExpression):
         const, terms = 0.0, []
         for arg in expr.args:
-            c, a = affine(arg)
+            c, t = polynomial(arg)
             const += c
-            terms.extend(a)
+            terms.extend(t)
         return const, terms
     if isinstance(expr, NegationExpression):
-        c, a = affine(expr.args[0])
-        return -c, [(p, -k) for p, k in a]
+        c, t = polynomial(expr.args[0])
+        return -c, [(-k, ps) for k, ps in t]
     if isinstance(expr, ProductExpression):
-        (c1, a1), (c2, a2) = affine(expr.args[0]), affine(expr.args[1])
-        if a1 and a2:
-            raise NotAffine(f"product of two parameter-dependent terms: {expr}")
-        if not a1:
-            return c1 * c2, [(p, c1 * k) for p, k in a2]
-        return c1 * c2, [(p, c2 * k) for p, k in a1]
+        (c1, t1), (c2, t2) = polynomial(expr.args[0]), polynomial(expr.args[1])
+        terms = [(c1 * k, ps) for k, ps in t2] + [(c2 * k, ps) for k, ps in t1]
+        terms += [(k1 * k2, ps1 + ps2) for k1, ps1 in t1 for k2, ps2 in t2]
+        return c1 * c2, terms
     if isinstance(expr, DivisionExpression):
-        (c1, a1), (c2, a2) = affine(expr.args[0]), affine(expr.args[1])
-        if a2:
+        (c1, t1), (c2, t2) = polynomial(expr.args[0]), polynomial(expr.args[1])
+        if t2:
             raise NotAffine(f"division by a parameter-dependent term: {expr}")
-        return c1 / c2, [(p, k / c2) for p, k in a1]
+        return c1 / c2, [(k / c2, ps) for k, ps in t1]
     if not list(identify_mutable_parameters(expr)):
         return float(pyo.value(expr)), []
     raise NotAffine(f"{type(expr).__name__} of mutable parameters: {expr}")
 
 
-class _AffineMap:
-    """``n`` values, each ``c_i + Σ_p A_ip π_p`` over the parameter vector ``π`` (or, for
-    the indices in ``exprs``, a Pyomo expression evaluated as it is)."""
+def affine(expr: Any) -> tuple[float, list[tuple[Any, float]]]:
+    """``expr`` as ``c + Σ_p a_p p`` over its mutable parameters ``p``: returns
+    ``(c, [(p, a_p), ...])`` (a parameter that appears twice is listed twice). Raises
+    :class:`NotAffine` for a product or quotient of two parameter-dependent parts, or
+    another non-linear node that holds a mutable parameter (:func:`polynomial`)."""
+    const, terms = polynomial(expr)
+    if any(len(ps) > 1 for _, ps in terms):
+        raise NotAffine(f"product of two parameter-dependent terms: {expr}")
+    return const, [(ps[0], k) for k, ps in terms]
+
+
+class _ParameterMap:
+    """``n`` values, each a polynomial in the parameter vector ``π`` (:func:`polynomial`):
+    ``c_i + Σ_p A_ip π_p`` plus, per term of degree d ≥ 2, ``a·π_{p1}···π_{pd}``, all
+    evaluated with numpy; an expression that is not a polynomial (``fallback``) is evaluated
+    by Pyomo. ``index`` numbers the parameters (shared by the maps of one instance)."""
 
     def __init__(self, exprs: Sequence[Any], index: dict[int, int], params: list[Any]) -> None:
-        from scipy.sparse import csr_matrix
-
-        rows, cols, vals, const = [], [], [], np.zeros(len(exprs))
+        self.n = len(exprs)
+        self.const = np.zeros(self.n)
         self.fallback: list[tuple[int, Any]] = []
+        self.not_affine = 0
+        linear: list[tuple[int, int, float]] = []
+        higher: dict[int, list[tuple[int, float, list[int]]]] = {}  # degree -> terms
         for i, e in enumerate(exprs):
             try:
-                c, coefs = affine(e)
+                c, terms = polynomial(e)
             except NotAffine:
                 self.fallback.append((i, e))
+                self.not_affine += 1
                 continue
-            const[i] = c
-            for p, k in coefs:  # duplicates are summed by the sparse matrix
-                j = index.get(id(p))
-                if j is None:
-                    j = index[id(p)] = len(params)
-                    params.append(p)
-                rows.append(i)
-                cols.append(j)
-                vals.append(k)
-        self._entries = (np.array(vals), (np.array(rows, dtype=int), np.array(cols, dtype=int)))
-        self.const = const
-        self.n = len(exprs)
-        self._csr = csr_matrix
+            self.const[i] = c
+            self.not_affine += any(len(ps) > 1 for _, ps in terms)
+            for k, ps in terms:
+                cols = []
+                for p in ps:
+                    j = index.get(id(p))
+                    if j is None:
+                        j = index[id(p)] = len(params)
+                        params.append(p)
+                    cols.append(j)
+                if len(cols) == 1:
+                    linear.append((i, cols[0], k))
+                else:
+                    higher.setdefault(len(cols), []).append((i, k, cols))
+        self._linear = linear
+        self._higher = {d: (np.array([r for r, _, _ in t], dtype=int), np.array([k for _, k, _ in t]),
+                            np.array([c for _, _, c in t], dtype=int).reshape(len(t), d))
+                        for d, t in higher.items()}
         self.A: Any = None
 
     def finish(self, n_params: int) -> None:
-        self.A = self._csr(self._entries, shape=(self.n, n_params))
+        """Fix the number of parameters (once every map of the instance has seen its own)."""
+        from scipy.sparse import csr_matrix
+
+        r, c, v = (np.array(x) for x in zip(*self._linear)) if self._linear else ([], [], [])
+        self.A = csr_matrix((v, (r, c)), shape=(self.n, n_params))
 
     def __call__(self, pi: np.ndarray) -> np.ndarray:
         out = self.A @ pi + self.const
+        for rows, coef, cols in self._higher.values():
+            np.add.at(out, rows, coef * np.prod(pi[cols], axis=1))
         for i, e in self.fallback:
             out[i] = float(pyo.value(e))
         return out
@@ -154,8 +188,8 @@ class DirectHighs:
 
     ``solver`` is an APPSI HiGHS (default: :func:`controllers.solve.highs` with
     ``time_limit_s``, ``mip_gap`` and ``options``); it only translates the model. Then
-    ``push()`` after changing parameter values, ``solve(start=...)``, and ``value(var)``,
-    ``values(vars)`` or ``load(vars)`` to read the solution.
+    ``push()`` after changing parameter values, ``solve(start=...)``, and ``value(var)`` or
+    ``load(vars)`` to read the solution.
     """
 
     def __init__(self, model: pyo.Block, time_limit_s: float | None = None,
@@ -204,17 +238,20 @@ class DirectHighs:
         index: dict[int, int] = {}
         self._params: list[Any] = []
         self._rows = np.array([r for r, _, _ in bounds], dtype=np.int32)
-        self._lb = _AffineMap([lo for _, lo, _ in bounds], index, self._params)
-        self._ub = _AffineMap([up for _, _, up in bounds], index, self._params)
+        self._lb = _ParameterMap([lo for _, lo, _ in bounds], index, self._params)
+        self._ub = _ParameterMap([up for _, _, up in bounds], index, self._params)
         self._coef_at = [(r, c) for r, c, _ in coefs]
-        self._coef = _AffineMap([e for _, _, e in coefs], index, self._params)
+        self._coef = _ParameterMap([e for _, _, e in coefs], index, self._params)
         self._cost_cols = np.array([c for c, _ in costs], dtype=np.int32)
-        self._cost = _AffineMap([e for _, e in costs], index, self._params)
-        self._offset = _AffineMap(offset, index, self._params)
-        for m in (self._lb, self._ub, self._coef, self._cost, self._offset):
+        self._cost = _ParameterMap([e for _, e in costs], index, self._params)
+        self._offset = _ParameterMap(offset, index, self._params)
+        maps = (self._lb, self._ub, self._coef, self._cost, self._offset)
+        for m in maps:
             m.finish(len(self._params))
-        self.not_affine = sum(len(m.fallback) for m in (self._lb, self._ub, self._coef,
-                                                         self._cost, self._offset))
+        #: expressions not affine in the parameters; of them, those Pyomo evaluates at each
+        #: push (not a polynomial: a quotient by a parameter, say)
+        self.not_affine = sum(m.not_affine for m in maps)
+        self.pyomo_evaluated = sum(len(m.fallback) for m in maps)
         pi = self._gather()
         # what HiGHS holds now (APPSI loaded it at these values)
         self._last = {"lb": self._lb(pi), "ub": self._ub(pi), "coef": self._coef(pi),
@@ -263,46 +300,28 @@ class DirectHighs:
     def columns(self, variables: Iterable[Any]) -> np.ndarray:
         return np.array([self._col[id(v)] for v in variables], dtype=np.int32)
 
-    def solve(self, start: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
-              time_limit_s: float | None = None) -> SolveOutcome:
-        """Run HiGHS on the instance as it stands. ``start``: a full column vector, or
-        ``(columns, values)`` for a sparse MIP start that HiGHS completes. A usable result
-        (optimal, or feasible at the time limit) leaves its columns in :attr:`x`; otherwise
-        :attr:`has_solution` is False. Ctrl-C during the run is raised as
-        KeyboardInterrupt once HiGHS returns (never turned into a solver status)."""
-        import highspy
-
+    def solve(self, start: tuple[np.ndarray, np.ndarray] | None = None) -> SolveOutcome:
+        """Run HiGHS on the instance as it stands. ``start``: ``(columns, values)``, a MIP
+        start that HiGHS completes. A usable result (optimal, or feasible at the time
+        limit) leaves its columns in :attr:`x`; otherwise :attr:`has_solution` is False.
+        Ctrl-C stops the run at once and is raised as KeyboardInterrupt (never turned into
+        a solver status)."""
         h = self.h
-        limit = time_limit_s if time_limit_s is not None else self.time_limit_s
         # per run: HiGHS (highspy >= 1.16) times each run() from its start
-        h.setOptionValue("time_limit", float(limit) if limit is not None else math.inf)
+        h.setOptionValue("time_limit", float(self.time_limit_s) if self.time_limit_s is not None
+                         else math.inf)
         if start is not None:
-            if isinstance(start, tuple):
-                cols, vals = start
-                h.setSolution(int(len(cols)), np.asarray(cols, dtype=np.int32),
-                              np.asarray(vals, dtype=float))
-            else:
-                sol = highspy.HighsSolution()
-                sol.col_value = np.asarray(start, dtype=float)
-                sol.value_valid = True
-                h.setSolution(sol)
+            cols, vals = start
+            h.setSolution(int(len(cols)), np.asarray(cols, dtype=np.int32),
+                          np.asarray(vals, dtype=float))
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # highspy prints on Ctrl-C
             h.run()
         dt = time.perf_counter() - t0
         raise_if_interrupted(self.appsi)
         status = h.getModelStatus()
-        S = highspy.HighsModelStatus
         info = h.getInfo()
-        feasible = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        if status == S.kOptimal:
-            kind = SolveStatus.OPTIMAL
-        elif status in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit):
-            kind = SolveStatus.FEASIBLE if feasible else SolveStatus.TIME_LIMIT
-        elif status in (S.kInfeasible, S.kUnboundedOrInfeasible):
-            kind = SolveStatus.INFEASIBLE
-        else:
-            kind = SolveStatus.ERROR
+        kind = highs_status(status, info.primal_solution_status == 2)  # 2: feasible
         self.has_solution = kind in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
         if not self.has_solution:
             return SolveOutcome(kind, solve_s=dt, message=h.modelStatusToString(status))

@@ -129,6 +129,21 @@ def status_of(tc: Any, has_solution: bool = False) -> SolveStatus:
     return SolveStatus.ERROR
 
 
+def highs_status(model_status: Any, has_solution: bool = False) -> SolveStatus:
+    """The :class:`SolveStatus` of a HiGHS model status read from highspy directly
+    (:class:`controllers.highs_direct.DirectHighs`), as :func:`status_of` for APPSI's."""
+    import highspy
+
+    S = highspy.HighsModelStatus
+    if model_status == S.kOptimal:
+        return SolveStatus.OPTIMAL
+    if model_status in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit):
+        return SolveStatus.FEASIBLE if has_solution else SolveStatus.TIME_LIMIT
+    if model_status in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        return SolveStatus.INFEASIBLE
+    return SolveStatus.ERROR
+
+
 def solver_available(name: str) -> bool:
     """Whether :func:`make_solver` can make ``name`` on this machine."""
     if name in ("appsi_highs", "highs"):

@@ -13,7 +13,7 @@ import pyomo.environ as pyo
 import pytest
 import scipy.sparse as sp
 
-from controllers.highs_direct import DirectHighs, NotAffine, affine
+from controllers.highs_direct import DirectHighs, NotAffine, affine, polynomial
 from tests._synthetic import knapsack
 from controllers.interface import FCMState, Measurement
 from controllers.horizon import CampusSite, MPCParams
@@ -104,13 +104,13 @@ def _three_bus() -> FeederData:
     )
 
 
-def _stage2(measurement: Measurement) -> Stage2Model:
+def _stage2(measurement: Measurement, network_rows: str = "full") -> Stage2Model:
     placements = [Placement(kind="bess", bus="3", p_mw=0.5, e_mwh=1.0),
                   Placement(kind="gen", bus="2", p_mw=0.5),
                   Placement(kind="dr", bus="3", p_mw=0.2, e_mwh=0.4)]
     params = MPCParams(horizon_steps=6, horizon_step_s=300.0, v_min_pu=0.97, v_max_pu=1.05,
                        ramp_limit_mw_per_min=0.05, apply_step_s=60.0, linearize_at="flat",
-                       campuses=(CampusSite("c", "3", 0.2, 1.0),))
+                       campuses=(CampusSite("c", "3", 0.2, 1.0),), network_rows=network_rows)
     model = Stage2Model(_three_bus(), placements, default_catalog(), params)
     model.set_state(measurement, {"c": [0.8] * 6})
     return model
@@ -157,6 +157,32 @@ def test_the_stage2_model_after_a_push_equals_a_fresh_appsi_load():
     res = ref.solve(model.m)
     assert out.status is SolveStatus.OPTIMAL
     assert out.objective == pytest.approx(res.best_feasible_objective, rel=1e-6)
+
+
+def test_products_of_parameters_expand_and_push_like_a_fresh_load():
+    # polynomial(): (2p + 1)(q − 3) = 2pq − 6p + q − 3
+    m = pyo.ConcreteModel()
+    m.p = pyo.Param(mutable=True, initialize=1.0)
+    m.q = pyo.Param(mutable=True, initialize=1.0)
+    const, terms = polynomial((2 * m.p + 1) * (m.q - 3))
+    got: dict[tuple[str, ...], float] = {}
+    for k, ps in terms:
+        key = tuple(sorted(p.name for p in ps))
+        got[key] = got.get(key, 0.0) + k
+    assert const == pytest.approx(-3.0)
+    assert got == pytest.approx({("p", "q"): 2.0, ("p",): -6.0, ("q",): 1.0})
+    # the reduced rows weight each voltage group's slack by its member count below the
+    # limit, a parameter, in the objective: weight × count is a product of parameters
+    model = _stage2(_measurement(3.3, 0.5, False, 3.0), network_rows="reduced")
+    d = DirectHighs(model.m, 10.0, 0.0)
+    assert d.not_affine > 0 and d.pyomo_evaluated == 0
+    model.set_state(_measurement(4.1, 0.8, True, 3.4), {"c": [1.0, 1.0, 0.2, 0.2, 0.9, 0.9]})
+    model.m.weight["voltage_slack_pu"] = 777.0
+    assert d.push().costs > 0
+    ref = highs(mip_gap=0.0)
+    ref.set_instance(model.m)
+    for ours, theirs in zip(_lp_arrays(d.h), _lp_arrays(ref._solver_model)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
 def test_time_shift_maps_each_timed_column_to_its_successor():
