@@ -39,7 +39,7 @@ from pathlib import Path
 
 from models.errors import ControllerLost, ScenarioError
 from models.network import SCALE_RANGE
-from models.schema import SEED_MAX
+from models.schema import SEED_MAX, split_address
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -105,10 +105,11 @@ def _seed_list(text: str) -> list[int]:
 
 def _address(text: str) -> str:
     """``HOST:PORT`` with a port in 0..65535 (0: any free port, for ``--listen``)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:5678, got {text!r}")
-    return f"{host}:{int(port)}"
+    try:
+        host, port = split_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{host}:{port}"
 
 
 def _name_list(text: str) -> list[str]:

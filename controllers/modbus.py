@@ -98,13 +98,16 @@ def words_to_float(hi: int, lo: int) -> float:
 class ModbusGateway:
     """Serves a register map over Modbus/TCP (module docstring).
 
-    ``ratings`` (FCM label → rated MW, for the out-of-range count) and ``writable`` (the
-    set-points take writes). ``start()`` binds and returns ``HOST:PORT``; ``stop()``."""
+    ``address`` is ``HOST:PORT`` (port 0: any free port), ``ratings`` (FCM label → rated
+    MW, for the out-of-range count) and ``writable`` (the set-points take writes).
+    ``start()`` binds and returns the bound ``HOST:PORT`` (also :attr:`address`); ``stop()``."""
 
-    def __init__(self, registers: Sequence[Register], host: str, port: int,
+    def __init__(self, registers: Sequence[Register], address: str,
                  ratings: Mapping[str, float] | None = None, writable: bool = False) -> None:
+        from models.schema import split_address
+
         self.registers = list(registers)
-        self.host, self.port = host, int(port)
+        self.host, self.port = split_address(address)
         self.ratings = dict(ratings or {})
         self.writable = writable
         self._by_name = {r.name: r for r in self.registers}
@@ -226,6 +229,11 @@ class ModbusGateway:
         sock = self._server.transport.sockets[0] if hasattr(self._server.transport, "sockets") else None
         bound = sock.getsockname() if sock is not None else (self.host, self.port)
         self.port = int(bound[1])
+        return self.address
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` it serves on (the bound port once started)."""
         return f"{self.host}:{self.port}"
 
     def stop(self) -> None:

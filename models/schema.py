@@ -119,3 +119,11 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` as ``(host, port)`` (ValueError when it is not one; port 0..65535)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:5678, got {address!r}")
+    return host, int(port)

@@ -260,9 +260,8 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     k["controller_solve_s_median"] = float(np.median(solve_s)) if solve_s.size else math.nan
     k["controller_solve_s_max"] = float(solve_s.max()) if solve_s.size else math.nan
     if "rt.lag_s" in ts.columns:  # a real-time run (--realtime): every re-solve, fallbacks too
-        resolved = solved | (_bool(ts["ctrl.fallback"], False) if "ctrl.fallback" in ts.columns
-                             else np.zeros(n, bool))
-        all_s = _f(ts, "ctrl.solve_s")[resolved] if "ctrl.solve_s" in ts.columns else np.empty(0)
+        all_s = _f(ts, "ctrl.solve_s")[resolve_mask(ts)] if "ctrl.solve_s" in ts.columns \
+            else np.empty(0)
         k.update(realtime_kpis(ts, all_s[~np.isnan(all_s)], scenario.controller.deadline_s))
 
     offline_steps = int(sum(
@@ -281,6 +280,15 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
         k.update(extra)
     k["ac_validation"] = ac_validation_headline(k)
     return k
+
+
+def resolve_mask(ts: pd.DataFrame) -> np.ndarray:
+    """The steps at which the controller re-solved: those it solved and those it fell back
+    (``ctrl.solved`` or ``ctrl.fallback``; a held step is neither)."""
+    n = len(ts)
+    solved = _bool(ts["ctrl.solved"], False) if "ctrl.solved" in ts.columns else np.zeros(n, bool)
+    fell = _bool(ts["ctrl.fallback"], False) if "ctrl.fallback" in ts.columns else np.zeros(n, bool)
+    return solved | fell
 
 
 def realtime_kpis(ts: pd.DataFrame, solve_s: np.ndarray, deadline_s: float) -> dict[str, Any]:

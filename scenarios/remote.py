@@ -39,6 +39,8 @@ from mosaik.exceptions import ConnectionClosedError, SimulationError
 from mosaik.proxies import RemoteProxy
 from mosaik.starters import CmdStarter, ConnectStarter
 
+from models.schema import split_address
+
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
@@ -121,8 +123,7 @@ class GuardedConnect(ConnectStarter):
     """mosaik's ``connect`` starter with every call bounded (module docstring)."""
 
     def __init__(self, address: str, answer_s: float, first_step_s: float) -> None:
-        host, _, port = address.rpartition(":")
-        super().__init__(host, int(port))
+        super().__init__(*split_address(address))
         self.address, self.answer_s, self.first_step_s = address, answer_s, first_step_s
 
     async def start(self, sim_id: str, mosaik_remote: Any, mosaik_config: Any) -> Any:

@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 
 from models.fcm_catalog import Placement
 from scenarios.config import Scenario
-from scenarios.kpis import converged_mask, group_columns, natural_key, ramp_excess_mw
+from scenarios.kpis import converged_mask, group_columns, natural_key, ramp_excess_mw, resolve_mask
 
 logger = logging.getLogger(__name__)
 
@@ -298,12 +298,13 @@ def fig_realtime_lag(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[
     ax1.set_title("Real-time run: how late each step was done (0 = before the next step was due)")
     _legend(ax1)
     deadline = scenario.controller.deadline_s
-    if "ctrl.solve_s" in ts.columns and "ctrl.solved" in ts.columns:
-        solved = ts["ctrl.solved"].astype(bool).to_numpy()
-        fell = ts["ctrl.fallback"].astype(bool).to_numpy() if "ctrl.fallback" in ts.columns \
-            else np.zeros(len(ts), bool)
+    if "ctrl.solve_s" in ts.columns:
+        resolved = resolve_mask(ts)
+        fell = resolved & ts["ctrl.fallback"].fillna(False).astype(bool).to_numpy() \
+            if "ctrl.fallback" in ts.columns else np.zeros(len(ts), bool)
         solve_s = _f(ts, "ctrl.solve_s")
-        ax2.plot(h[solved], solve_s[solved], ".", color="C0", ms=4, label="MPC update + solve")
+        ok = resolved & ~fell
+        ax2.plot(h[ok], solve_s[ok], ".", color="C0", ms=4, label="MPC update + solve")
         if fell.any():
             ax2.plot(h[fell], solve_s[fell], "x", color="C3", ms=5, label="re-solve that fell back")
     ax2.axhline(deadline, color="k", ls="--", lw=1.0, label=f"deadline {deadline:g} s")

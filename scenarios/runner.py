@@ -168,8 +168,10 @@ def run_scenario(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     except SimulatorLost as exc:
-        kept = tmp if any((tmp / "timeseries.parquet.parts").glob("*")) or \
-            (tmp / "timeseries.parquet").exists() else None
+        from scenarios.timeseries_io import parts_dir
+
+        rows = tmp / "timeseries.parquet"
+        kept = tmp if rows.exists() or any(parts_dir(rows).glob("*")) else None
         if kept is None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise ControllerLost(exc.address, exc.what, kept) from None
@@ -186,11 +188,13 @@ def check_listen_address(address: str, option: str) -> None:
     """``HOST:PORT`` that this machine can listen on now (ScenarioError against ``option``)."""
     import socket
 
-    host, _, port = address.rpartition(":")
+    from models.schema import split_address
+
+    host, port = split_address(address)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, int(port)))
+            s.bind((host, port))
     except OSError as exc:
         raise ScenarioError("command line", option, f"cannot listen on {address} "
                             f"({exc.strerror or exc}); allowed: a free port of this machine") from None

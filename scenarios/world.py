@@ -40,6 +40,7 @@ from models.errors import ScenarioError
 from models.fcm_catalog import Placement
 from models.network import FeederData
 from models.schedule import background_shape, day_ahead_schedule, n_blocks
+from controllers.modbus import CAMPUS_READS, FCM_READS, FCM_WRITES
 from scenarios.config import Scenario
 
 logger = logging.getLogger(__name__)
@@ -256,9 +257,7 @@ def build_world(plan: WorldPlan, timeseries_path: Path, hil: bool = False,
     its set-point registers, written by a Modbus client, drive the FCMs."""
     from scenarios.remote import answer_limits
 
-    sc = plan.scenario
-    step = plan.step_s
-    answer_s, first_s = answer_limits(sc.controller)
+    answer_s, first_s = answer_limits(plan.scenario.controller)
     cfg = sim_config(hil, controller_address, answer_s, first_s)
     world = mosaik.World({**cfg, **(extra_sims or {})}, time_resolution=1.0,
                          skip_greetings=True, configure_logging=False)
@@ -393,10 +392,12 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     return WorldHandles(world, sims, grid, campuses, fcms, ctrl, rec, sc)
 
 
-#: what the Modbus gateway reads of the grid, each campus and each FCM (its register map)
+#: what the Modbus gateway reads of the grid (the register map's substation quantities,
+#: ``controllers.modbus.SUB_READS``, by their grid attribute; the schedule is the
+#: controller's ``p_sched_mw``), of each campus and of each FCM (the map's attributes)
 MODBUS_GRID = ("converged", "sub_p_mw", "sub_q_mvar", "v_min_pu", "v_max_pu")
-MODBUS_CAMPUS = ("p_mw", "q_mvar", "online", "v_poi_pu")
-MODBUS_FCM = ("p_set_mw", "q_set_mvar", "p_mw", "q_mvar", "soc", "soc_mwh", "committed")
+MODBUS_CAMPUS = CAMPUS_READS
+MODBUS_FCM = FCM_WRITES + FCM_READS
 
 
 def modbus_registers(plan: WorldPlan) -> list[Any]:

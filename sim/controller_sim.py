@@ -19,9 +19,10 @@ force) and ``seen_sub_p_mw`` (the substation import it was told, for checks).
 In another process (docs/hil.md): :func:`serve` listens on ``HOST:PORT`` and runs one
 ControllerSim per mosaik connection, one run after the other (``python run_cosim.py
 controller SCENARIO --listen HOST:PORT``); every parameter is plain JSON, so it behaves the
-same over TCP. Such a process holds its own controller set-up (:class:`LocalSetup`: the
-``[controller]`` section, the FCM placements and the feeder's fingerprint); ``init`` then
-runs that controller, once it has checked that the run's FCMs and feeder are its own.
+same over TCP. Such a process holds its own controller set-up (``local``,
+:class:`scenarios.hil.LocalSetup`: the ``[controller]`` section, the FCMs and the feeder's
+fingerprint); ``init`` then runs that controller, unless the set-up refuses the run's FCMs
+or feeder.
 ``controller_config()`` (an extra method) tells the World which controller it got, or
 why it refused the run.
 """
@@ -31,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import time as _time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import mosaik_api_v3
@@ -64,38 +64,12 @@ META: Meta = {
 }
 
 
-@dataclass(frozen=True)
-class LocalSetup:
-    """What a controller in its own process holds of its own (plain JSON): ``controller``,
-    the ``[controller]`` section it runs; ``placements``, the FCMs it dispatches; and
-    ``fingerprint``, :meth:`models.network.FeederData.fingerprint` of its feeder; ``source``
-    names where they came from (the scenario and siting files), for messages."""
-
-    controller: dict[str, Any]
-    placements: list[dict[str, Any]]
-    fingerprint: str
-    source: str
-
-    def refusal(self, placements: list[dict[str, Any]], fingerprint: str | None) -> str | None:
-        """Why a run with these FCMs on this feeder is not this controller's (None: it is)."""
-        if fingerprint is not None and fingerprint != self.fingerprint:
-            return (f"the run's feeder (fingerprint {fingerprint}) is not the controller's "
-                    f"({self.fingerprint}, from {self.source})")
-        ours = {p["name"] or f"{p['kind']}_{p['bus']}": p for p in self.placements}
-        theirs = {p["name"] or f"{p['kind']}_{p['bus']}": p for p in placements}
-        if ours != theirs:
-            diff = sorted(set(ours) ^ set(theirs)) or sorted(k for k in ours if ours[k] != theirs[k])
-            return (f"the run's FCMs differ from the controller's ({self.source}): "
-                    f"{', '.join(diff)}; give both the same siting")
-        return None
-
-
 class ControllerSim(mosaik_api_v3.Simulator):
     """Hosts one controller; ``factory(scenario, placements)`` may replace the default one
     (:func:`controllers.factory.make_controller` on the plan's feeder)."""
 
     def __init__(self, factory: Callable[[Any, list[Any]], Any] | None = None,
-                 local: LocalSetup | None = None) -> None:
+                 local: Any = None) -> None:
         super().__init__(META)
         self.factory = factory
         self.local = local
@@ -127,19 +101,17 @@ class ControllerSim(mosaik_api_v3.Simulator):
         if scenario is None:
             raise ValueError("ControllerSim needs the scenario (a dict of the validated Scenario)")
         # plain JSON back to typed objects (the caller validated the scenario, at the edge)
+        pls = [Placement.model_validate(p) for p in (placements or [])]
+        self.feeder = None if feeder is None else FeederData.from_dict(feeder)
         if self.local is not None:  # a controller of its own: the run must be its run
-            self.refused = self.local.refusal(
-                [Placement.model_validate(p).model_dump(mode="json") for p in (placements or [])],
-                None if feeder is None else FeederData.from_dict(feeder).fingerprint())
+            self.refused = self.local.refusal(pls, self.feeder)
             scenario = {**scenario, "controller": self.local.controller}
         sc = Scenario.model_validate({**scenario, "path": str(scenario_path)})
         self.config = sc.controller.model_dump(mode="json")
-        pls = [Placement.model_validate(p) for p in (placements or [])]
         self.time_resolution, self.step_s = float(time_resolution), int(step_s)
         self.labels = [pl.label for pl in pls]
         self.builder = MeasurementBuilder.of(sc.controller, (), SubstationSchedule.of(
             schedule_mw, schedule_interval_s), background_nominal_mw)
-        self.feeder = None if feeder is None else FeederData.from_dict(feeder)
         if self.refused is not None:  # told through controller_config(); nothing to build
             self.rolling = Rolling(_Refused(), Cadence.of(sc.controller), self.labels)
             return self.meta
@@ -244,9 +216,9 @@ class _Refused:
         raise RuntimeError("this controller refused the run (see controller_config())")
 
 
-def serve(host: str, port: int, make_sim: Callable[[], ControllerSim],
+def serve(address: str, make_sim: Callable[[], ControllerSim],
           on_listening: Callable[[str], None] | None = None) -> None:
-    """Listen on ``host:port`` and run one ControllerSim from ``make_sim()`` per mosaik
+    """Listen on ``address`` (``HOST:PORT``) and run one ControllerSim from ``make_sim()`` per mosaik
     connection, one run at a time, until the process is stopped (Ctrl-C). A connection
     that arrives while a run is going on is closed at once. ``on_listening(address)`` is
     called with the bound ``HOST:PORT`` (port 0 binds a free port)."""
@@ -254,6 +226,10 @@ def serve(host: str, port: int, make_sim: Callable[[], ControllerSim],
 
     from mosaik_api_v3 import run_simulator
     from mosaik_api_v3.connection import Channel
+
+    from models.schema import split_address
+
+    host, port = split_address(address)
 
     async def main() -> None:
         busy = asyncio.Lock()

@@ -51,8 +51,7 @@ class ModbusSim(mosaik_api_v3.Simulator):
         self.step_time = int(round(step_s / time_resolution))
         self.namer = ColumnNamer(column_map, column_rules)
         regs = [Register(r["name"], int(r["address"]), r["access"]) for r in (registers or [])]
-        host, _, port = address.rpartition(":")
-        self.gateway = ModbusGateway(regs, host, int(port), ratings, writable)
+        self.gateway = ModbusGateway(regs, address, ratings, writable)
         self.gateway.start()
         return self.meta
 
@@ -95,7 +94,7 @@ class ModbusSim(mosaik_api_v3.Simulator):
 
     def address(self) -> str:
         """The ``HOST:PORT`` the gateway serves on (port 0 asked: the one bound)."""
-        return f"{self.gateway.host}:{self.gateway.port}" if self.gateway else ""
+        return self.gateway.address if self.gateway else ""
 
     def finalize(self) -> None:
         if self.gateway is not None:

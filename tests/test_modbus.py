@@ -72,7 +72,7 @@ def client_of():
 def test_writes_are_checked_and_counted_and_reads_see_what_was_published(client_of):
     regs = register_map(["c"], ["bess_1"])
     at = {r.name: r.address for r in regs}
-    gw = ModbusGateway(regs, "127.0.0.1", 0, ratings={"bess_1": 0.5}, writable=True)
+    gw = ModbusGateway(regs, "127.0.0.1:0", ratings={"bess_1": 0.5}, writable=True)
     c = client_of(gw.start())
     try:
         gw.publish({"sub.p_mw": 2.25, "pf.converged": True, "time_s": 120})
@@ -161,7 +161,7 @@ def test_an_external_controller_drives_the_plant_through_modbus(tmp_path, client
 def test_without_external_control_the_set_points_only_mirror(client_of):
     regs = register_map([], ["bess_1"])
     at = {r.name: r.address for r in regs}
-    gw = ModbusGateway(regs, "127.0.0.1", 0, ratings={"bess_1": 0.5}, writable=False)
+    gw = ModbusGateway(regs, "127.0.0.1:0", ratings={"bess_1": 0.5}, writable=False)
     c = client_of(gw.start())
     try:
         gw.publish({"fcm.bess_1.p_set_mw": -0.4})  # the controller in the loop's set-point
