@@ -15,15 +15,14 @@ Skipped when ../shared is absent.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
-import opendssdirect
 import pytest
 
 from scenarios.config import validate_scenario
 from scenarios.runner import run_scenario
 from scenarios.timeseries_io import read_timeseries
+from tests._replay import replay_import
 
 STEPS = 10
 
@@ -100,81 +99,9 @@ def test_network_model_follows_opendss(run):
     assert kpis["ac_validation"]["max_abs_v_error_pu"] < 0.01, name
 
 
-def _replay(shared, case, sc, ts) -> np.ndarray:
-    """The recorded set-points in a plain opendssdirect engine; the substation import (MW)
-    of each step."""
-    dss = opendssdirect.NewContext()
-    dss.Basic.AllowChangeDir(False)
-    dss.Text.Command(f'redirect "{shared / "feeders" / case["master"]}"')
-    for cmd in case["extra"]:
-        dss.Text.Command(cmd)
-    dss.Text.Command("set mode=snapshot")
-    if sc.grid.v_source_pu != 1.0:
-        dss.Vsources.First()
-        dss.Vsources.PU(sc.grid.v_source_pu)
-    dss.Solution.Solve()
-    dss.Solution.Solve()
-    # what the run drew at each bus (load convention): campuses plus FCMs (−p delivered)
-    draw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c in sc.campus:
-        p, q = ts[f"dc.{c.name}.p_mw"].to_numpy(float), ts[f"dc.{c.name}.q_mvar"].to_numpy(float)
-        old = draw.get(c.bus, (0.0, 0.0))
-        draw[c.bus] = (old[0] + p, old[1] + q)
-    for pl in sc.fcm.placements:
-        p, q = ts[f"fcm.{pl.label}.p_mw"].to_numpy(float), ts[f"fcm.{pl.label}.q_mvar"].to_numpy(float)
-        old = draw.get(pl.bus, (0.0, 0.0))
-        draw[pl.bus] = (old[0] - p, old[1] - q)
-    for k, bus in enumerate(draw):
-        dss.Circuit.SetActiveBus(bus)
-        nodes = [n for n in dss.Bus.Nodes() if 1 <= n <= 3]
-        kv_ln = dss.Bus.kVBase()
-        if len(nodes) == 3:
-            spec = f"bus1={bus}.1.2.3 phases=3 conn=delta kv={kv_ln * math.sqrt(3)}"
-        elif len(nodes) == 1:
-            spec = f"bus1={bus}.{nodes[0]} phases=1 conn=wye kv={kv_ln}"
-        else:
-            pytest.fail(f"the replay has no rule for {len(nodes)}-phase bus {bus}")
-        dss.Text.Command(f"new load.replay{k} {spec} model=1 status=fixed vminpu=0.5 vmaxpu=2 kw=0 kvar=0")
-    scale = ts["sub.load_scale"].to_numpy(float)
-    out = []
-    for t in range(len(ts)):
-        dss.Solution.LoadMult(float(scale[t]))
-        for k, (p, q) in enumerate(draw.values()):
-            dss.Loads.Name(f"replay{k}")
-            dss.Loads.kW(float(np.broadcast_to(p, scale.shape)[t]) * 1e3)
-            dss.Loads.kvar(float(np.broadcast_to(q, scale.shape)[t]) * 1e3)
-        assert _solve_with_recovery(dss, cold=t == 0 or not ts["pf.converged"].iloc[t - 1]), \
-            f"replay step {t} did not converge"
-        out.append(-dss.Circuit.TotalPower()[0] / 1e3)
-    return np.array(out)
-
-
-def _solve_with_recovery(dss, cold: bool) -> bool:
-    """docs/feeders.md, "When a solve fails": an abort clears OpenDSS's abort state (the
-    solution mode is set again); an abort for control iterations is retried, then solved
-    with the controls frozen; a warm start that does not converge is retried cold."""
-    def attempt(fn) -> tuple[bool, bool]:
-        try:
-            fn()
-        except opendssdirect.DSSException as exc:
-            dss.Text.Command("set mode=snapshot")
-            return False, "#485" in str(exc)
-        return bool(dss.Solution.Converged()), False
-
-    ok, control = attempt(dss.Solution.Solve)
-    if ok:
-        return True
-    if control:
-        return attempt(dss.Solution.Solve)[0] or attempt(dss.Solution.SolveNoControl)[0]
-    if not cold:
-        dss.Solution.InitSnap()
-        return attempt(dss.Solution.Solve)[0]
-    return False
-
-
 def test_independent_replay_reproduces_the_substation_import(run, shared_dir):
     name, case, sc, _, _, ts = run
-    replay = _replay(shared_dir, case, sc, ts)
+    replay = replay_import(shared_dir / "feeders" / case["master"], case["extra"], sc, ts)
     np.testing.assert_allclose(ts["sub.p_mw"].to_numpy(float), replay, rtol=1e-6, err_msg=name)
 
 
