@@ -4,6 +4,7 @@
     python benchmarks/bench_real_feeders.py step-cost [--steps N]     # IEEE 8500 World vs plain loop
     python benchmarks/bench_real_feeders.py invariants [--solves N]   # the §2a check's share of a solve
     python benchmarks/bench_real_feeders.py accuracy                  # LinDistFlow vs OpenDSS, six feeders
+    python benchmarks/bench_real_feeders.py mpc-push [--solves N]     # Stage-II parameter push, ckt5 and 8500
     python benchmarks/bench_real_feeders.py all
 
 ``step-cost``: IEEE 8500 (``set maxiterations=20``) with a 1.5 MW campus and a 0.5 MW BESS at
@@ -19,6 +20,11 @@ results) is given beside it.
 ``DSSFeeder.solve()``; the time of the invariant check (reading ``AllElementLosses`` and
 :meth:`~models.feeder.DSSFeeder.invariant_violations`) against the time of OpenDSS's solve
 itself, both measured inside the same solves.
+
+``mpc-push``: the Stage-II MPC (reduced rows) on EPRI ckt5 and IEEE 8500 with a campus and
+a BESS, built at the plan's first reading; N pushes of new parameter values (two
+measurements, alternating) by :meth:`controllers.highs_direct.DirectHighs.push`, against
+Pyomo's own APPSI ``update_params`` of the same model after the same changes (baseline).
 
 ``accuracy``: :func:`controllers.ac_validation.snapshot_accuracy` on IEEE 13, 34, 37, 123 and EPRI
 ckt5, J1 with two campuses of 10 % of the feeder's load (the table of docs/feeders.md §8).
@@ -189,9 +195,60 @@ def accuracy() -> None:
     print("cells: max (mean) |V_model − V_OpenDSS| over the energized buses, pu")
 
 
+def mpc_push(n: int) -> None:
+    from controllers.factory import make_controller
+    from controllers.interface import Measurement
+    from controllers.solve import highs
+    from scenarios.world import plan_world
+
+    cases = {"epri_ckt5": ("epri_ckt5/Master_ckt5.dss", [], "28288"),
+             "ieee8500": ("ieee8500/Master.dss", EXTRA_8500, BUS_8500)}
+    print("\n## Stage-II parameter push: DirectHighs against APPSI's update_params")
+    print("| feeder | parameters | expressions with products of parameters | DirectHighs.push | APPSI update_params | ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, (master, extra, bus) in cases.items():
+        sc = validate_scenario({
+            "name": name, "seed": 7,
+            "feeder": {"source": str(SHARED / master), "extra_commands": extra},
+            "simulation": {"hours": 1.0, "step_s": 60},
+            "campus": [{"name": "campus1", "bus": bus, "capacity_mw": 1.5}],
+            "fcm": {"placements": [{"kind": "bess", "bus": bus, "p_mw": 0.5, "e_mwh": 1.0}]},
+            "controller": {"kind": "mpc", "horizon_steps": 12, "time_limit_s": 30.0},
+        }, f"<{name}>")
+        plan = plan_world(sc)
+        mpc = make_controller("mpc", plan.feeder, list(plan.placements), sc.fcm.catalog, sc)
+        g = plan.initial_grid
+        first = Measurement(
+            time_s=0.0, sub_p_mw=g["sub_p_mw"], sub_q_mvar=g["sub_q_mvar"], bus_v_pu=g["bus_v_pu"],
+            campus_p_mw=dict(plan.campus_first_block_mw), campus_online={"campus1": True},
+            fcm={}, p_sched_mw=np.array(plan.schedule_mw[:1]), branch_p_mw=g["branch_p_mw"],
+            branch_q_mvar=g["branch_q_mvar"])
+        mpc.step(first)
+        other = Measurement(**{**first.__dict__, "sub_p_mw": first.sub_p_mw + 0.3,
+                               "campus_p_mw": {"campus1": 0.5}, "time_s": 300.0})
+        model, direct = mpc.model, mpc.direct
+        appsi = highs()
+        appsi.set_instance(model.m)
+
+        def timed(push) -> float:
+            total = 0.0
+            for k in range(n):
+                m = other if k % 2 == 0 else first
+                model.set_state(m, mpc.forecaster.forecast(m, mpc.params.horizon_steps,
+                                                           mpc.params.horizon_step_s))
+                t0 = time.perf_counter()
+                push()
+                total += time.perf_counter() - t0
+            return 1e3 * total / n
+
+        ours, theirs = timed(direct.push), timed(appsi.update_params)
+        print(f"| {name} | {direct.n_params} | {direct.not_affine} | {ours:.1f} ms | "
+              f"{theirs:.1f} ms | {theirs / ours:.1f}× |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["step-cost", "invariants", "accuracy", "all"])
+    ap.add_argument("what", choices=["step-cost", "invariants", "accuracy", "mpc-push", "all"])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--solves", type=int, default=100)
     args = ap.parse_args()
@@ -204,6 +261,8 @@ def main() -> None:
         accuracy()
     if args.what in ("step-cost", "all"):
         step_cost(args.steps)
+    if args.what in ("mpc-push", "all"):
+        mpc_push(min(args.solves, 20))
 
 
 if __name__ == "__main__":

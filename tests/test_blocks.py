@@ -12,7 +12,7 @@ import pytest
 from controllers.solve import SolveStatus, make_solver, solve
 from models.fcm.dr import DRType, add_dr
 from models.fcm.generator import GeneratorType, add_generator, carried_min_time
-from models.fcm.storage import Storage, StorageType, add_storage
+from models.fcm.storage import Storage, add_storage
 from models.fcm_catalog import Placement, StorageType
 
 
