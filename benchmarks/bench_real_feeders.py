@@ -5,6 +5,7 @@
     python benchmarks/bench_real_feeders.py invariants [--solves N]   # the §2a check's share of a solve
     python benchmarks/bench_real_feeders.py accuracy                  # LinDistFlow vs OpenDSS, six feeders
     python benchmarks/bench_real_feeders.py mpc-push [--solves N]     # Stage-II parameter push, ckt5 and 8500
+    python benchmarks/bench_real_feeders.py lift                      # fault-support transfer reactance
     python benchmarks/bench_real_feeders.py all
 
 ``step-cost``: IEEE 8500 (``set maxiterations=20``) with a 1.5 MW campus and a 0.5 MW BESS at
@@ -25,6 +26,11 @@ itself, both measured inside the same solves.
 a BESS, built at the plan's first reading; N pushes of new parameter values (two
 measurements, alternating) by :meth:`controllers.highs_direct.DirectHighs.push`, against
 Pyomo's own APPSI ``update_params`` of the same model after the same changes (baseline).
+
+``lift``: :meth:`~models.feeder.DSSFeeder.lift_sensitivity` (one POI, its own bus and one
+other inverter bus) on ieee33, IEEE 123, EPRI ckt5 and IEEE 8500: the first call (the system
+admittance matrix, its sparse LU, the load corrections) and a cached one, against one
+snapshot power flow (``DSSFeeder.solve()``) of the same feeder (baseline, same run).
 
 ``accuracy``: :func:`controllers.ac_validation.snapshot_accuracy` on IEEE 13, 34, 37, 123 and EPRI
 ckt5, J1 with two campuses of 10 % of the feeder's load (the table of docs/feeders.md §8).
@@ -246,9 +252,41 @@ def mpc_push(n: int) -> None:
               f"{theirs:.1f} ms | {theirs / ours:.1f}× |")
 
 
+def lift(repeat: int = 5) -> None:
+    cases = {"ieee33": ("ieee33", [], "18", "33"),
+             "ieee123": (str(SHARED / "ieee123/IEEE123Master.dss"), ["set maxcontroliter=30"], "76", "610"),
+             "epri_ckt5": (str(SHARED / "epri_ckt5/Master_ckt5.dss"), [], "28288", "28288"),
+             "ieee8500": (str(MASTER_8500), EXTRA_8500, BUS_8500, BUS_8500)}
+    print("\n## Fault-support transfer reactance (DSSFeeder.lift_sensitivity)")
+    print("| feeder | Y nodes | first call | cached call | one power flow (baseline) | first / flow |")
+    print("|---|---|---|---|---|---|")
+    for name, (source, extra, poi, other) in cases.items():
+        fd = DSSFeeder.open(source, extra_commands=extra)
+        fd.add_injection("campus", poi)
+        if other != poi:
+            fd.add_injection("bess", other)
+        fd.solve()
+        flow = min(_timed(fd.solve) for _ in range(repeat))
+        firsts = []
+        for _ in range(repeat):
+            fd._lift_cache.clear()
+            firsts.append(_timed(lambda: fd.lift_sensitivity([poi], [poi, other])))
+        cached = min(_timed(lambda: fd.lift_sensitivity([poi], [poi, other])) for _ in range(repeat))
+        first = min(firsts)
+        nodes = len(fd._dss.Circuit.YNodeOrder())
+        print(f"| {name} | {nodes} | {1e3 * first:.1f} ms | {1e6 * cached:.0f} µs | "
+              f"{1e3 * flow:.1f} ms | {first / flow:.1f}× |")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["step-cost", "invariants", "accuracy", "mpc-push", "all"])
+    ap.add_argument("what", choices=["step-cost", "invariants", "accuracy", "mpc-push", "lift", "all"])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--solves", type=int, default=100)
     args = ap.parse_args()
@@ -263,6 +301,8 @@ def main() -> None:
         step_cost(args.steps)
     if args.what in ("mpc-push", "all"):
         mpc_push(min(args.solves, 20))
+    if args.what in ("lift", "all"):
+        lift()
 
 
 if __name__ == "__main__":

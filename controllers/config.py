@@ -37,6 +37,9 @@ class ObjectiveWeights(StrictModel):
     thermal_slack_per_mva_step: NonNegativeFloat = 5_000.0
     operating_cost_scale: NonNegativeFloat = 1.0
     soc_shortfall_per_mwh: NonNegativeFloat = 200.0  # storage below its end-of-horizon target
+    # reactive room kept near the campuses for sags, per pu of expected lift shortfall
+    # (controllers/horizon.py; docs/optimization.md §3.7 derives the default)
+    q_reserve_per_pu: NonNegativeFloat = 20_000.0
 
 
 class ControllerConfig(StrictModel):
@@ -63,6 +66,9 @@ class ControllerConfig(StrictModel):
     trim: Literal["ramp", "none"] = "ramp"
     # a: the share of the upstream allowance RΔt the import may move per step under the plan
     trim_ramp_frac: float = Field(0.5, gt=0, le=1)
+    # Target lift of each campus's POI by the inverters' fault current, pu (the reactive
+    # reserve, docs/optimization.md §3.7; 0: no reserve)
+    q_reserve_lift_pu: float = Field(0.1, ge=0, le=0.5)
     # Network rows of the Stage-II MILP: "full" (a voltage row per bus, a line polygon per
     # rated branch) or "reduced" (a voltage row per group of buses that move together, only
     # the branches whose flow the FCMs change; for large feeders, docs/optimization.md

@@ -12,6 +12,7 @@ DESIGN.md §3, each a named ``Expression`` in ``blk.term``, weighted in ``blk.co
          + w_v Σ σ/(2V_lim) + w_th Σ τ              voltage and thermal slack
          + w_op Σ_k op_cost_k                       FCM operating cost
          + w_soc Σ_k e^short_k                      storage below its end-of-horizon target
+         + w_qr Σ_t π_t Σ_c r_ct                    reactive reserve short near the campuses
 
 Restoration (docs/optimization.md §3.1). A step is *abnormal* as the KPI's normal state
 defines it (docs/kpis.md): a voltage outside its limits, the import outside the band ``β``
@@ -26,6 +27,14 @@ branch form's box on ``v`` and the largest import its loads and ratings allow. `
 1 while a campus is measured offline and its forecast has not yet risen (its reconnection
 is the campus's, not the controller's). ``β`` = ``import_band_mw``, or ``IMPORT_BAND_FRAC`` ×
 the largest scheduled import of the horizon.
+
+Reactive reserve (docs/optimization.md §3.7). A sag in step t (probability ``π_t``) is
+ridden through more often when the inverters near a campus keep reactive room ``R_kt``
+(:func:`models.fcm.base.add_pq_capability`): their fault current lifts the campus's POI by
+``Σ_k x_ck R_kt`` pu, ``x_ck = ∂|V_c|/∂Q_k`` the LinDistFlow sensitivity (pu per Mvar). Below
+the target lift ``L`` the shortfall is paid::
+
+    r_ct ≥ L − Σ_k x_ck R_kt,   r_ct ≥ 0
 
 Stage II (:class:`controllers.stage2.Stage2Model`) builds it with the placements' sizes and
 writes each measurement into its mutable parameters; Stage I
@@ -50,10 +59,12 @@ from controllers.network import (
     OperatingPoint,
     build_network,
     lossless_operating_point,
+    path_sensitivities,
     set_operating_point,
 )
 from models.errors import ScenarioError
 from models.fcm import technology_of
+from models.fcm.base import add_no_reactive
 from models.fcm_catalog import FCMType, Placement, unknown_kind
 from models.network import FeederData
 
@@ -67,6 +78,7 @@ TERM_WEIGHTS: dict[str, str] = {
     "thermal_slack_mva": "thermal_slack_per_mva_step",
     "operating_cost": "operating_cost_scale",
     "soc_shortfall_mwh": "soc_shortfall_per_mwh",
+    "q_reserve_shortfall_pu": "q_reserve_per_pu",
 }
 
 #: The band around the schedule inside which the import counts as normal, as a fraction of
@@ -127,7 +139,9 @@ class MPCParams:
     late and holds its setpoints between re-solves), as the rule controller does.
     ``import_band_mw``: the restoration term's band ``β`` (``None``: ``IMPORT_BAND_FRAC`` ×
     the horizon's peak schedule). ``v_source_pu``: the source voltage until a measurement
-    sets it.
+    sets it. ``q_reserve_lift_pu``: the reactive reserve's target lift ``L`` (0: no reserve
+    rows); ``sags_per_step``: ``π``, the expected sags per horizon step
+    (:func:`expected_sags_per_step`).
     """
 
     horizon_steps: int = 24
@@ -154,6 +168,8 @@ class MPCParams:
     network_rows: str = "auto"
     import_band_mw: float | None = None
     v_source_pu: float = 1.0
+    q_reserve_lift_pu: float = 0.0
+    sags_per_step: float = 0.0
 
     @property
     def dt_h(self) -> float:
@@ -173,6 +189,8 @@ class MPCParams:
             resolve_period_s=float(c.resolve_every_steps * scenario.simulation.step_s),
             apply_step_s=float(scenario.simulation.step_s),
             trim=c.trim, trim_ramp_frac=float(c.trim_ramp_frac), network_rows=c.network_rows,
+            q_reserve_lift_pu=float(c.q_reserve_lift_pu),
+            sags_per_step=expected_sags_per_step(scenario, float(c.horizon_step_s)),
         )
 
     def network_params(self, n_buses: int) -> NetworkParams:
@@ -185,11 +203,22 @@ class MPCParams:
         )
 
 
+def expected_sags_per_step(scenario: Any, step_s: float) -> float:
+    """``π``: the sags a campus expects in ``step_s`` seconds, from the scenario's shock
+    law: faults per day × mean sags per fault × ``step_s``/86 400 (0 without shocks)."""
+    sh = getattr(scenario, "shocks", None)
+    if sh is None:
+        return 0.0
+    lo, hi = sh.disturbance_sags
+    return float(sh.disturbance_rate_per_day) * 0.5 * (lo + hi) * step_s / 86_400.0
+
+
 @dataclass(frozen=True)
 class Unit:
     """One FCM in a horizon problem: its label, bus, catalog entry and sizes ``P̄ = p_cap``
     (MW), ``Ē = e_cap`` (MWh), numbers or Pyomo expressions, and ``p_max`` ≥ ``P̄`` (MW), the
-    bound the big-Ms and the network's swing bounds use."""
+    bound the big-Ms and the network's swing bounds use; ``s_cap`` the apparent-power rating
+    S̄ (MVA, ``None``: the technology's for ``p_cap``) and ``s_max`` ≥ S̄ its bound."""
 
     label: str
     bus: str
@@ -197,6 +226,8 @@ class Unit:
     p_cap: Any
     e_cap: Any
     p_max: float
+    s_cap: Any = None
+    s_max: float | None = None
 
     @property
     def technology(self) -> Any:
@@ -208,8 +239,10 @@ def placement_units(placements: Sequence[Placement], catalog: Mapping[str, FCMTy
     out = []
     for pl in placements:
         tech = catalog[pl.kind]
-        p_cap, e_cap = technology_of(tech).sizes(pl, tech)
-        out.append(Unit(pl.label, pl.bus, tech, p_cap, e_cap, p_cap))
+        technology = technology_of(tech)
+        p_cap, e_cap = technology.sizes(pl, tech)
+        s_cap = technology.s_mva(pl, tech)
+        out.append(Unit(pl.label, pl.bus, tech, p_cap, e_cap, p_cap, s_cap, max(s_cap, p_cap)))
     return out
 
 
@@ -258,15 +291,22 @@ class HorizonProblem:
         blk.T = pyo.Set(initialize=T, ordered=True)
         blk.fcm = pyo.Block([u.label for u in self.units])
         for u in self.units:
-            u.technology.add_block(blk.fcm[u.label], T, dt_h, u.tech, p_cap=u.p_cap,
-                                   e_cap=u.e_cap, p_max=u.p_max, plant_step_s=params.apply_step_s)
+            b = blk.fcm[u.label]
+            u.technology.add_block(b, T, dt_h, u.tech, p_cap=u.p_cap, e_cap=u.e_cap,
+                                   p_max=u.p_max, plant_step_s=params.apply_step_s,
+                                   s_cap=u.s_cap)
+            if not hasattr(b, "q_mvar"):  # a technology without reactive power
+                add_no_reactive(b)
         self._add_host_rows(T)
 
         inj: dict[str, list[Any]] = {}
+        q_inj: dict[str, list[Any]] = {}
         extra: dict[str, float] = {}
         for u in self.units:
             inj.setdefault(u.bus, []).append(blk.fcm[u.label].p_mw)
-            extra[u.bus] = extra.get(u.bus, 0.0) + float(u.p_max)
+            if u.technology.reactive:
+                q_inj.setdefault(u.bus, []).append(blk.fcm[u.label].q_mvar)
+            extra[u.bus] = extra.get(u.bus, 0.0) + max(float(u.p_max), float(u.s_max or 0.0))
         for cp in params.campuses:
             extra[cp.bus] = extra.get(cp.bus, 0.0) + cp.capacity_mw * math.sqrt(1 + cp.tan_phi ** 2)
         self.extra_mva = extra
@@ -274,16 +314,18 @@ class HorizonProblem:
         net_params = params.network_params(len(feeder.buses))
         if params.network_form == "compact" and not params.allow_shedding:
             self.compact: CompactNetwork | None = CompactNetwork(
-                blk.net, feeder, T, net_params, injections=inj, extra_mva=extra,
-                operating_point=operating_point, peak_load_mva=peak_load_mva)
+                blk.net, feeder, T, net_params, injections=inj, q_injections=q_inj,
+                extra_mva=extra, operating_point=operating_point, peak_load_mva=peak_load_mva)
         elif params.network_form in ("compact", "branch"):
             self.compact = None
-            build_network(blk.net, feeder, T, net_params, injections=inj, extra_mva=extra,
-                          operating_point=operating_point, peak_load_mva=peak_load_mva)
+            build_network(blk.net, feeder, T, net_params, injections=inj, q_injections=q_inj,
+                          extra_mva=extra, operating_point=operating_point,
+                          peak_load_mva=peak_load_mva)
         else:
             raise ValueError(f"network_form must be 'compact' or 'branch', got {params.network_form!r}")
         self._p_load = np.array([[ld] * H for ld in self._nominal_p()])
         self._sched = np.zeros(H)
+        self._add_reserve(T)
         self._add_objective(T, dt_h)
 
     # -- building ---------------------------------------------------------------------------
@@ -307,6 +349,33 @@ class HorizonProblem:
                                   initialize=lambda _, j, t: load[j].p_mw if j in load else 0.0)
         blk.host_limit = pyo.Constraint(
             blk.HOST, T, rule=lambda b, j, t: sum(d[t] for d in draws[j]) <= b.host_p_mw[j, t])
+
+    def _add_reserve(self, T: list[int]) -> None:
+        """The reactive reserve of the module docstring: ``r[c, t]`` and its rows for each
+        campus with an inverter whose room lifts it (``x_ck > 0``); ``sag_prob[t] = π``
+        (mutable)."""
+        blk, p = self.blk, self.params
+        blk.sag_prob = pyo.Param(blk.T, mutable=True, initialize=float(p.sags_per_step))
+        rooms = [u for u in self.units if u.technology.inverter]
+        sites = [cp for cp in p.campuses if self.feeder.has_bus(cp.bus)]
+        lift: dict[str, list[tuple[float, str]]] = {}
+        if rooms and sites and p.q_reserve_lift_pu > 0:
+            buses = sorted({u.bus for u in rooms}, key=self.feeder.bus_index.get)
+            _, xv, _ = path_sensitivities(self.feeder, buses)
+            col = {b: i for i, b in enumerate(buses)}
+            bi = self.feeder.bus_index
+            for cp in sites:
+                terms = [(0.5 * float(xv[bi[cp.bus], col[u.bus]]), u.label) for u in rooms]
+                terms = [(x, k) for x, k in terms if x > 0]
+                if terms:
+                    lift[cp.name] = terms
+        blk.RESERVE = pyo.Set(initialize=sorted(lift), ordered=True)
+        blk.q_short = pyo.Var(blk.RESERVE, blk.T, domain=pyo.NonNegativeReals)
+        blk.q_reserve = pyo.Constraint(
+            blk.RESERVE, blk.T,
+            rule=lambda b, c, t: b.q_short[c, t] + sum(x * b.fcm[k].q_room_mvar[t] for x, k in lift[c])
+            >= p.q_reserve_lift_pu)
+        self.reserve_sensitivity = lift
 
     def _add_objective(self, T: list[int], dt_h: float) -> None:
         blk, p = self.blk, self.params
@@ -342,6 +411,8 @@ class HorizonProblem:
             "thermal_slack_mva": net.thermal_slack_mva,
             "operating_cost": sum(blk.fcm[k].op_cost for k in blk.fcm),
             "soc_shortfall_mwh": sum(blk.fcm[k].target_shortfall_mwh for k in blk.fcm),
+            "q_reserve_shortfall_pu": sum(blk.sag_prob[t] * blk.q_short[c, t]
+                                          for c in blk.RESERVE for t in blk.T),
         }
         blk.TERMS = pyo.Set(initialize=list(TERM_WEIGHTS), ordered=True)
         blk.term = pyo.Expression(blk.TERMS, rule=lambda b, k: values[k])
@@ -461,6 +532,10 @@ class HorizonProblem:
         """FCM setpoints (MW, + = injection) of horizon step ``t`` of the loaded solution."""
         return {u.label: _clean(pyo.value(self.blk.fcm[u.label].p_mw[t])) for u in self.units}
 
+    def dispatch_q(self, t: int = 0) -> dict[str, float]:
+        """FCM reactive setpoints (Mvar, + = injection) of horizon step ``t``."""
+        return {u.label: _clean(pyo.value(self.blk.fcm[u.label].q_mvar[t])) for u in self.units}
+
     def schedule(self) -> dict[str, np.ndarray]:
         """FCM setpoints over the whole horizon."""
         return {u.label: np.array([_clean(pyo.value(self.blk.fcm[u.label].p_mw[t]))
@@ -576,4 +651,4 @@ def horizon_inputs(feeder: FeederData, placements: Sequence[Placement], params: 
 
 __all__ = ["AUTO_GROUP_BUSES", "CampusSite", "HorizonInputs", "HorizonProblem",
            "IMPORT_BAND_FRAC", "MPCParams", "TERM_WEIGHTS", "Unit", "check_sites",
-           "horizon_inputs", "placement_units", "resolve_network_rows"]
+           "expected_sags_per_step", "horizon_inputs", "placement_units", "resolve_network_rows"]

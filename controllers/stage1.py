@@ -3,15 +3,20 @@
 First stage, for every candidate k = (kind, bus) of ``siting.candidate_buses × siting.kinds``::
 
     x_k ∈ {0, 1},   x_k ≤ n_k ≤ M_k x_k,   n_k ∈ ℤ (or ℝ when integer_modules = false)
-    capex(n) = Σ_k C_k n_k ≤ B,             Σ_k p_k n_k ≥ P^min
+    0 ≤ ΔS_k ≤ (σ̄_k − σ_k) p_k n_k                              (extra inverter MVA)
+    capex(n) = Σ_k C_k n_k + Σ_k 1000 c^S_k ΔS_k ≤ B,   Σ_k p_k n_k ≥ P^min
 
 (``M_k`` = catalog ``max_modules``, ``C_k`` = ``capex_per_module``, ``p_k`` =
-``p_mw_per_module``, ``B`` = ``siting.budget``, ``P^min`` = ``siting.min_capacity_mw``).
+``p_mw_per_module``, ``B`` = ``siting.budget``, ``P^min`` = ``siting.min_capacity_mw``; for an
+inverter, ``σ_k`` = ``s_over_p``, ``σ̄_k`` = ``s_over_p_max``, ``c^S_k`` = ``capex_per_kva``,
+so that its rating is ``S̄_k = σ_k p_k n_k + ΔS_k``; 0 ≤ ΔS_k ≤ 0 for other kinds).
 
 Second stage per sampled shock scenario s (:class:`FeederRecourse`): the Stage-II problem
 over the siting horizon from nominal device states, built by the builder Stage II uses
 (:class:`controllers.horizon.HorizonProblem`: the same network form, FCM blocks and objective
-terms) with sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``; its cost is Q_s(n).
+terms) with sizes ``P̄_k = p_k n_k``, ``Ē_k = e_k n_k``, ``S̄_k``; its cost is Q_s(n, ΔS). The
+reactive reserve term values an inverter's room near a campus, so the rating ``S̄`` and a
+site close to the campus gain from the sags they ride through (docs/stage1.md).
 
 Objective: ``min capex(n) + R(w·Q(n))`` with R the DRO-CVaR functional of
 :mod:`controllers.risk` and w = ``siting.shock_events`` (how many shock events of the siting
@@ -84,6 +89,20 @@ class Candidate:
     @property
     def max_modules(self) -> int:
         return int(self.tech.max_modules)
+
+    @property
+    def technology(self) -> Any:
+        return technology_of(self.tech)
+
+    @property
+    def s_extra_max_mva(self) -> float:
+        """The largest extra inverter rating ΔS (MVA) at ``max_modules``; 0: not sized."""
+        return self.technology.s_extra_max(self.tech) * self.p_mw_per_module * self.max_modules
+
+    @property
+    def s_key(self) -> tuple[str, str, str]:
+        """The linking key of ΔS_k."""
+        return ("s_extra", self.kind, self.bus)
 
 
 def make_candidates(
@@ -172,9 +191,10 @@ def first_stage_builder(
 ):
     """The first stage of the module docstring as a :class:`TwoStageProblem` builder.
 
-    Adds ``x[k]`` (binary), ``n[k]`` (module count), the bounds ``x_k ≤ n_k ≤ M_k x_k``, the
-    budget ``Σ C_k n_k ≤ B`` and the capacity floor ``Σ p_k n_k ≥ P^min``; returns
-    ``(capex expression, {key: n[key]})``.
+    Adds ``x[k]`` (binary), ``n[k]`` (module count), the bounds ``x_k ≤ n_k ≤ M_k x_k``,
+    for each inverter candidate ``ds[k]`` (extra MVA, ``ΔS_k ≤ (σ̄ − σ) p_k n_k``), the
+    budget ``Σ C_k n_k + 1000 Σ c^S_k ΔS_k ≤ B`` and the capacity floor
+    ``Σ p_k n_k ≥ P^min``; returns ``(capex expression, {key: n[key]} ∪ {s_key: ds[key]})``.
     """
     cands = {c.key: c for c in candidates}
 
@@ -186,13 +206,24 @@ def first_stage_builder(
         blk.n = pyo.Var(blk.K, domain=domain, bounds=lambda _, *k: (0, cands[k].max_modules))
         blk.n_max = pyo.Constraint(blk.K, rule=lambda b, *k: b.n[k] <= cands[k].max_modules * b.x[k])
         blk.n_min = pyo.Constraint(blk.K, rule=lambda b, *k: b.n[k] >= b.x[k])
-        blk.capex = pyo.Expression(expr=sum(cands[k].capex_per_module * blk.n[k] for k in keys))
+        sized = [k for k in keys if cands[k].s_extra_max_mva > 0]
+        blk.KS = pyo.Set(initialize=sized, dimen=2, ordered=True)
+        blk.ds = pyo.Var(blk.KS, domain=pyo.NonNegativeReals,
+                         bounds=lambda _, *k: (0, cands[k].s_extra_max_mva))
+        blk.ds_max = pyo.Constraint(
+            blk.KS, rule=lambda b, *k: b.ds[k] <= cands[k].technology.s_extra_max(cands[k].tech)
+            * cands[k].p_mw_per_module * b.n[k])
+        blk.capex = pyo.Expression(
+            expr=sum(cands[k].capex_per_module * blk.n[k] for k in keys)
+            + sum(1e3 * float(cands[k].tech.capex_per_kva) * blk.ds[k] for k in sized))
         blk.budget = pyo.Constraint(expr=blk.capex <= float(budget))
         if min_capacity_mw > 0:
             blk.capacity = pyo.Constraint(
                 expr=sum(cands[k].p_mw_per_module * blk.n[k] for k in keys) >= float(min_capacity_mw)
             )
-        return blk.capex, {k: blk.n[k] for k in keys}
+        link = {k: blk.n[k] for k in keys}
+        link.update({cands[k].s_key: blk.ds[k] for k in sized})
+        return blk.capex, link
 
     return build
 
@@ -268,10 +299,20 @@ class FeederRecourse:
         return p, q
 
     def units(self, link: Mapping[Hashable, Any]) -> list[Unit]:
-        """The candidates as horizon units sized by the first stage's module counts."""
-        return [Unit(f"{c.kind}@{c.bus}", c.bus, c.tech, c.p_mw_per_module * link[c.key],
-                     c.e_mwh_per_module * link[c.key], c.p_mw_per_module * c.max_modules)
-                for c in self.candidates]
+        """The candidates as horizon units sized by the first stage's module counts (and
+        extra inverter ratings ΔS)."""
+        out = []
+        for c in self.candidates:
+            p_cap = c.p_mw_per_module * link[c.key]
+            p_max = c.p_mw_per_module * c.max_modules
+            s_cap = s_max = None
+            if c.technology.inverter:
+                sigma = float(c.tech.s_over_p)
+                s_cap = sigma * p_cap + (link[c.s_key] if c.s_key in link else 0.0)
+                s_max = sigma * p_max + c.s_extra_max_mva
+            out.append(Unit(f"{c.kind}@{c.bus}", c.bus, c.tech, p_cap,
+                            c.e_mwh_per_module * link[c.key], p_max, s_cap, s_max))
+        return out
 
     def build(self, blk: pyo.Block, link: Mapping[Hashable, Any], s: int) -> Any:
         """Add scenario ``s``'s Stage-II problem to ``blk``; return Q_s (docstring above)."""
@@ -391,13 +432,19 @@ class SitingResult(BaseModel):
 
 def placements_from(candidates: Sequence[Candidate], modules: Mapping[Hashable, float],
                     tol: float = 1e-6) -> list[Placement]:
-    """Placement rows ``{kind, bus, p_mw = p_k n_k, e_mwh = e_k n_k}`` for every n_k > 0."""
+    """Placement rows ``{kind, bus, p_mw = p_k n_k, e_mwh = e_k n_k}`` for every n_k > 0, and
+    an inverter's ``s_kva = 1000 (σ_k p_k n_k + ΔS_k)``."""
     out = []
     for c in candidates:
         n = float(modules.get(c.key, 0.0))
         if n > tol:
-            out.append(Placement(kind=c.kind, bus=c.bus, p_mw=round(n * c.p_mw_per_module, 9),
-                                 e_mwh=round(n * c.e_mwh_per_module, 9)))
+            p_mw = round(n * c.p_mw_per_module, 9)
+            s_kva = None
+            if c.technology.inverter:
+                ds = max(float(modules.get(c.s_key, 0.0)), 0.0)
+                s_kva = round(1e3 * (float(c.tech.s_over_p) * p_mw + ds), 6)
+            out.append(Placement(kind=c.kind, bus=c.bus, p_mw=p_mw,
+                                 e_mwh=round(n * c.e_mwh_per_module, 9), s_kva=s_kva))
     return out
 
 

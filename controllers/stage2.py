@@ -147,12 +147,13 @@ class Stage2Model:
 
     # -- reading ----------------------------------------------------------------------------
     def first_step_vars(self) -> list[Any]:
-        """The variables that :meth:`dispatch`, :meth:`predicted_v_pu` and
+        """The variables that :meth:`dispatch`, :meth:`dispatch_q`, :meth:`predicted_v_pu` and
         :meth:`predicted_sub_p_mw` read at ``t = 0`` (a rolling controller loads only these)."""
         from pyomo.core.expr.visitor import identify_variables
 
         m, t0 = self.m, self.m.T.first()
-        exprs = [m.fcm[u.label].p_mw[t0] for u in self.units] + [m.net.p_sub_mw[t0]]
+        exprs = ([m.fcm[u.label].p_mw[t0] for u in self.units]
+                 + [m.fcm[u.label].q_mvar[t0] for u in self.units] + [m.net.p_sub_mw[t0]])
         if self.compact is None:  # the branch form's voltages are variables
             exprs += [m.net.v[j, t0] for j in m.net.N]
         found: dict[int, Any] = {}
@@ -164,6 +165,10 @@ class Stage2Model:
     def dispatch(self, t: int = 0) -> dict[str, float]:
         """FCM setpoints (MW, + = injection) of horizon step ``t`` of the loaded solution."""
         return self.problem.dispatch(t)
+
+    def dispatch_q(self, t: int = 0) -> dict[str, float]:
+        """FCM reactive setpoints (Mvar, + = injection) of horizon step ``t``."""
+        return self.problem.dispatch_q(t)
 
     def schedule(self) -> dict[str, np.ndarray]:
         """FCM setpoints over the whole horizon."""
@@ -197,6 +202,7 @@ class HorizonResult:
     predicted_v_pu: dict[str, float] = field(default_factory=dict)
     sub_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
     model: Stage2Model | None = None
+    schedule_mvar: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def solve_horizon(feeder: FeederData, placements: Sequence[Placement],
@@ -216,6 +222,7 @@ def solve_horizon(feeder: FeederData, placements: Sequence[Placement],
     return HorizonResult(
         outcome, model.schedule(), model.term_values(), model.predicted_v_pu(),
         np.array([model.predicted_sub_p_mw(t) for t in model.m.T]), model,
+        {k: np.array([model.dispatch_q(t)[k] for t in model.m.T]) for k in model.labels},
     )
 
 
@@ -305,7 +312,7 @@ class RollingMPC:
         elapsed = time.perf_counter() - t0  # reading the plan included
         self.solve_times_s.append(elapsed)
         self.plan = Dispatch(
-            p_mw=p_mw, q_mvar={k: 0.0 for k in m.labels}, predicted_v_pu=v_pu,
+            p_mw=p_mw, q_mvar=m.dispatch_q(0), predicted_v_pu=v_pu,
             predicted_sub_p_mw=sub_mw, status=outcome.status.value, solve_s=elapsed,
             fallback=False, solved=True,
         )

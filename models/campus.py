@@ -41,6 +41,7 @@ import numpy as np
 import simpy
 from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
+from models.fault_support import SupportSource, support_lift
 from models.schema import Name, StrictModel
 from models.shock_config import ShockConfig
 
@@ -94,8 +95,9 @@ class CampusConfig(StrictModel):
     checkpoint_s: NonNegativeFloat = 30.0
     checkpoint_depth: float = Field(0.5, ge=0, le=1)
     # ride-through and reconnection
+    # the ITIC (CBEMA) curve's lower boundary (docs/campus.md §3)
     ride_through: list[tuple[float, float]] = Field(
-        default_factory=lambda: [(0.5, 0.02), (0.7, 0.5), (0.8, 10.0), (0.85, 60.0)]
+        default_factory=lambda: [(0.7, 0.02), (0.8, 0.5), (0.9, 10.0)]
     )
     tap_range_pu: float = Field(0.10, ge=0, le=0.3)
     sag_count_trip: int = Field(3, ge=0, le=100)
@@ -469,7 +471,9 @@ def step_means(
 class Trip:
     """One ride-through trip: cause ``"voltage"`` (POI voltage below the curve),
     ``"disturbance"`` (a sub-step sag below the curve) or ``"repeated_sags"`` (the sag
-    counter fired)."""
+    counter fired). ``v_pu`` is the voltage it was judged on, ``v_unsupported_pu`` the
+    same sag's without the inverters' fault current (:meth:`Schedule.sag`). An avoided trip
+    (:attr:`Schedule.avoided`) has the same fields: the trip that would have been."""
 
     t_s: float
     reconnect_s: float
@@ -477,6 +481,7 @@ class Trip:
     cause: str
     v_pu: float
     duration_s: float
+    v_unsupported_pu: float = math.nan  # the same sag without the inverters' support
 
 
 @dataclass
@@ -495,6 +500,10 @@ class Schedule:
     disturbances: list[tuple[float, float, float, bool]] = field(init=False, default_factory=list)
     trips: list[Trip] = field(init=False, default_factory=list)
     events: list[dict] = field(init=False, default_factory=list)
+    #: trips the inverters' fault current prevented (:meth:`sag`)
+    avoided: list[Trip] = field(init=False, default_factory=list)
+    #: the inverters that support a sag (:mod:`models.fault_support`); none by default
+    support: list[SupportSource] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -504,6 +513,8 @@ class Schedule:
          self.noise_rng) = self.rng.spawn(6)
         self.env = simpy.Environment(initial_time=self.start_s)
         self._sag_times: list[float] = []
+        self._sag_times_cf: list[float] = []  # the repeated-sag count without support
+        self.tap = 1.0  # OLTC ratio τ of the campus transformer (UPS input / POI)
         # UPS-input voltage before a fault (pu): a fault's retained voltage is a fraction of
         # it. Campus keeps it at τ·v_poi; 1.0 (OLTC in range) where nobody sets it.
         self.v_prefault_pu = 1.0
@@ -634,27 +645,57 @@ class Schedule:
         for i, (r, dur) in enumerate(sags):
             if i:
                 yield self.env.timeout(float(gaps[i - 1]))
-            self.sag(self.env.now, r * self.v_prefault_pu, dur)
+            self.sag(self.env.now, r * self.v_prefault_pu, dur, retained_frac=r)
 
-    def sag(self, t_s: float, v_pu: float, duration_s: float) -> Trip | None:
+    def sag(self, t_s: float, v_pu: float, duration_s: float,
+            retained_frac: float | None = None) -> Trip | None:
         """A sub-step voltage sag at the UPS input: trips the campus when it lies below the
         ride-through curve, or when it is the ``sag_count_trip``-th sag below
         ``sag_count_v_pu`` within ``sag_count_window_s`` (repeated dips, as in the
-        reclosing sequence of 10 July 2024)."""
+        reclosing sequence of 10 July 2024).
+
+        ``v_pu`` is the retained voltage without support. With ``retained_frac`` (the
+        fault's ``r``) and inverters in :attr:`support`, their reactive current lifts it by
+        ``τ ΔV_c`` (:func:`models.fault_support.support_lift`, ``τ`` = :attr:`tap`) and the
+        campus rides on the lifted voltage. The same sag is also judged without support
+        (with its own repeated-sag count): a trip that only the support prevented is logged
+        in :attr:`avoided` with both voltages."""
         cfg = self.cfg
+        v_unsupported = float(v_pu)
+        lift = 0.0
+        if retained_frac is not None and self.support:
+            lift = self.tap * support_lift(self.support, retained_frac)
+        v_pu = v_unsupported + lift
         below = ride_through_violated(cfg, v_pu, duration_s)
         self.disturbances.append((t_s, v_pu, duration_s, below))
         self.events.append({"time_s": t_s, "kind": "sag", "v_pu": v_pu,
-                            "duration_s": duration_s, "below_curve": below})
-        if below:
-            return self.trip(t_s, "disturbance", v_pu, duration_s)
+                            "v_unsupported_pu": v_unsupported, "duration_s": duration_s,
+                            "below_curve": below})
+        online = not self.offline_at(t_s)
+        would = self._judge(t_s, v_unsupported, duration_s, self._sag_times_cf)
+        cause = "disturbance" if below else self._judge(t_s, v_pu, duration_s, self._sag_times)
+        if cause is None:
+            if would is not None and online:
+                self.avoided.append(Trip(t_s, t_s + cfg.reconnect_delay_s, cfg.reconnect_ramp_s,
+                                         would, v_pu, duration_s, v_unsupported))
+                log.info("campus %s rides through a sag at t=%.0f s: %.3f pu with support, "
+                         "%.3f pu without (%s)", cfg.name, t_s, v_pu, v_unsupported, would)
+            return None
+        return self.trip(t_s, cause, v_pu, duration_s, v_unsupported)
+
+    def _judge(self, t_s: float, v_pu: float, duration_s: float, times: list[float]) -> str | None:
+        """The cause a sag of ``v_pu`` trips the campus for, or ``None``: below the curve, or
+        the ``sag_count_trip``-th sag below ``sag_count_v_pu`` within the window (``times``
+        keeps the recent ones and is reset by a trip of this count)."""
+        cfg = self.cfg
+        if ride_through_violated(cfg, v_pu, duration_s):
+            return "disturbance"
         if cfg.sag_count_trip > 0 and v_pu < cfg.sag_count_v_pu:
-            self._sag_times.append(t_s)
-            recent = [t for t in self._sag_times if t > t_s - cfg.sag_count_window_s]
-            self._sag_times = recent
-            if len(recent) >= cfg.sag_count_trip:
-                self._sag_times = []
-                return self.trip(t_s, "repeated_sags", v_pu, duration_s)
+            times.append(t_s)
+            times[:] = [t for t in times if t > t_s - cfg.sag_count_window_s]
+            if len(times) >= cfg.sag_count_trip:
+                times.clear()
+                return "repeated_sags"
         return None
 
     # --- trips -------------------------------------------------------------------------
@@ -662,14 +703,16 @@ class Schedule:
         """True while the campus is fully on backup (between a trip and its reconnection)."""
         return any(tr.t_s <= t_s < tr.reconnect_s for tr in self.trips)
 
-    def trip(self, t_s: float, cause: str, v_pu: float, duration_s: float) -> Trip | None:
+    def trip(self, t_s: float, cause: str, v_pu: float, duration_s: float,
+             v_unsupported_pu: float | None = None) -> Trip | None:
         """Move to UPS/backup at ``t_s`` (ignored while already on backup)."""
         if self.offline_at(t_s):
             return None
         ramp_s = self.cfg.reconnect_ramp_s
         if self.shocks is not None and self._r_trip.uniform() < self.shocks.reconnect_at_once_prob:
             ramp_s = 0.0  # the operator closes the breaker on the whole load: reconnection surge
-        tr = Trip(t_s, t_s + self.cfg.reconnect_delay_s, ramp_s, cause, v_pu, duration_s)
+        tr = Trip(t_s, t_s + self.cfg.reconnect_delay_s, ramp_s, cause, v_pu, duration_s,
+                  v_pu if v_unsupported_pu is None else v_unsupported_pu)
         self.trips.append(tr)
         self.events.append({"time_s": t_s, "kind": "trip", "cause": cause, "v_pu": v_pu,
                             "duration_s": duration_s, "reconnect_s": tr.reconnect_s,
@@ -785,6 +828,16 @@ class Campus:
     def trips(self) -> list[Trip]:
         return self.schedule.trips
 
+    @property
+    def avoided(self) -> list[Trip]:
+        """The trips the inverters' fault current prevented (:meth:`Schedule.sag`)."""
+        return self.schedule.avoided
+
+    def set_support(self, sources: list[SupportSource]) -> None:
+        """The inverters that support the sags of the coming step (their state at its
+        start; :mod:`models.fault_support`)."""
+        self.schedule.support = list(sources)
+
     def _voltage_check(self, t_s: float, v_poi_pu: float | None) -> None:
         """Ride-through against the POI voltage of the previous step ``[t − Δ, t)``.
 
@@ -816,6 +869,7 @@ class Campus:
         # a fault in the coming step retains a fraction of the UPS input it finds: the new
         # ratio times the last reading (1.0 while the OLTC is within its range)
         self.schedule.v_prefault_pu = settled * v
+        self.schedule.tap = settled
         if self.schedule.offline_at(t_s - 0.5 * self.step_s):
             self._below[:] = 0.0
             return

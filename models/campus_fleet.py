@@ -13,11 +13,13 @@ the run); the trip log (:meth:`CampusFleet.trips`) is in run time, as the time s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from models.campus import Campus, CampusConfig, CampusOutput, Trip
+from models.fault_support import SupportSource
 from models.shock_config import ShockConfig
 
 
@@ -27,12 +29,16 @@ def campus_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
-def trip_record(tr: Trip, start_s: float) -> dict[str, float | str]:
-    """A trip as a plain dict ``{time_s, cause, v_pu, duration_s, reconnect_s, ramp_s}`` with
-    ``time_s`` and ``reconnect_s`` in run time (campus clock − ``start_s``)."""
+def trip_record(tr: Trip, start_s: float, outcome: str = "trip") -> dict[str, float | str]:
+    """A trip as a plain dict ``{time_s, cause, v_pu, v_unsupported_pu, duration_s,
+    reconnect_s, ramp_s, outcome}`` with ``time_s`` and ``reconnect_s`` in run time (campus
+    clock − ``start_s``); ``outcome`` is ``"trip"`` or ``"avoided"`` (the trip the inverters'
+    fault current prevented: ``v_pu`` with the support, ``v_unsupported_pu`` without)."""
     return {"time_s": float(tr.t_s - start_s), "cause": str(tr.cause), "v_pu": float(tr.v_pu),
+            "v_unsupported_pu": float(tr.v_unsupported_pu if math.isfinite(tr.v_unsupported_pu)
+                                      else tr.v_pu),
             "duration_s": float(tr.duration_s), "reconnect_s": float(tr.reconnect_s - start_s),
-            "ramp_s": float(tr.ramp_s)}
+            "ramp_s": float(tr.ramp_s), "outcome": outcome}
 
 
 class CampusFleet:
@@ -63,10 +69,13 @@ class CampusFleet:
                                               self.start_s, self.shocks)
         return campus
 
-    def step(self, t_s: float, v_poi_pu: dict[str, float | None]) -> None:
+    def step(self, t_s: float, v_poi_pu: dict[str, float | None],
+             support: Mapping[str, list[SupportSource]] | None = None) -> None:
         """Step every campus over ``[t_s, t_s + dt_s)`` (campus clock) with its POI voltage
-        (``None``: nominal)."""
+        (``None``: nominal) and the inverters that support its sags (none when absent)."""
+        support = support or {}
         for name, campus in self.campuses.items():
+            campus.set_support(support.get(name, []))
             v = v_poi_pu.get(name)
             self.v_seen[name] = v if v is not None else math.nan
             self.last[name] = campus.step(t_s, v)
@@ -102,6 +111,9 @@ class CampusFleet:
         return fc
 
     def trips(self) -> dict[str, list[dict[str, float | str]]]:
-        """Each campus's trips so far (:func:`trip_record`), in the order they happened."""
-        return {name: [trip_record(tr, self.start_s) for tr in campus.trips]
+        """Each campus's trips so far and the trips its inverters' support avoided
+        (:func:`trip_record`), in time order."""
+        return {name: sorted([trip_record(tr, self.start_s) for tr in campus.trips]
+                             + [trip_record(tr, self.start_s, "avoided") for tr in campus.avoided],
+                             key=lambda r: r["time_s"])
                 for name, campus in self.campuses.items()}

@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 
 ALLOWED_SOURCES = "ieee33, ieee69 or the path of an OpenDSS master file (.dss)"
 INJECTION_PREFIX = "inj_"
+#: A sag this deep or deeper turns a load whose ``vminpu`` is at least this into the
+#: impedance OpenDSS makes of it below ``vminpu`` (:meth:`DSSFeeder.lift_sensitivity`).
+SAG_V_PU = 0.9
+#: The sag :meth:`DSSFeeder.lift_sensitivity` linearises a constant-power load at: this
+#: fraction of its pre-fault voltage (the middle of the ride-through curve's band).
+SAG_REF_FRAC = 0.75
 """OpenDSS Load elements created by :meth:`DSSFeeder.add_injection` are ``Load.inj_<name>``."""
 INJECTION_VMIN_PU = 0.5
 """Injections stay constant PQ down to this voltage (OpenDSS Load ``vminpu``)."""
@@ -158,6 +164,10 @@ class DSSFeeder:
         self._from_terminal: dict[str, int] = {}  # line -> terminal (0/1) at its from_bus
         self._branch_members: tuple[tuple[tuple[str, int], ...], ...] = ()
         self._energized_buses: frozenset[str] | None = None
+        self.topology_version = 0
+        """Counts the rebuilds of the index maps: it changes whenever elements are added or
+        the circuit's nodes change (what :meth:`lift_sensitivity` caches on)."""
+        self._lift_cache: dict[tuple, np.ndarray] = {}
         self.solve_counts: Counter[str] = Counter()
         """Solves by outcome: ``ok``, ``retried``, ``frozen_controls`` (both also ``ok``),
         ``diverged``, ``aborted``, ``invariant`` (see :class:`PowerFlowResult.status`)."""
@@ -370,6 +380,109 @@ class DSSFeeder:
         if not (math.isfinite(factor) and factor >= 0):
             raise ValueError(f"load scale must be >= 0, got {factor}")
         self._dss.Solution.LoadMult(float(factor))
+
+    # ------------------------------------------------------------------ fault-time support
+    def lift_sensitivity(self, targets: Sequence[str], sources: Sequence[str]) -> np.ndarray:
+        """``x[i, k]``: the rise of bus ``targets[i]``'s voltage (pu of its base, mean of its
+        phases) per MVA of reactive current injected at bus ``sources[k]`` (docs/fcm.md,
+        "Fault-time support").
+
+        It is the Thevenin (transfer) reactance between the two buses, taken from OpenDSS's
+        system admittance matrix ``Y`` (the source's impedance, every line, transformer and
+        shunt, and the feeder's loads as admittances, which they are below their ``vminpu``,
+        as in a sag)::
+
+            ΔV = Y⁻¹ I,   I_n = −j e^{jδ_n} · 10⁶ / (m V_base,k)   on the m phase nodes n of k
+            x_ik = mean_{n ∈ i} Re(ΔV_n e^{−jδ_n}) / V_base,i
+
+        ``I`` is a balanced reactive current, lagging each node voltage ``e^{jδ_n}`` by 90°
+        (an injection of reactive power), of 1 MVA at the bus's base voltage; ``V_base`` is
+        line to neutral. Loads count as OpenDSS models them in a sag
+        (:meth:`_load_corrections`): a constant-impedance load (``model=2``), or one that
+        turns into an impedance below a ``vminpu`` of at least :data:`SAG_V_PU`, stays in
+        ``Y`` as its admittance ``Y_L = S*/V_nom²``; a load that holds its power down to
+        deep sags (the built-in feeders') enters with its incremental admittance
+        ``−S*/|V|² = −Y_L/v²`` at its voltage ``v`` (pu) of the last solve; the project's
+        own injections ``Load.inj_*`` (campuses, FCMs: current-controlled) are current
+        sources and are taken out.
+        A three-phase bus's zero-sequence part is left out (it moves no line-to-line
+        voltage; behind an ungrounded delta winding it is undetermined). The phasors ``δ``
+        are those of the last solve (the base case before any). Computed once per topology
+        (:attr:`topology_version`) and pair of bus lists.
+        """
+        from scipy.sparse import csc_matrix
+        from scipy.sparse.linalg import splu
+
+        if self._maps_dirty:
+            self._build_maps()
+        key = (tuple(targets), tuple(sources))
+        if key in self._lift_cache:
+            return self._lift_cache[key].copy()
+        dss = self._dss
+        data, rows, ptr = dss.YMatrix.getYsparse()
+        n = len(ptr) - 1
+        y = csc_matrix((data, rows, ptr), shape=(n, n)).tolil()
+        for name, factor in self._load_corrections():
+            dss.Circuit.SetActiveElement(f"load.{name}")
+            refs = [int(r) - 1 for r in dss.CktElement.NodeRef()]
+            yp = factor * _yprim(dss)
+            for a, ra in enumerate(refs):
+                for b, rb in enumerate(refs):
+                    if ra >= 0 and rb >= 0:
+                        y[ra, rb] -= yp[a, b]
+        order = [str(x).lower() for x in dss.Circuit.YNodeOrder()]
+        raw = np.asarray(dss.Circuit.YNodeVArray(), dtype=float)
+        angle = np.angle(raw[0::2] + 1j * raw[1::2])
+        by_bus: dict[str, list[int]] = {}
+        for i, node in enumerate(order):
+            bus, _, phase = node.rpartition(".")
+            if phase in ("1", "2", "3"):
+                by_bus.setdefault(bus, []).append(i)
+
+        def nodes_and_base(bus: str) -> tuple[list[int], float]:
+            key_bus = str(bus).strip().lower()
+            if key_bus not in by_bus:
+                raise ScenarioError(self.source, "bus", f"unknown bus {bus!r} or it has no phase node")
+            dss.Circuit.SetActiveBus(key_bus)
+            return by_bus[key_bus], float(dss.Bus.kVBase()) * 1e3
+
+        lu = splu(y.tocsc())
+        rhs = np.zeros((n, len(sources)), dtype=complex)
+        for k, bus in enumerate(sources):
+            nodes, v_base = nodes_and_base(bus)
+            rhs[nodes, k] = -1j * np.exp(1j * angle[nodes]) * 1e6 / (len(nodes) * v_base)
+        dv = lu.solve(rhs)
+        x = np.zeros((len(targets), len(sources)))
+        for i, bus in enumerate(targets):
+            nodes, v_base = nodes_and_base(bus)
+            d = dv[nodes]
+            if len(nodes) == 3:  # a three-phase bus: its zero-sequence part (the common mode
+                d = d - d.mean(axis=0)  # of an ungrounded delta winding's bus) moves no |V_ll|
+            x[i] = (d * np.exp(-1j * angle[nodes])[:, None]).real.mean(axis=0) / v_base
+        self._lift_cache[key] = x
+        return x.copy()
+
+    def _load_corrections(self) -> list[tuple[str, float]]:
+        """``(load, f)``: :meth:`lift_sensitivity` replaces the load's admittance ``Y_L`` in
+        ``Y`` by ``(1 − f) Y_L``: ``f = 1`` for the project's injections (out),
+        ``f = 1 + 1/v²`` for a load that holds its power in a sag (its incremental
+        admittance ``−Y_L/v²``); loads that become impedances keep ``Y_L`` (not listed)."""
+        dss = self._dss
+        loads = dss.Loads
+        out = []
+        i = loads.First()
+        while i:
+            name = loads.Name().lower()
+            if name.startswith(INJECTION_PREFIX):
+                out.append((name, 1.0))
+            elif not (loads.Model() == 2 or loads.Vminpu() >= SAG_V_PU - 1e-9):
+                dss.Circuit.SetActiveBus(dss.CktElement.BusNames()[0].split(".")[0])
+                mags = np.asarray(dss.Bus.puVmagAngle(), dtype=float)[0::2]
+                v = float(np.mean(mags)) if mags.size else 1.0
+                v = SAG_REF_FRAC * (v if math.isfinite(v) and v > 0.1 else 1.0)
+                out.append((name, 1.0 + 1.0 / (v * v)))
+            i = loads.Next()
+        return out
 
     # ------------------------------------------------------------------ solving
     def solve(self, controls: bool = True) -> PowerFlowResult:
@@ -614,6 +727,8 @@ class DSSFeeder:
     def _build_maps(self) -> None:
         """Index arrays that turn the whole-circuit result arrays into per-bus and per-line
         values (rebuilt only when elements are added)."""
+        self.topology_version += 1
+        self._lift_cache.clear()
         dss = self._dss
         bus_names = tuple(dss.Circuit.AllBusNames())
         bus_index = {b: i for i, b in enumerate(bus_names)}

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from controllers.horizon import IMPORT_BAND_FRAC  # the MILP's restoration term uses the same
+from models.campus import TripArrays, connection_step_means
 from scenarios.config import Scenario
 from scenarios.json_file import JsonFile, Number, jsonable
 
@@ -125,6 +126,51 @@ def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> f
     return total * dt_s / 3600.0
 
 
+def is_avoided(record: Mapping[str, Any]) -> bool:
+    """A trip-log record of a trip the inverters' fault current prevented."""
+    return record.get("outcome") == "avoided"
+
+
+def unserved_energy_avoided_mwh(ts: pd.DataFrame, scenario: Scenario, dt_s: float,
+                                trip_log: list[dict[str, Any]]) -> float:
+    """The unserved energy the avoided trips would have caused (docs/kpis.md)::
+
+        ΔE = Σ_c Σ_t (max(u_ct, P^dem_ct (1 − ρ_c)(1 − κ̄^av_ct)) − u_ct) Δt/3600
+
+    ``u_ct = max(0, P^dem_ct − P_ct)`` the unserved power of the run, ``κ̄^av_ct`` the step
+    mean of the connection factor the campus's avoided trips would have had (offline until
+    ``reconnect_s``, then ramped over ``ramp_s``, :func:`models.campus.connection_step_means`),
+    ``ρ_c`` = ``backup_residual_frac``. First order: the run after an avoided trip is the run
+    that happened (its later sags and trips), only the campus's own draw is taken off."""
+    if not trip_log or len(ts) == 0:
+        return 0.0
+    t0 = np.asarray(ts.index, dtype=float)
+    edges = np.append(t0, t0[-1] + dt_s)
+    total = 0.0
+    for c in scenario.campus:
+        rec = [r for r in trip_log if is_avoided(r) and r.get("campus") == c.name]
+        dem, got = f"dc.{c.name}.p_demand_mw", f"dc.{c.name}.p_mw"
+        if not rec or dem not in ts.columns or got not in ts.columns:
+            continue
+        trips = TripArrays(*(np.array([float(r[k]) for r in rec])
+                             for k in ("time_s", "reconnect_s", "ramp_s")))
+        kappa = connection_step_means(edges, trips)
+        p_dem = np.nan_to_num(_f(ts, dem))
+        gap = np.clip(np.nan_to_num(p_dem - _f(ts, got)), 0.0, None)
+        would = p_dem * (1.0 - c.backup_residual_frac) * (1.0 - kappa)
+        total += float(np.sum(np.maximum(gap, would) - gap))
+    return total * dt_s / 3600.0
+
+
+def fcm_q_mvarh(ts: pd.DataFrame, dt_s: float) -> float:
+    """``Σ_k Σ_t |Q_kt| Δt/3600``: the FCMs' reactive energy, either direction (Mvarh)."""
+    cols = list(group_columns(ts, "fcm", "q_mvar").values())
+    if not cols:
+        return 0.0
+    q = ts[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    return float(np.nansum(np.abs(q))) * dt_s / 3600.0
+
+
 def imbalance_mwh(ts: pd.DataFrame, dt_s: float) -> float:
     """``E_imb = Σ_t |P^sub_t − P^sched_t| Δt/3600`` over steps where both are known."""
     if "sub.p_mw" not in ts.columns or "sub.p_sched_mw" not in ts.columns:
@@ -190,7 +236,8 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     is the band around the schedule inside which the import counts as normal for the
     restoration time; default ``IMPORT_BAND_FRAC`` × max |P^sched|. ``trip_log`` is the
     campuses' own trip log (``scenarios.world.collect_trips``); with it ``campus_trips``
-    counts its trips and the log is kept as ``campus_trip_log``.
+    counts its trips, ``trips_avoided`` and ``unserved_energy_avoided_mwh`` its avoided ones
+    (:func:`unserved_energy_avoided_mwh`), and the log is kept as ``campus_trip_log``.
     """
     dt = float(scenario.simulation.step_s)
     grid = scenario.grid
@@ -267,10 +314,14 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     offline_steps = int(sum(
         np.sum(~on[1:] & on[:-1]) for on in (
             _bool(ts[f"dc.{c}.online"], True) for c in campuses if f"dc.{c}.online" in ts.columns)))
+    k["fcm_q_mvarh"] = fcm_q_mvarh(ts, dt)
     if trip_log is None:
         k["campus_trips"] = offline_steps
     else:  # the campus's own log sees a re-trip within a step and a first-step trip
-        k["campus_trips"], k["campus_trips_offline_steps"] = len(trip_log), offline_steps
+        trips = [r for r in trip_log if not is_avoided(r)]
+        k["campus_trips"], k["campus_trips_offline_steps"] = len(trips), offline_steps
+        k["trips_avoided"] = len(trip_log) - len(trips)
+        k["unserved_energy_avoided_mwh"] = unserved_energy_avoided_mwh(ts, scenario, dt, trip_log)
         k["campus_trip_log"] = list(trip_log)
     k["ac_validation_prediction"] = {**ac_validation(ts, ok), "basis": "prediction"}
     k["steps"] = int(n)

@@ -7,6 +7,7 @@ Figures (matplotlib, object-oriented API on the Agg canvas; no pyplot global sta
 * ``campus.png``: each campus's draw with its within-step min/max band and its demand,
   offline periods shaded and trips marked;
 * ``fcm_dispatch.png``: delivered FCM power stacked by FCM, injection up, consumption down;
+* ``fcm_reactive.png``: each FCM's delivered reactive power and its set-point;
 * ``soc.png``: state of charge of the storage FCMs with their SoC limits;
 * ``voltage_heatmap.png``: bus × time voltage, diverging colormap centred on 1.0 pu, the
   limits marked on the colorbar, non-converged steps grey;
@@ -43,7 +44,7 @@ from scenarios.kpis import converged_mask, group_columns, natural_key, ramp_exce
 logger = logging.getLogger(__name__)
 
 DPI = 110
-FIGURES = ("substation", "campus", "fcm_dispatch", "soc", "voltage_heatmap")
+FIGURES = ("substation", "campus", "fcm_dispatch", "fcm_reactive", "soc", "voltage_heatmap")
 
 #: KPI key → (label, unit) for the table; keys not listed are shown by name.
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -63,6 +64,9 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "fcm_operating_cost": ("FCM operating cost", "$"),
     "campus_trips": ("Campus trips", ""),
     "campus_trips_offline_steps": ("Campus trips seen as online → offline steps", ""),
+    "trips_avoided": ("Campus trips avoided by the inverters' fault current", ""),
+    "unserved_energy_avoided_mwh": ("Unserved energy the avoided trips would have caused", "MWh"),
+    "fcm_q_mvarh": ("FCM reactive energy, either direction", "Mvarh"),
     "pf_nonconverged_steps": ("Power flow not converged", "steps"),
     "pf_invariant_violations": ("Power flow broke an invariant (not used)", "steps"),
     "pf_recovered_steps": ("Power flow recovered (retry, frozen controls)", "steps"),
@@ -257,6 +261,30 @@ def fig_fcm_dispatch(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[
     return _save(fig, path), ""
 
 
+def fig_fcm_reactive(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, str]:
+    """Each FCM's delivered reactive power (solid) and its set-point (dashed), + = injection."""
+    labels = [lb for lb in _fcm_labels(ts) if f"fcm.{lb}.q_mvar" in ts.columns]
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    if not labels or len(ts) == 0:
+        _empty(fig, "FCM reactive power", "no FCMs")
+        return _save(fig, path), "no FCMs"
+    h = _hours(ts)
+    ax = fig.add_subplot()
+    for i, lb in enumerate(labels):
+        he, q = _post(h, _f(ts, f"fcm.{lb}.q_mvar"))
+        ax.step(he, q, where="post", color=f"C{i % 10}", lw=1.3, label=lb)
+        if f"fcm.{lb}.q_set_mvar" in ts.columns:
+            he, qs = _post(h, _f(ts, f"fcm.{lb}.q_set_mvar"))
+            ax.step(he, qs, where="post", color=f"C{i % 10}", lw=0.8, ls="--", alpha=0.7)
+    ax.plot([], [], color="0.4", ls="--", lw=0.8, label="set-point")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("Q [Mvar]  (+ injection / − absorption)")
+    ax.set_title("FCM reactive power (delivered, within each unit's P–Q capability)")
+    _legend(ax)
+    _time_axis(ax, h)
+    return _save(fig, path), ""
+
+
 def fig_soc(ts: pd.DataFrame, scenario: Scenario, path: Path) -> tuple[Path, str]:
     """State of charge of every FCM with a finite ``soc`` column, with its SoC limits."""
     labels = [lb for lb in sorted(group_columns(ts, "fcm", "soc"), key=natural_key)
@@ -437,7 +465,9 @@ _TRIP_CAUSES = {
 
 def trip_table_html(kpis: dict[str, Any], scenario: Scenario) -> str:
     """The campus trips of ``kpis["campus_trip_log"]`` (docs/kpis.md): time of day and
-    ``time_s``, campus, cause, UPS-input voltage, duration, reconnection time and ramp."""
+    ``time_s``, campus, outcome (a trip, or one the inverters' fault current avoided), cause,
+    UPS-input voltage with the support and without it, duration, reconnection time and
+    ramp (for an avoided trip: those it would have had)."""
     trips = kpis.get("campus_trip_log")
     if trips is None:
         return '<p class="note">No campus trip log in the KPIs.</p>'
@@ -457,8 +487,10 @@ def trip_table_html(kpis: dict[str, Any], scenario: Scenario) -> str:
         body.append(
             f"<tr><td>{_clock(float(t), start_s)}</td><td class=num>{num(t, 2)}</td>"
             f"<td>{html.escape(str(tr.get('campus', '')))}</td>"
+            f"<td>{html.escape(str(tr.get('outcome', 'trip')))}</td>"
             f"<td>{html.escape(str(tr.get('cause', '')))}</td>"
             f"<td class=num>{num(tr.get('v_pu'), 3)}</td>"
+            f"<td class=num>{num(tr.get('v_unsupported_pu', tr.get('v_pu')), 3)}</td>"
             f"<td class=num>{num(tr.get('duration_s'))}</td>"
             f"<td>{_clock(float(back), start_s) if back is not None else '–'}</td>"
             f"<td class=num>{ramp}</td></tr>")
@@ -466,7 +498,8 @@ def trip_table_html(kpis: dict[str, Any], scenario: Scenario) -> str:
     legend = "; ".join(f"<code>{html.escape(c)}</code>: {html.escape(_TRIP_CAUSES[c])}"
                        for c in causes if c in _TRIP_CAUSES)
     return ("<table><thead><tr><th>time of day</th><th>time_s [s]</th><th>campus</th>"
-            "<th>cause</th><th>UPS-input voltage [pu]</th><th>duration [s]</th>"
+            "<th>outcome</th><th>cause</th><th>UPS-input voltage [pu]</th>"
+            "<th>without fault support [pu]</th><th>duration [s]</th>"
             "<th>reconnection at</th><th>reconnection ramp [s]</th></tr></thead><tbody>\n"
             + "\n".join(body) + "\n</tbody></table>\n"
             + (f'<p class="note">{legend}. Key in kpis.json: <code>campus_trip_log</code>.</p>'
@@ -483,6 +516,7 @@ _CAPTIONS = {
     "substation": "Substation import against its schedule and the upstream ramp limit",
     "campus": "Campus load, with trips marked",
     "fcm_dispatch": "FCM dispatch stack",
+    "fcm_reactive": "FCM reactive power",
     "soc": "State of charge",
     "voltage_heatmap": "Bus × time voltage heat map",
     "realtime_lag": "Real-time lag and controller deadline",
@@ -496,7 +530,7 @@ def write_report(out_dir: Path, ts: pd.DataFrame, kpis: dict, scenario: Scenario
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     makers = {"substation": fig_substation, "campus": fig_campus,
-              "fcm_dispatch": fig_fcm_dispatch, "soc": fig_soc,
+              "fcm_dispatch": fig_fcm_dispatch, "fcm_reactive": fig_fcm_reactive, "soc": fig_soc,
               "voltage_heatmap": fig_voltage_heatmap, "realtime_lag": fig_realtime_lag}
     sections = []
     for name in FIGURES + (("realtime_lag",) if "rt.lag_s" in ts.columns else ()):

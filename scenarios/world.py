@@ -9,8 +9,8 @@ Two steps, so that every bad input is found before anything is written or starte
 2. :func:`build_world` starts the simulators and connects them (docs/cosim.md §2)::
 
        Input(background s(t)) ──load_scale──► Grid
-       Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu (shifted)──► Campus.v_poi_pu
-       Setpoint ──p_set_mw──► FCM ──p_load_mw,q_load_mvar──► Injection(FCM bus)
+       Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu, fault_support (shifted)──► Campus
+       Setpoint ──p_set_mw,q_set_mvar──► FCM ──p_load_mw,q_load_mvar,fault_support──► Injection(FCM bus)
        Grid ──load_scale (shifted)──► FCM    (a DR device curtails at most its bus's load)
        Grid (with the load_scale it applied), Campus, FCM ──(shifted) measurements──► Controller
        everything ──► Recorder (the background as the Grid's load_scale)
@@ -303,8 +303,8 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     for c in sc.campus:
         ent = campuses[c.name]
         world.connect(ent, inj[c.bus], "p_mw", "q_mvar")
-        world.connect(inj[c.bus], ent, ("v_pu", "v_poi_pu"), time_shifted=True,
-                      initial_data={"v_pu": 1.0})
+        world.connect(inj[c.bus], ent, ("v_pu", "v_poi_pu"), "fault_support", time_shifted=True,
+                      initial_data={"v_pu": 1.0, "fault_support": []})
 
     sims["fcm"] = world.start("FCMSim", sim_id="FCM", step_s=step)
     host = plan.feeder.load_by_bus  # what a DR placement can curtail, × the background
@@ -342,7 +342,8 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
         ent = fcms[pl.label]
         sp = (sims["modbus"] if external else sims["ctrl"]).Setpoint(fcm=pl.label)
         world.connect(sp, ent, "p_set_mw", "q_set_mvar")
-        world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"))
+        world.connect(ent, inj[pl.bus], ("p_load_mw", "p_mw"), ("q_load_mvar", "q_mvar"),
+                      "fault_support")
         first[ent.full_id] = initial_fcm_reading(pl, sc.fcm.catalog[pl.kind])
         world.connect(ent, ctrl, ("p_mw", "fcm_p_mw"), ("q_mvar", "fcm_q_mvar"),
                       ("soc_mwh", "fcm_soc_mwh"), ("committed", "fcm_committed"),

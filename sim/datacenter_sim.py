@@ -10,7 +10,10 @@ dict (so the simulator also works over TCP)::
                   initial_data={"v_pu": 1.0})
 
 Input ``v_poi_pu``: the POI voltage of the previous step (time-shifted connection); the
-minimum over several sources counts, none means nominal. Outputs (load convention,
+minimum over several sources counts, none means nominal. Input ``fault_support``: the
+inverters that support the campus's sags, a list of
+:meth:`models.fault_support.SupportSource.as_dict` per source (FeederSim's Injection at the
+POI publishes it, time-shifted with ``v_poi_pu``); none means no support. Outputs (load convention,
 + = consumption): ``p_mw``, ``q_mvar`` (step means), ``p_min_mw``, ``p_max_mw`` (within the
 step), ``online``, ``p_demand_mw`` (the campus's own load, whether the grid or its backup
 serves it), ``v_poi_pu`` (the reading used), ``forecast_mw`` (list of step means the
@@ -41,6 +44,7 @@ from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, Outpu
 
 from models.campus import CampusConfig
 from models.campus_fleet import CampusFleet
+from models.fault_support import SupportSource
 from models.shock_config import ShockConfig
 
 OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "online", "p_demand_mw", "v_poi_pu",
@@ -53,7 +57,7 @@ META: Meta = {
         "Campus": {
             "public": True,
             "params": ["config", "index"],
-            "attrs": ["v_poi_pu", *[a for a in OUTPUTS if a != "v_poi_pu"]],
+            "attrs": ["v_poi_pu", "fault_support", *[a for a in OUTPUTS if a != "v_poi_pu"]],
         },
     },
     "extra_methods": ["timing", "trips"],
@@ -105,7 +109,10 @@ class DataCenterSim(mosaik_api_v3.Simulator):
     def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
         t0 = _time.perf_counter()
         v_poi = {eid: _min(inputs.get(eid, {}).get("v_poi_pu")) for eid in self.fleet.campuses}
-        self.fleet.step(self.fleet.start_s + time * self.time_resolution, v_poi)
+        support = {eid: [SupportSource.of(d) for src in (inputs.get(eid, {}).get("fault_support")
+                                                         or {}).values() for d in (src or ())]
+                   for eid in self.fleet.campuses}
+        self.fleet.step(self.fleet.start_s + time * self.time_resolution, v_poi, support)
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
 
@@ -125,9 +132,9 @@ class DataCenterSim(mosaik_api_v3.Simulator):
         return {"dc_s": self.busy_s}
 
     def trips(self) -> dict[str, list[dict[str, float | str]]]:
-        """Each campus's trips so far, as plain dicts ``{time_s, cause, v_pu, duration_s,
-        reconnect_s, ramp_s}`` (:func:`models.campus_fleet.trip_record`), in the order they
-        happened. ``time_s`` and ``reconnect_s`` are simulated seconds since the start of the
+        """Each campus's trips so far and those its inverters' support avoided, as plain
+        dicts ``{time_s, cause, v_pu, v_unsupported_pu, duration_s, reconnect_s, ramp_s,
+        outcome}`` (:func:`models.campus_fleet.trip_record`), in the order they happened. ``time_s`` and ``reconnect_s`` are simulated seconds since the start of the
         run, as the time series index (the campus clock runs ``start_s`` ahead of it). A trip
         at ``time_s`` lies in the step that starts at ``⌊time_s/Δ⌋·Δ``."""
         return self.fleet.trips()

@@ -15,7 +15,9 @@ carries.
 ``p_mw``/``q_mvar`` follow the FCM convention (+ = injection into the grid). FeederSim's
 ``Injection`` uses the load convention (+ = consumption), so the entity also publishes
 ``p_load_mw = −p_mw`` and ``q_load_mvar = −q_mvar``: connect those to the Injection at the
-FCM's bus (docs/cosim.md §2).
+FCM's bus (docs/cosim.md §2). ``fault_support`` is an inverter's fault-time response at the
+state of its last step (:meth:`models.fcm.base.Device.fault_support`, with its ``label``;
+``None`` for a device without one): connect it to the same Injection.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = (
     "p_mw", "q_mvar", "p_load_mw", "q_load_mvar", "soc", "soc_mwh", "committed", "cost",
-    "p_set_mw", "q_set_mvar", "time_in_state_s", "debt_mwh",
+    "p_set_mw", "q_set_mvar", "time_in_state_s", "debt_mwh", "fault_support",
 )
 
 META: Meta = {
@@ -117,6 +119,9 @@ class FCMSim(mosaik_api_v3.Simulator):
                 "time_in_state_s": o.time_in_state_s,
                 "debt_mwh": o.debt_mwh,
             }
+            if "fault_support" in attrs:
+                fs = self.devices[eid].fault_support()
+                values["fault_support"] = None if fs is None else {"label": eid, **fs.as_dict()}
             data[eid] = {a: values[a] for a in attrs}
         return data
 

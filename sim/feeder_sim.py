@@ -11,8 +11,13 @@ power flow and caches the result; ``get_data`` only reads the cache.
 
 * ``Injection`` inputs ``p_mw``, ``q_mvar`` use the load convention (+ = consumption drawn
   from the grid); several connected sources are summed, and an Injection that receives no
-  input in a step draws 0. Outputs: ``v_pu`` (its bus, mean of phases) and the ``p_mw``,
-  ``q_mvar`` applied.
+  input in a step draws 0. Input ``fault_support``: an inverter's fault-time response
+  (:meth:`models.fcm.base.FaultSupport.as_dict` with its ``label``), one per connected
+  FCM. Outputs: ``v_pu`` (its bus, mean of phases), the ``p_mw``, ``q_mvar`` applied, and
+  ``fault_support``: every inverter of the feeder as a campus at this bus sees it in a sag,
+  a list of :meth:`models.fault_support.SupportSource.as_dict` (transfer reactances from
+  :meth:`models.feeder.DSSFeeder.lift_sensitivity`, pre-fault voltages of this step; empty
+  after a broken step).
 * ``Grid`` inputs (optional): ``load_scale`` (multiplier of the feeder's own loads; several
   inputs multiply) and ``v_source_pu`` (upstream voltage; with several inputs the lowest
   wins). Outputs: ``converged``, ``sub_p_mw``, ``sub_q_mvar`` (import, +), ``losses_mw``,
@@ -43,17 +48,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import mosaik_api_v3
+import numpy as np
 from mosaik_api_v3.types import (
     CreateResult, InputData, Meta, ModelName, OutputData, OutputRequest, SimId, Time,
 )
 
+from models.fault_support import SupportSource
 from models.feeder import DSSFeeder, PowerFlowResult
 from models.grid_outputs import GRID_DICTS, GRID_SCALARS, grid_value, injection_name
 
 logger = logging.getLogger(__name__)
 
 GRID_INPUTS = ("v_source_pu", "load_scale")
-INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu")
+INJECTION_ATTRS = ("p_mw", "q_mvar", "v_pu", "fault_support")
 
 META: Meta = {
     "api_version": "3.0",
@@ -82,6 +89,8 @@ class FeederSim(mosaik_api_v3.Simulator):
         self._bus_names: Sequence[str] | None = None  # the bus list _bus_pos was built from
         self.busy_s = 0.0
         self.broken_steps = 0
+        self.support_in: dict[str, dict[str, dict[str, Any]]] = {}  # injection -> source -> response
+        self._support_out: dict[str, list[dict[str, Any]]] = {}  # this step's, per injection
 
     def init(self, sid: SimId, time_resolution: float = 1.0, source: str = "ieee33",
              scale: float = 1.0, step_s: int = 60, extra_commands: Sequence[str] = (),
@@ -126,6 +135,9 @@ class FeederSim(mosaik_api_v3.Simulator):
             for eid in self.injection_bus
         }
         self.feeder.set_injections(setpoints)
+        self.support_in = {eid: dict(inputs[eid]["fault_support"]) for eid in self.injection_bus
+                           if inputs.get(eid, {}).get("fault_support")}
+        self._support_out = {}
         grid_in = inputs.get(GRID_EID, {})
         if "load_scale" in grid_in:
             self.feeder.set_load_scale(math.prod(float(v) for v in grid_in["load_scale"].values()))
@@ -171,11 +183,37 @@ class FeederSim(mosaik_api_v3.Simulator):
             for attr in attrs:
                 if attr == "v_pu":
                     values[attr] = float(res.bus_v_pu[self._bus_pos[self.injection_bus[eid]]])
+                elif attr == "fault_support":
+                    values[attr] = self._fault_support(eid, res)
                 elif attr not in values:
                     raise ValueError(f"Injection has no output {attr!r}")
             values = {attr: values[attr] for attr in attrs}
             data[eid] = values
         return data
+
+
+    def _fault_support(self, eid: str, res: PowerFlowResult) -> list[dict[str, Any]]:
+        """The inverters of the feeder as a campus at ``eid``'s bus sees them in a sag
+        (module docstring), computed once per step and injection."""
+        if eid in self._support_out:
+            return self._support_out[eid]
+        out: list[dict[str, Any]] = []
+        units = [(self.injection_bus[src_eid], d) for src_eid, by_src in self.support_in.items()
+                 for d in by_src.values() if d]
+        if units and res.converged:
+            feeder = self.feeder
+            buses = list(dict.fromkeys(bus for bus, _ in units))
+            x_poi = feeder.lift_sensitivity([self.injection_bus[eid]], buses)[0]  # type: ignore[union-attr]
+            x_self = np.diag(feeder.lift_sensitivity(buses, buses))  # type: ignore[union-attr]
+            col = {b: i for i, b in enumerate(buses)}
+            for bus, d in units:
+                k = col[bus]
+                out.append(SupportSource(
+                    str(d.get("label", bus)), float(x_poi[k]), float(x_self[k]),
+                    float(d["k_mva_per_pu"]), float(d["room_mva"]), float(d["deadband_pu"]),
+                    float(res.bus_v_pu[self._bus_pos[bus]])).as_dict())
+        self._support_out[eid] = out
+        return out
 
 
 def _sum(values: dict[str, Any] | None) -> float:

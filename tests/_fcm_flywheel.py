@@ -80,7 +80,7 @@ class FlywheelTechnology(Technology):
 
     def add_block(self, b: pyo.Block, time: Sequence[int], dt_h: float, tech: FlywheelType, *,
                   p_cap: Any, e_cap: Any, p_max: float | None = None,
-                  plant_step_s: float | None = None) -> pyo.Block:
+                  plant_step_s: float | None = None, s_cap: Any = None) -> pyo.Block:
         """The module docstring's balance over the horizon, with a binary against charging
         and discharging at once (big-M ``p_max``), from the measured energy ``e_init``."""
         m_big = big_m(p_cap, p_max, "flywheel")

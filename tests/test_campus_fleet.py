@@ -53,4 +53,5 @@ def test_trips_in_run_time():
     tr = Trip(t_s=4000.0, cause="sag", v_pu=0.4, duration_s=0.2, reconnect_s=5800.0, ramp_s=600.0)
     # campus clock 3600 s ahead of the run: 400 s and 2200 s into the run
     assert trip_record(tr, 3600.0) == {"time_s": 400.0, "cause": "sag", "v_pu": 0.4,
-                                       "duration_s": 0.2, "reconnect_s": 2200.0, "ramp_s": 600.0}
+                                       "v_unsupported_pu": 0.4, "duration_s": 0.2,
+                                       "reconnect_s": 2200.0, "ramp_s": 600.0, "outcome": "trip"}

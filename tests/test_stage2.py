@@ -184,7 +184,8 @@ def test_ieee33_plan_voltages_match_opendss_with_the_dispatch_applied(ieee33):
     assert sum(abs(v) for v in first.values()) > 0.1  # the plan does something
     for label, p in first.items():
         bus = label.split("_")[1]
-        fd.add_injection(f"t_{label}", bus, -p, 0.0)  # load convention: injection < 0
+        q = float(res.schedule_mvar[label][0])
+        fd.add_injection(f"t_{label}", bus, -p, -q)  # load convention: injection < 0
     ac = fd.solve()
     assert ac.converged
     v_ac = ac.bus_voltages()

@@ -21,7 +21,8 @@ from scenarios.runner import run_scenario
 from scenarios.timeseries_io import read_timeseries
 
 START_HOUR = 14.0
-FIELDS = {"campus", "time_s", "cause", "v_pu", "duration_s", "reconnect_s", "ramp_s"}
+FIELDS = {"campus", "time_s", "cause", "v_pu", "v_unsupported_pu", "duration_s", "reconnect_s",
+          "ramp_s", "outcome"}
 
 
 def tripping_scenario():
@@ -46,9 +47,11 @@ def run(tmp_path_factory):
 
 def test_every_logged_trip_is_a_step_where_the_campus_goes_offline(run):
     sc, out, kpis, ts = run
-    log = kpis["campus_trip_log"]
+    full = kpis["campus_trip_log"]
+    assert json.loads((out / "kpis.json").read_text())["campus_trip_log"] == full
+    assert all(set(r) == FIELDS and r["outcome"] in ("trip", "avoided") for r in full)
+    log = [r for r in full if r["outcome"] == "trip"]
     assert len(log) >= 2, "the scenario is meant to trip several times"
-    assert json.loads((out / "kpis.json").read_text())["campus_trip_log"] == log
     assert [r["time_s"] for r in log] == sorted(r["time_s"] for r in log)
     step = sc.simulation.step_s
     times = ts.index.to_numpy(float)
@@ -58,7 +61,6 @@ def test_every_logged_trip_is_a_step_where_the_campus_goes_offline(run):
         offline_from[c.name] = set(times[1:][on[:-1] & ~on[1:]])
     seen: dict[str, set[float]] = {c.name: set() for c in sc.campus}
     for r in log:
-        assert set(r) == FIELDS
         assert r["cause"] in ("voltage", "disturbance", "repeated_sags")
         assert 0.0 <= r["time_s"] < len(ts) * step
         assert r["reconnect_s"] == pytest.approx(r["time_s"] + 300.0)
@@ -69,6 +71,7 @@ def test_every_logged_trip_is_a_step_where_the_campus_goes_offline(run):
     # and every online → offline transition of the time series is a logged trip
     assert seen == offline_from
     assert kpis["campus_trips"] == len(log) == kpis["campus_trips_offline_steps"]
+    assert kpis["trips_avoided"] == len(full) - len(log)
 
 
 def test_manifest_keeps_timings_only(run):
@@ -92,10 +95,10 @@ def test_report_lists_every_trip(run):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
         assert cells[0] == _clock(r["time_s"], start_s) and cells[0].startswith("14:")
         assert float(cells[1]) == pytest.approx(r["time_s"], abs=0.005)
-        assert cells[2:4] == [r["campus"], r["cause"]]
-        assert cells[4] == f"{r['v_pu']:.3f}"
-        assert cells[6] == _clock(r["reconnect_s"], start_s)
-        assert cells[7] == ("at once" if r["ramp_s"] == 0 else "120")
+        assert cells[2:5] == [r["campus"], r["outcome"], r["cause"]]
+        assert cells[5:7] == [f"{r['v_pu']:.3f}", f"{r['v_unsupported_pu']:.3f}"]
+        assert cells[8] == _clock(r["reconnect_s"], start_s)
+        assert cells[9] == ("at once" if r["ramp_s"] == 0 else "120")
     assert "at once" in table and "No trips" not in doc
     # the KPI table does not repeat the log
     kpi_table = doc[doc.index("<h2>Key performance indicators</h2>"):campus_fig]

@@ -16,7 +16,16 @@ from typing import Any, Literal
 import pyomo.environ as pyo
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from models.fcm.base import _EPS, Device, DeviceOutput, Placement, Technology, big_m, finite
+from models.fcm.base import (
+    _EPS,
+    Device,
+    DeviceOutput,
+    Placement,
+    Technology,
+    add_no_reactive,
+    big_m,
+    finite,
+)
 from models.schema import StrictModel
 
 
@@ -130,8 +139,8 @@ def add_dr(
     ``D̄ = p_cap``, ``B = e_cap``, ``W = ⌈payback_window_s / Δt⌉`` steps, ``M = p_max``. The
     payback rule asks that all debt except that of the last ``W`` steps' curtailment is
     cleared by the end of the horizon (a horizon-level form of the device's window rule), so
-    the payback's consumption is planned inside the horizon. Exposes ``d``, ``r``, ``w``,
-    ``D``, ``p_mw``, ``op_cost`` and ``host_draw_mw[t] = d_t``, what the block takes off its
+    the payback's consumption is planned inside the horizon. DR has no reactive power
+    (``q_mvar = q_room_mvar = 0``). Exposes ``d``, ``r``, ``w``, ``D``, ``p_mw``, ``op_cost`` and ``host_draw_mw[t] = d_t``, what the block takes off its
     host bus's load: the horizon problem bounds it by that load
     (:class:`controllers.horizon.HorizonProblem`, ``Σ_{k at j} d_kt ≤ L_jt``).
     """
@@ -163,6 +172,7 @@ def add_dr(
     )
     b.p_mw = pyo.Expression(b.T, rule=lambda b, t: b.d[t] - b.r[t])
     b.host_draw_mw = pyo.Expression(b.T, rule=lambda b, t: b.d[t])
+    add_no_reactive(b)
     b.target_shortfall_mwh = pyo.Expression(expr=0.0)
     b.op_cost = pyo.Expression(expr=spec.cost_per_mwh * sum(b.d[t] * dt_h for t in b.T))
     return b
@@ -187,7 +197,7 @@ class DRTechnology(Technology):
 
     def add_block(self, b: pyo.Block, time: Sequence[int], dt_h: float, tech: DRType, *,
                   p_cap: Any, e_cap: Any, p_max: float | None = None,
-                  plant_step_s: float | None = None) -> pyo.Block:
+                  plant_step_s: float | None = None, s_cap: Any = None) -> pyo.Block:
         b.e_used = pyo.Param(mutable=True, initialize=0.0)
         b.debt_init = pyo.Param(mutable=True, initialize=0.0)
         return add_dr(b, time, dt_h, tech, p_cap=p_cap, e_cap=e_cap,

@@ -40,6 +40,16 @@ class GeneratorType(StrictModel):
     cost_per_mwh: NonNegativeFloat = 120.0
     capex_per_module: NonNegativeFloat = 400_000.0
     max_modules: int = Field(4, ge=1)
+    # power-factor range: over-excited (injecting Q) down to pf_lagging_min, under-excited
+    # (absorbing Q) down to pf_leading_min
+    pf_lagging_min: float = Field(0.85, gt=0, le=1)
+    pf_leading_min: float = Field(0.95, gt=0, le=1)
+    cost_per_mvarh: NonNegativeFloat = 0.5
+
+    @property
+    def q_over_p(self) -> tuple[float, float]:
+        """``(tan φ_lag, tan φ_lead)``: the most Mvar it injects and absorbs per MW."""
+        return (math.tan(math.acos(self.pf_lagging_min)), math.tan(math.acos(self.pf_leading_min)))
 
     def ramp_mw_per_min_for(self, p_mw: float) -> float:
         """Ramp limit of a placement of ``p_mw`` (MW/min). ``ramp_mw_per_min`` is one
@@ -69,7 +79,9 @@ class Generator(Device):
 
     A start may reach ``max(P_min, R·Δt)`` in its first step (start-up trajectory); a stop
     takes the output to 0 in one step (shut-down). A held-on unit asked for less than
-    ``P_min`` runs at ``P_min``. Cost = ``c · P · Δt_h + C_su · [start]``.
+    ``P_min`` runs at ``P_min``. Reactive power lies in its power-factor range,
+    ``−tan φ_lead P ≤ Q ≤ tan φ_lag P`` (0 when off). Cost = ``c · P · Δt_h + c_q |Q| Δt_h +
+    C_su · [start]``.
     """
 
     def __init__(self, placement: Placement, tech: GeneratorType) -> None:
@@ -84,6 +96,9 @@ class Generator(Device):
         self.committed = False
         self.time_in_state_s = NEVER_SWITCHED_S  # off "forever": a start is allowed at once
         self.p_prev = 0.0
+        self.q_prev = 0.0
+        self.q_over_p = tech.q_over_p
+        self.cost_per_mvarh = tech.cost_per_mvarh
 
     def step(self, p_set_mw: float, dt_s: float, q_set_mvar: float = 0.0) -> DeviceOutput:
         dt_h = dt_s / 3600.0
@@ -104,12 +119,15 @@ class Generator(Device):
             hi = min(self.p_max, self.p_prev + r)
             p = min(max(p_set, lo), hi)
         self.time_in_state_s += dt_s
-        self.p_prev = p
-        cost = self.cost_per_mwh * p * dt_h + (self.startup_cost if started else 0.0)
-        return DeviceOutput(p, 0.0, math.nan, 0.0, self.committed, cost, self.time_in_state_s)
+        lag, lead = self.q_over_p
+        q = min(max(finite(q_set_mvar), -lead * p), lag * p)
+        self.p_prev, self.q_prev = p, q
+        cost = ((self.cost_per_mwh * p + self.cost_per_mvarh * abs(q)) * dt_h
+                + (self.startup_cost if started else 0.0))
+        return DeviceOutput(p, q, math.nan, 0.0, self.committed, cost, self.time_in_state_s)
 
     def reading(self) -> DeviceOutput:
-        return DeviceOutput(self.p_prev, 0.0, math.nan, 0.0, self.committed, 0.0,
+        return DeviceOutput(self.p_prev, self.q_prev, math.nan, 0.0, self.committed, 0.0,
                             self.time_in_state_s)
 
 
@@ -136,7 +154,8 @@ def add_generator(
         p_{t−1} − p_t ≤ ρ P̄ Δt_min + M z_t                           (ramp down; a stop is free)
         Σ_{τ=t−U+1..t} y_τ ≤ u_t,   Σ_{τ=t−D+1..t} z_τ ≤ 1 − u_t      (min up/down time)
         u_t ≥ must_on_t,   u_t ≤ 1 − must_off_t                       (carried-over up/down time)
-        op_cost = c Σ_t p_t Δt_h + C^SU Σ_t y_t
+        −tan φ_lead p_t ≤ q_t ≤ tan φ_lag p_t,  a_t ≥ ±q_t             (power-factor range)
+        op_cost = c Σ_t p_t Δt_h + c_q Σ_t a_t Δt_h + C^SU Σ_t y_t
 
     ``spec`` is the catalog entry. ``P̄ = p_cap``, ``π = p_min_frac``, ``ρ =
     ramp_frac_per_min``, ``Δt_min = 60 Δt_h``,
@@ -150,7 +169,8 @@ def add_generator(
     and ``y_t = u_t − u_{t−1}``, and ``u_t = 0`` gives ``y_t = 0`` and ``z_t = u_{t−1}``.
     Declaring them continuous leaves the feasible set of the MILP unchanged and removes
     two thirds of the block's binaries (BENCHMARKS.md, "Stage II in real time").
-    Exposes ``u``, ``y``, ``z``, ``pg``, ``p_mw`` and ``op_cost``.
+    Exposes ``u``, ``y``, ``z``, ``pg``, ``p_mw``, ``q_mvar``, ``q_room_mvar`` (0: no
+    fault-time support is modelled for a rotating machine) and ``op_cost``.
     """
     m_big = big_m(p_cap, p_max, "add_generator")
     steps = list(time)
@@ -198,9 +218,19 @@ def add_generator(
     b.carry_on = pyo.Constraint(b.T, rule=lambda b, t: b.u[t] >= must_on[pos[t]])
     b.carry_off = pyo.Constraint(b.T, rule=lambda b, t: b.u[t] <= 1 - must_off[pos[t]])
     b.p_mw = pyo.Expression(b.T, rule=lambda b, t: b.pg[t])
+    lag, lead = spec.q_over_p
+    b.q = pyo.Var(b.T, domain=pyo.Reals)
+    b.q_abs = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+    b.q_lag = pyo.Constraint(b.T, rule=lambda b, t: b.q[t] <= lag * b.pg[t])
+    b.q_lead = pyo.Constraint(b.T, rule=lambda b, t: -b.q[t] <= lead * b.pg[t])
+    b.q_abs_hi = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= b.q[t])
+    b.q_abs_lo = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= -b.q[t])
+    b.q_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q[t])
+    b.q_room_mvar = pyo.Expression(b.T, rule=lambda b, t: 0.0)
     b.target_shortfall_mwh = pyo.Expression(expr=0.0)
     b.op_cost = pyo.Expression(
-        expr=sum(spec.cost_per_mwh * b.pg[t] * dt_h + spec.startup_cost * b.y[t] for t in b.T)
+        expr=sum((spec.cost_per_mwh * b.pg[t] + spec.cost_per_mvarh * b.q_abs[t]) * dt_h
+                 + spec.startup_cost * b.y[t] for t in b.T)
     )
     return b
 
@@ -229,6 +259,7 @@ class GeneratorTechnology(Technology):
 
     name = "generator"
     catalog_type = GeneratorType
+    reactive = True
 
     def device(self, placement: Placement, tech: GeneratorType,
                host_p_mw: float | None = None) -> Generator:
@@ -237,12 +268,16 @@ class GeneratorTechnology(Technology):
     def sizes(self, placement: Placement, tech: GeneratorType) -> tuple[float, float]:
         return float(placement.p_mw), 0.0
 
+    def s_mva(self, placement: Placement, tech: GeneratorType) -> float:
+        """Nameplate MVA: P̄ at its lowest lagging power factor."""
+        return float(placement.p_mw) / tech.pf_lagging_min
+
     def ramp_mw_per_min(self, tech: GeneratorType, p_mw: float) -> float | None:
         return tech.ramp_mw_per_min_for(p_mw)
 
     def add_block(self, b: pyo.Block, time: Sequence[int], dt_h: float, tech: GeneratorType, *,
                   p_cap: Any, e_cap: Any = 0.0, p_max: float | None = None,
-                  plant_step_s: float | None = None) -> pyo.Block:
+                  plant_step_s: float | None = None, s_cap: Any = None) -> pyo.Block:
         steps = list(time)
         b.u_init = pyo.Param(mutable=True, initialize=0)
         b.p_init = pyo.Param(mutable=True, initialize=0.0)

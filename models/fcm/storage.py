@@ -15,7 +15,16 @@ from typing import Any, Literal
 import pyomo.environ as pyo
 from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from models.fcm.base import Device, DeviceOutput, Placement, Technology, big_m, finite
+from models.fcm.base import (
+    Device,
+    DeviceOutput,
+    FaultSupport,
+    Placement,
+    Technology,
+    add_pq_capability,
+    big_m,
+    finite,
+)
 from models.schema import StrictModel
 
 
@@ -34,6 +43,14 @@ class StorageType(StrictModel):
     capex_per_module: NonNegativeFloat = 150_000.0
     cost_per_mwh: NonNegativeFloat = 10.0
     max_modules: int = Field(8, ge=1)
+    # the inverter (docs/fcm.md, "Reactive power and fault-time support")
+    s_over_p: float = Field(1.0, ge=1.0, le=3.0)
+    s_over_p_max: float = Field(1.5, ge=1.0, le=3.0)
+    capex_per_kva: NonNegativeFloat = 60.0
+    cost_per_mvarh: NonNegativeFloat = 0.5
+    fault_k: float = Field(2.0, ge=0, le=10)
+    fault_current_limit_pu: float = Field(1.0, gt=0, le=2)
+    fault_deadband_pu: float = Field(0.1, ge=0, le=0.5)
 
     @model_validator(mode="after")
     def _soc_band(self) -> "StorageType":
@@ -42,6 +59,9 @@ class StorageType(StrictModel):
         if not self.soc_min <= self.soc_init <= self.soc_max:
             raise ValueError(f"soc_init ({self.soc_init}) must lie in [soc_min, soc_max] = "
                              f"[{self.soc_min}, {self.soc_max}]")
+        if self.s_over_p_max < self.s_over_p:
+            raise ValueError(f"s_over_p_max ({self.s_over_p_max}) must be at least s_over_p "
+                             f"({self.s_over_p})")
         return self
 
 
@@ -57,13 +77,18 @@ class Storage(Device):
     ``|P| ≤ P̄``, the ramp limit ``|P − P_prev| ≤ R·Δt`` (if the type has one), and the
     energy bounds: discharge ``P ≤ (E − E_min) η_d / Δt_h``, charge
     ``−P ≤ (E_max − E) / (η_c Δt_h)``. The energy bound wins over the ramp limit: a store
-    cannot deliver energy it does not hold. Reactive power is limited by the inverter
-    rating ``|Q| ≤ sqrt(P̄² − P²)``. Operating cost = ``c · |P| · Δt_h`` (throughput).
+    cannot deliver energy it does not hold. Reactive power is limited by the inverter's
+    apparent-power rating, ``|Q| ≤ sqrt(S̄² − P²)``. Operating cost = ``c · |P| · Δt_h +
+    c_q · |Q| · Δt_h`` (throughput, reactive). Its fault-time response is
+    :class:`models.fcm.base.FaultSupport`'s.
     """
 
     def __init__(self, placement: Placement, tech: StorageType) -> None:
         self.label = placement.label
         self.p_max, self.e_max_mwh = TECHNOLOGY.sizes(placement, tech)
+        self.s_max = TECHNOLOGY.s_mva(placement, tech)
+        self.tech = tech
+        self.q_prev = 0.0
         self.e_lo = tech.soc_min * self.e_max_mwh
         self.e_hi = tech.soc_max * self.e_max_mwh
         self.eta_c = tech.eta_charge
@@ -88,13 +113,22 @@ class Storage(Device):
             self.e_mwh += -p * self.eta_c * dt_h
         # round-off must not push the state outside its bounds
         self.e_mwh = min(max(self.e_mwh, self.e_lo), self.e_hi)
-        q_room = math.sqrt(max(self.p_max ** 2 - p ** 2, 0.0))
+        q_room = math.sqrt(max(self.s_max ** 2 - p ** 2, 0.0))
         q = min(max(finite(q_set_mvar), -q_room), q_room)
-        self.p_prev = p
-        return DeviceOutput(p, q, self._soc(), self.e_mwh, False, self.cost_per_mwh * abs(p) * dt_h)
+        self.p_prev, self.q_prev = p, q
+        cost = (self.cost_per_mwh * abs(p) + self.tech.cost_per_mvarh * abs(q)) * dt_h
+        return DeviceOutput(p, q, self._soc(), self.e_mwh, False, cost)
 
     def reading(self) -> DeviceOutput:
         return DeviceOutput(0.0, 0.0, self._soc(), self.e_mwh, False, 0.0)
+
+    def fault_support(self, v_pu: float = 1.0) -> FaultSupport:
+        """The response at the last step's ``(P, Q)`` and terminal voltage ``v_pu``."""
+        v = v_pu if math.isfinite(v_pu) and v_pu > 0.05 else 1.0
+        i_lim = self.tech.fault_current_limit_pu * self.s_max
+        room = math.sqrt(max(i_lim ** 2 - (self.p_prev / v) ** 2, 0.0)) - self.q_prev / v
+        return FaultSupport(self.tech.fault_k * self.s_max, max(room, 0.0),
+                            self.tech.fault_deadband_pu)
 
     def _soc(self) -> float:
         return self.e_mwh / self.e_max_mwh if self.e_max_mwh > 0 else math.nan
@@ -111,6 +145,7 @@ def add_storage(
     e_init: Any,
     e_target: Any = None,
     p_max: float | None = None,
+    s_cap: Any = None,
 ) -> pyo.Block:
     """Storage (BESS, LDES) over steps ``T`` of Δt_h hours (docs/optimization.md §2.1).
 
@@ -123,14 +158,16 @@ def add_storage(
         soc_min Ē ≤ E_{t+1} ≤ soc_max Ē
         E_{|T|} + e^short ≥ E^target,  e^short ≥ 0                  (soft end target)
         p_t = P^d_t − P^c_t
-        op_cost = c Σ_t (P^c_t + P^d_t) Δt_h
+        (p_t, q_t), (p_t, q_t + R_t) in the S̄-polygon         (models.fcm.base.add_pq_capability)
+        op_cost = c Σ_t (P^c_t + P^d_t) Δt_h + c_q Σ_t |q_t| Δt_h
 
-    ``spec`` is the catalog entry (``η_c``, ``η_d``, ``soc_min``, ``soc_max``, ``c``).
-    ``P̄ = p_cap``, ``Ē = e_cap``, ``M = p_max`` (or ``p_cap`` when numeric). The energy
+    ``spec`` is the catalog entry (``η_c``, ``η_d``, ``soc_min``, ``soc_max``, ``c``, ``c_q``).
+    ``P̄ = p_cap``, ``Ē = e_cap``, ``S̄ = s_cap`` (``None``: ``s_over_p · P̄``),
+    ``M = p_max`` (or ``p_cap`` when numeric). The energy
     bounds are hard, so an ``e_init`` outside what the first step can reach is infeasible
     (the rolling controller turns that into its fallback). ``e_target=None``: no target.
     Exposes ``E[t]`` for ``t = 0..|T|`` (``E[0]`` the initial energy), ``pc``, ``pd``, ``u``,
-    ``p_mw``, ``target_shortfall_mwh`` and ``op_cost``.
+    ``p_mw``, ``q_mvar``, ``q_room_mvar``, ``target_shortfall_mwh`` and ``op_cost``.
     """
     m_big = big_m(p_cap, p_max, "add_storage")
     steps = list(time)
@@ -160,9 +197,11 @@ def add_storage(
     else:
         b.e_short.fix(0.0)
     b.p_mw = pyo.Expression(b.T, rule=lambda b, t: b.pd[t] - b.pc[t])
+    add_pq_capability(b, spec.s_over_p * p_cap if s_cap is None else s_cap)
     b.target_shortfall_mwh = pyo.Expression(expr=b.e_short)
     b.op_cost = pyo.Expression(
-        expr=spec.cost_per_mwh * sum((b.pc[t] + b.pd[t]) * dt_h for t in b.T)
+        expr=sum((spec.cost_per_mwh * (b.pc[t] + b.pd[t]) + spec.cost_per_mvarh * b.q_abs[t]) * dt_h
+                 for t in b.T)
     )
     return b
 
@@ -174,9 +213,30 @@ class StorageTechnology(Technology):
     name = "storage"
     catalog_type = StorageType
     energy_name = "energy capacity"
+    inverter = True
+    reactive = True
 
     def e_mwh_per_module(self, tech: StorageType) -> float:
         return float(tech.e_mwh_per_module)
+
+    def s_mva(self, placement: Placement, tech: StorageType) -> float:
+        if placement.s_kva is not None:
+            return float(placement.s_kva) / 1e3
+        return float(tech.s_over_p) * float(placement.p_mw)
+
+    def s_extra_max(self, tech: StorageType) -> float:
+        return float(tech.s_over_p_max - tech.s_over_p)
+
+    def placement_problem(self, placement: Placement, tech: StorageType) -> str | None:
+        """:meth:`Technology.placement_problem`, and an inverter rated at least P̄:
+        ``s_kva ≥ 1000 p_mw``."""
+        if (msg := super().placement_problem(placement, tech)) is not None:
+            return msg
+        if placement.s_kva is not None and placement.s_kva < 1e3 * placement.p_mw * (1 - 1e-9):
+            return (f"s_kva: the inverter of a {self.name} placement is rated at least its "
+                    f"p_mw, got {placement.s_kva:g} kVA for {placement.p_mw:g} MW; allowed: "
+                    f"s_kva >= {1e3 * placement.p_mw:g}")
+        return None
 
     def device(self, placement: Placement, tech: StorageType,
                host_p_mw: float | None = None) -> Storage:
@@ -184,7 +244,7 @@ class StorageTechnology(Technology):
 
     def add_block(self, b: pyo.Block, time: Sequence[int], dt_h: float, tech: StorageType, *,
                   p_cap: Any, e_cap: Any, p_max: float | None = None,
-                  plant_step_s: float | None = None) -> pyo.Block:
+                  plant_step_s: float | None = None, s_cap: Any = None) -> pyo.Block:
         nominal = tech.soc_init * e_cap
         if isinstance(nominal, (int, float)):  # a numeric size: the state is a parameter
             b.e_init = pyo.Param(mutable=True, initialize=float(nominal))
@@ -192,8 +252,8 @@ class StorageTechnology(Technology):
             e_init, e_target = b.e_init, b.e_target
         else:  # a variable size (Stage I): the nominal state scales with it
             e_init = e_target = nominal
-        return add_storage(b, time, dt_h, tech, p_cap=p_cap,
-                           e_cap=e_cap, e_init=e_init, e_target=e_target, p_max=p_max)
+        return add_storage(b, time, dt_h, tech, p_cap=p_cap, e_cap=e_cap, e_init=e_init,
+                           e_target=e_target, p_max=p_max, s_cap=s_cap)
 
     def set_state(self, b: pyo.Block, tech: StorageType, state: Any, dt_s: float) -> None:
         b.e_init = float(state.soc_mwh)
