@@ -57,6 +57,7 @@ class CampusFleet:
         self.campuses: dict[str, Campus] = {}
         self.last: dict[str, CampusOutput] = {}
         self.v_seen: dict[str, float] = {}
+        self.support_seen: dict[str, list[dict[str, Any]]] = {}
         self._forecasts: dict[str, list[float]] = {}  # of the last step, filled on request
         self._next: dict[str, float] = {}  # likewise
 
@@ -76,6 +77,7 @@ class CampusFleet:
         support = support or {}
         for name, campus in self.campuses.items():
             campus.set_support(support.get(name, []))
+            self.support_seen[name] = [s.as_dict() for s in support.get(name, [])]
             v = v_poi_pu.get(name)
             self.v_seen[name] = v if v is not None else math.nan
             self.last[name] = campus.step(t_s, v)
@@ -85,13 +87,15 @@ class CampusFleet:
     def outputs(self, name: str) -> dict[str, Any]:
         """The last step's outputs of campus ``name`` (load convention, + = consumption):
         ``p_mw``, ``q_mvar``, ``p_min_mw``, ``p_max_mw``, ``online``, ``p_demand_mw`` (its
-        own load, whoever serves it) and ``v_poi_pu`` (the reading used)."""
+        own load, whoever serves it), ``v_poi_pu`` (the reading used) and ``fault_support``
+        (the inverters that supported its sags, :meth:`SupportSource.as_dict`)."""
         o = self.last.get(name)
         if o is None:
             raise ValueError(f"Campus {name!r} has no output before its first step")
         return {"p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_min_mw": o.p_min_mw,
                 "p_max_mw": o.p_max_mw, "online": bool(o.online),
-                "p_demand_mw": o.it_mw + o.facility_mw, "v_poi_pu": self.v_seen.get(name, math.nan)}
+                "p_demand_mw": o.it_mw + o.facility_mw, "v_poi_pu": self.v_seen.get(name, math.nan),
+                "fault_support": self.support_seen.get(name, [])}
 
     def next_mw(self, name: str) -> float:
         """The operator's forecast of the mean draw over the coming step: the first value of

@@ -13,7 +13,8 @@ Input ``v_poi_pu``: the POI voltage of the previous step (time-shifted connectio
 minimum over several sources counts, none means nominal. Input ``fault_support``: the
 inverters that support the campus's sags, a list of
 :meth:`models.fault_support.SupportSource.as_dict` per source (FeederSim's Injection at the
-POI publishes it, time-shifted with ``v_poi_pu``); none means no support. Outputs (load convention,
+POI publishes it, time-shifted with ``v_poi_pu``); none means no support; read back as the
+output ``fault_support`` (the sources the last step used). Outputs (load convention,
 + = consumption): ``p_mw``, ``q_mvar`` (step means), ``p_min_mw``, ``p_max_mw`` (within the
 step), ``online``, ``p_demand_mw`` (the campus's own load, whether the grid or its backup
 serves it), ``v_poi_pu`` (the reading used), ``forecast_mw`` (list of step means the
@@ -48,7 +49,7 @@ from models.fault_support import SupportSource
 from models.shock_config import ShockConfig
 
 OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "online", "p_demand_mw", "v_poi_pu",
-           "forecast_mw", "next_mw")
+           "fault_support", "forecast_mw", "next_mw")
 
 META: Meta = {
     "api_version": "3.0",
@@ -57,7 +58,8 @@ META: Meta = {
         "Campus": {
             "public": True,
             "params": ["config", "index"],
-            "attrs": ["v_poi_pu", "fault_support", *[a for a in OUTPUTS if a != "v_poi_pu"]],
+            "attrs": ["v_poi_pu", "fault_support",
+                      *[a for a in OUTPUTS if a not in ("v_poi_pu", "fault_support")]],
         },
     },
     "extra_methods": ["timing", "trips"],
