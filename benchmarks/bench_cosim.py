@@ -48,8 +48,10 @@ from scenarios.runner import run_scenario  # noqa: E402
 
 KPI_ROWS = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
             "voltage_violation_bus_steps", "v_min_pu", "restoration_time_s", "campus_trips",
+            "trips_avoided", "unserved_energy_avoided_mwh", "fcm_q_mvarh",
             "fcm_operating_cost", "controller_solves", "controller_fallbacks",
-            "controller_solve_s_median", "ac_validation.max_abs_v_error_pu",
+            "controller_solve_s_median", "controller_solve_s_max",
+            "ac_validation.max_abs_v_error_pu",
             "ac_validation_prediction.max_abs_v_error_pu", "wall_s")
 #: the four KPIs of issue 5's acceptance (lower is better)
 ACCEPTANCE = ("unserved_energy_mwh", "imbalance_mwh", "ramp_violation_mwh",
@@ -204,6 +206,11 @@ def compare(hours: float, seeds: list[int] | None = None) -> None:
             n, r, m = (_get(rows[k], key) for k in ("none", "rule", "mpc"))
             print(f"{key}: mpc < rule {'yes' if m < r else 'NO'}, rule < none "
                   f"{'yes' if r < n else 'NO'}")
+        print("\ntrip log (UPS-input voltage with the inverters' fault current / without it):")
+        for kind in ("none", "rule", "mpc"):
+            for tr in rows[kind].get("campus_trip_log", []):
+                print(f"  {kind:<4} t={tr['time_s']:8.0f} s {tr['outcome']:<7} {tr['cause']:<13} "
+                      f"{tr['v_pu']:.3f} / {tr['v_unsupported_pu']:.3f} pu for {tr['duration_s']:.3g} s")
 
 
 def main() -> None:

@@ -31,10 +31,11 @@ the largest scheduled import of the horizon.
 Reactive reserve (docs/optimization.md §3.7). A sag in step t (probability ``π_t``) is
 ridden through more often when the inverters near a campus keep reactive room ``R_kt``
 (:func:`models.fcm.base.add_pq_capability`): their fault current lifts the campus's POI by
-``Σ_k x_ck R_kt`` pu, ``x_ck = ∂|V_c|/∂Q_k`` the LinDistFlow sensitivity (pu per Mvar). Below
-the target lift ``L`` the shortfall is paid::
+``Σ_k x_ck R'_kt`` pu, ``x_ck = ∂|V_c|/∂Q_k`` the LinDistFlow sensitivity (pu per Mvar), with
+``R'_kt`` the room its K-factor response can use in a sag of ``ΔV`` (:data:`RESERVE_DV_PU`).
+Below the target lift ``L`` the shortfall is paid::
 
-    r_ct ≥ L − Σ_k x_ck R_kt,   r_ct ≥ 0
+    r_ct ≥ L − Σ_k x_ck R'_kt,   0 ≤ R'_kt ≤ R_kt,   R'_kt ≤ K_k ΔV S̄_k,   r_ct ≥ 0
 
 Stage II (:class:`controllers.stage2.Stage2Model`) builds it with the placements' sizes and
 writes each measurement into its mutable parameters; Stage I
@@ -87,6 +88,10 @@ IMPORT_BAND_FRAC = 0.05
 
 #: A band below this (MW) is taken as this, so that ``x_t / β`` stays finite.
 MIN_BAND_MW = 1e-3
+
+#: The sag depth (pu) the reactive reserve sizes an inverter's useful room for: its K-factor
+#: response to a drop of this much uses at most ``K ΔV S̄`` of room (docs/optimization.md §3.7).
+RESERVE_DV_PU = 0.3
 
 #: ``network_rows = "auto"`` reduces the compact form's rows above this many buses.
 AUTO_GROUP_BUSES = 300
@@ -353,7 +358,8 @@ class HorizonProblem:
     def _add_reserve(self, T: list[int]) -> None:
         """The reactive reserve of the module docstring: ``r[c, t]`` and its rows for each
         campus with an inverter whose room lifts it (``x_ck > 0``); ``sag_prob[t] = π``
-        (mutable)."""
+        (mutable). Room counts up to what the inverter's K-factor response can use in a
+        sag of :data:`RESERVE_DV_PU`: ``R'_kt ≤ R_kt``, ``R'_kt ≤ K_k ΔV S̄_k``."""
         blk, p = self.blk, self.params
         blk.sag_prob = pyo.Param(blk.T, mutable=True, initialize=float(p.sags_per_step))
         rooms = [u for u in self.units if u.technology.inverter]
@@ -369,13 +375,27 @@ class HorizonProblem:
                 terms = [(x, k) for x, k in terms if x > 0]
                 if terms:
                     lift[cp.name] = terms
+        used = sorted({k for terms in lift.values() for _, k in terms})
+        unit = self._unit
+        blk.ROOM = pyo.Set(initialize=used, ordered=True)
+        blk.q_lift = pyo.Var(blk.ROOM, blk.T, domain=pyo.NonNegativeReals)
+        blk.q_lift_room = pyo.Constraint(
+            blk.ROOM, blk.T, rule=lambda b, k, t: b.q_lift[k, t] <= b.fcm[k].q_room_mvar[t])
+        blk.q_lift_k = pyo.Constraint(
+            blk.ROOM, blk.T, rule=lambda b, k, t: b.q_lift[k, t]
+            <= unit[k].tech.fault_k * RESERVE_DV_PU * self._s_cap(unit[k]))
         blk.RESERVE = pyo.Set(initialize=sorted(lift), ordered=True)
         blk.q_short = pyo.Var(blk.RESERVE, blk.T, domain=pyo.NonNegativeReals)
         blk.q_reserve = pyo.Constraint(
             blk.RESERVE, blk.T,
-            rule=lambda b, c, t: b.q_short[c, t] + sum(x * b.fcm[k].q_room_mvar[t] for x, k in lift[c])
+            rule=lambda b, c, t: b.q_short[c, t] + sum(x * b.q_lift[k, t] for x, k in lift[c])
             >= p.q_reserve_lift_pu)
         self.reserve_sensitivity = lift
+
+    @staticmethod
+    def _s_cap(u: Unit) -> Any:
+        """A unit's S̄: its ``s_cap``, else its technology's for ``p_cap``."""
+        return u.s_cap if u.s_cap is not None else u.tech.s_over_p * u.p_cap
 
     def _add_objective(self, T: list[int], dt_h: float) -> None:
         blk, p = self.blk, self.params
