@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import socket
 import time
 import tomllib
@@ -507,6 +506,7 @@ def run_study(
     the other controller (``rule`` for ``mpc``), for the distance to that bound. Returns
     the ``study.json`` dict. Bad input raises :class:`ScenarioError` before any member.
     """
+    from controllers.stage1 import make_candidates
     from scenarios.ensemble import Member, dask_client, member_scenario
     from scenarios.runner import check_out_dir
     from scenarios.world import plan_world
@@ -545,15 +545,15 @@ def run_study(
     scen = {em: member_scenario(eval_base, Member(em.seed, "mpc" if em.controller == "perfect"
                                                   else em.controller), None)
             for em in members}
-    plan_world(scen[members[0]])  # the feeder, the campus buses
+    feeder = plan_world(scen[members[0]]).feeder  # the feeder, the campus buses
+    if any(m.ambiguity is not None for m in method_list):  # kinds, buses, budget
+        make_candidates(train_sc.siting, train_sc.fcm.catalog, feeder, train_sc.path or "scenario")
 
     # --- run -------------------------------------------------------------------------------
-    if out.exists():
+    with dask_client(scheduler, n_workers) as client:
         for stale in ("study.json", "evaluation.parquet", "report.html"):
             (out / stale).unlink(missing_ok=True)
-        shutil.rmtree(out / "members", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with dask_client(scheduler, n_workers) as client:
+        out.mkdir(parents=True, exist_ok=True)
         client.register_plugin(Preload())
         engine = _engine(client, scheduler, n_workers)
         train_rows, rows = _run_members(client, train_sc, method_list, train_seeds, members,
