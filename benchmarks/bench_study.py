@@ -13,7 +13,10 @@
 * ``1 worker`` and ``2 workers``: on a warm LocalCluster of that many processes (1 thread
   each, the stack imported by :class:`scenarios.study.Preload`), from submit to the last
   result. ``ratio`` = serial / row. The rows also give each member's own wall time in its
-  worker, so a slow-down from sharing the cores shows apart from the Dask overhead.
+  worker, so a slow-down from sharing the cores shows apart from the Dask overhead;
+* with ``--pool``, ``1 process`` and ``2 processes``: the same members on a plain
+  ``multiprocessing`` pool (spawned, imports paid before timing): the control that tells
+  the machine's own two-process slow-down from Dask's.
 
 ``benders``: Stage I of the default scenario (Wasserstein θ = 0.05, LP recourse) with
 ``--scenarios`` draws at ``--step-s`` over ``--hours``, solved by
@@ -40,14 +43,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scenarios.config import DEFAULT_SCENARIO, load_scenario  # noqa: E402
-from scenarios.ensemble import Member, dask_client, member_scenario, run_member  # noqa: E402
-from scenarios.study import Preload, study_seeds  # noqa: E402
+from scenarios.config import DEFAULT_SCENARIO, load_scenario
+from scenarios.ensemble import Member, dask_client, member_scenario, run_member
+from scenarios.study import Preload, study_seeds
 
 
 def _header(what: str) -> None:
     load = os.getloadavg()[0]
-    print(f"# bench_study {what}  {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  "
+    print(f"# bench_study {what}  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  "
           f"{platform.node()}  cores={os.cpu_count()}  python {platform.python_version()}  "
           f"load {load:.2f}")
 
@@ -75,12 +78,33 @@ def members(args: argparse.Namespace) -> None:
                 bad = [r["status"] for r in rows if r["status"] != "ok"]
                 if bad:
                     print("# failed:", bad)
+        if args.pool:  # the control without Dask: plain processes, same members
+            import multiprocessing as mp
+
+            for n in (1, 2):
+                with mp.get_context("spawn").Pool(n, initializer=_preload) as pool:
+                    pool.map(_noop, range(n))  # the imports paid before timing
+                    t0 = time.perf_counter()
+                    rows = pool.starmap(run_member, [(sc, str(Path(tmp) / f"p{n}_{i}"))
+                                                     for i, sc in enumerate(scen)])
+                    table.append((f"{n} process{'es' if n > 1 else ''} (Pool, no Dask)",
+                                  time.perf_counter() - t0, [r["wall_s"] for r in rows]))
     print("| engine | wall s | ratio serial/row | member wall s (mean, in its process) |")
     print("|---|---|---|---|")
     for name, wall, each in table:
         print(f"| {name} | {wall:.1f} | {serial / wall:.2f} | {statistics.mean(each):.1f} |")
     one, two = table[1][1], table[2][1]
     print(f"# speed-up 2 workers / 1 worker: {one / two:.2f}x")
+    if args.pool:
+        print(f"# speed-up 2 processes / 1 process (no Dask): {table[3][1] / table[4][1]:.2f}x")
+
+
+def _preload() -> None:
+    Preload().setup(None)
+
+
+def _noop(_: int) -> None:
+    return None
 
 
 def benders(args: argparse.Namespace) -> None:
@@ -123,6 +147,8 @@ def main() -> None:
     m.add_argument("--members", type=int, default=4)
     m.add_argument("--hours", type=float, default=6.0)
     m.add_argument("--controller", default="mpc")
+    m.add_argument("--pool", action="store_true",
+                   help="also time the members on 1 and 2 plain processes (no Dask)")
     b = sub.add_parser("benders")
     b.add_argument("--scenarios", type=int, default=200)
     b.add_argument("--step-s", type=float, default=600.0)

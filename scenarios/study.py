@@ -529,6 +529,8 @@ def run_study(
         train_sc = scenario.with_overrides(siting={"scenarios": int(n_train)})
     except ScenarioError as exc:
         raise ScenarioError(_CLI, "--train-scenarios", exc.message) from None
+    if train_sc.path and Path(train_sc.path).exists():  # workers may run in another folder
+        train_sc = train_sc.model_copy(update={"path": str(Path(train_sc.path).resolve())})
     try:
         eval_base = scenario.with_overrides(simulation={"hours": hours}) if hours else scenario
     except ScenarioError as exc:
