@@ -721,11 +721,13 @@ def study_result(scenario: Scenario, methods: list[Method], train_rows: dict[str
 
 
 def _in_sample(tr: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
-    """Stage I's own values. ``siting.json`` holds ``capex + R(w·Q)`` and E, CVaR of
-    ``w·Q`` (w = ``shock_events``); here they are also per shock event (÷ w: the recourse
-    Q_s of one siting horizon, comparable with a member's ``cost`` when ``--hours`` equals
-    ``siting.horizon_hours``) and per hour (÷ w·horizon_hours), with the LP recourse the
-    siting was solved with and with the integer recourse it was re-evaluated with."""
+    """Stage I's own values. ``nominal_*_per_event``: the mean and CVaR_α of the integer
+    recourse Q_s over the training draws under the empirical law 1/N (per shock event, the
+    quantities a member's ``cost`` estimates out of sample when ``--hours`` equals
+    ``siting.horizon_hours``). ``siting.json`` holds ``capex + R(w·Q)`` and the mean and
+    CVaR of ``w·Q`` under the method's worst-case law p* (w = ``shock_events``); they are
+    repeated here, and per shock event (÷ w) and per hour (÷ w·horizon_hours), with the LP
+    recourse the siting was solved with and with the integer recourse."""
     h = float(scenario.siting.horizon_hours)
     w = float(tr.get("shock_events") or 1.0)
     ir = tr.get("integer_recourse") or {}
@@ -733,7 +735,12 @@ def _in_sample(tr: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     def per(x: Any, d: float) -> float:
         return math.nan if x is None else float(x) / d
 
+    q = np.asarray(ir.get("recourse_costs") or [], dtype=float)
+    alpha = float(tr.get("alpha", scenario.siting.alpha))
     return {
+        # under the empirical law p⁰ = 1/N, integer recourse: what `cost` is compared with
+        "nominal_expected_cost_per_event": float(q.mean()) if q.size else math.nan,
+        "nominal_cvar_per_event": empirical_cvar(q, alpha),
         "objective": tr.get("objective"), "expected_cost": tr.get("expected_cost"),
         "cvar": tr.get("cvar"), "recourse": tr.get("recourse"), "shock_events": w,
         "horizon_hours": h,

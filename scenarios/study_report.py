@@ -111,8 +111,8 @@ def _ci(pair: Any) -> str:
 
 
 def methods_table(result: dict[str, Any]) -> str:
-    head = ("<tr><th>method</th><th>capex [$]</th><th>FCMs</th><th>in-sample E[Q] per shock event "
-            "(integer recourse) [$]</th><th>KPI</th><th>mean</th><th>95 % CI</th>"
+    head = ("<tr><th>method</th><th>capex [$]</th><th>FCMs</th><th>in-sample mean Q per shock event "
+            "(empirical law, integer recourse) [$]</th><th>KPI</th><th>mean</th><th>95 % CI</th>"
             f"<th>CVaR<sub>{result['alpha']:g}</sub></th><th>95 % CI</th><th>n</th></tr>")
     body = []
     for m in result["methods"]:
@@ -125,7 +125,7 @@ def methods_table(result: dict[str, Any]) -> str:
                      f"<td rowspan={len(kpis)} class=num>{_num(m['capex'], ',.0f')}</td>"
                      f"<td rowspan={len(kpis)}>{html.escape(fcms)}</td>"
                      f"<td rowspan={len(kpis)} class=num>"
-                     f"{_num(ins.get('integer_expected_cost_per_event'))}</td>") if j == 0 else ""
+                     f"{_num(ins.get('nominal_expected_cost_per_event'))}</td>") if j == 0 else ""
             body.append(f"<tr>{first}<td>{k}</td><td class=num>{_num(s['mean'])}</td>"
                         f"<td>{_ci(s['ci95'])}</td><td class=num>{_num(s['cvar'])}</td>"
                         f"<td>{_ci(s['cvar_ci95'])}</td><td class=num>{s['n']}</td></tr>")

@@ -288,6 +288,10 @@ def test_evaluation_row_equals_a_plain_run_of_that_siting_and_seed(scenario, loc
         assert row[key] == pytest.approx(kpis[key], rel=1e-9, abs=1e-12), key
     saa = next(m for m in result["methods"] if m["name"] == "saa")
     assert saa["capex"] == row["capex"] and saa["in_sample"]["objective"] > 0
+    # SAA's worst-case law is the empirical one, so its two in-sample means agree
+    ins = saa["in_sample"]
+    assert ins["nominal_expected_cost_per_event"] == pytest.approx(
+        ins["integer_expected_cost_per_event"], rel=1e-6)
 
 
 def test_perfect_foresight_rows_know_the_realised_draw(local_study):
