@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from scenarios.report import _CSS, _empty, _save
 
@@ -88,6 +89,7 @@ def fig_probabilities(result: dict[str, Any], path: Path) -> Path:
         ax.bar(np.arange(p.size) + (i - (len(dro) - 1) / 2) * width, p, width=width,
                label=m["name"], color=f"C{[x['name'] for x in result['methods']].index(m['name'])}")
     ax.axhline(1.0 / n, color="k", ls="--", lw=1, label="empirical 1/N")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training draw")
     ax.set_ylabel("probability")
     ax.set_title("Worst-case probabilities p* against the empirical law")
