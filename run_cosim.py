@@ -14,6 +14,11 @@
     python run_cosim.py ensemble SCENARIO [--seeds N | --seed-list 1,2,3]
                                           [--controllers none,rule,mpc] [--hours H] [--out DIR]
                                           [--scheduler ADDRESS] [--workers N] [--siting FILE]
+    python run_cosim.py study SCENARIO [--out DIR] [--methods none,saa,l1:0.1,wasserstein:0.05]
+                                       [--train-scenarios N] [--test-seeds M] [--hours H]
+                                       [--controller mpc|rule] [--shift SECTION.FIELD=VALUE ...]
+                                       [--scheduler ADDRESS] [--workers N]
+                                       [--perfect-foresight] [--no-progress]
     python run_cosim.py controller SCENARIO --listen HOST:PORT [--siting FILE]
                                             [--controller mpc|rule]
     python run_cosim.py modbus-map SCENARIO [--siting FILE]
@@ -181,6 +186,30 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--siting", type=Path, help="siting.json from `site` to instantiate FCMs")
     ens.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    st = sub.add_parser("study", help="train sitings per method, evaluate them out of sample "
+                        "in the closed loop on Dask (docs/study.md)")
+    st.add_argument("scenario", type=Path)
+    st.add_argument("--out", type=Path, help="study folder (default results/<name>_study)")
+    st.add_argument("--methods", default="none,saa,l1:0.1,wasserstein:0.05",
+                    help="comma-separated: none, saa, l1:θ, wasserstein:θ (default "
+                         "none,saa,l1:0.1,wasserstein:0.05)")
+    st.add_argument("--train-scenarios", type=_positive(int, 10_000),
+                    help="training draws N (default siting.scenarios)")
+    st.add_argument("--test-seeds", type=_positive(int, 10_000), default=10,
+                    help="test seeds M (default 10)")
+    st.add_argument("--hours", type=_positive(float), help="hours of each evaluation run")
+    st.add_argument("--controller", choices=["mpc", "rule"])
+    st.add_argument("--shift", action="extend", nargs="+", metavar="SECTION.FIELD=VALUE",
+                    help="evaluate under a shifted shock law, e.g. shocks.surge_rate_per_day=4")
+    st.add_argument("--scheduler", help="address of a running Dask scheduler (default: a "
+                    "LocalCluster)")
+    st.add_argument("--workers", type=_positive(int, 64), default=2,
+                    help="LocalCluster worker processes (default 2)")
+    st.add_argument("--perfect-foresight", action="store_true",
+                    help="add per (siting, seed) an MPC run that knows the realised campus "
+                         "draw, and a run of the other controller (the bound)")
+    st.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     ctl = sub.add_parser("controller", help="run the controller as its own process that a run "
                          "reaches over TCP (docs/hil.md)")
     ctl.add_argument("scenario", type=Path)
@@ -321,6 +350,29 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return EXIT_OK if failed < len(frame) else EXIT_INTERNAL
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from scenarios.config import load_scenario
+
+    scenario = load_scenario(args.scenario)  # validate before importing Dask and mosaik
+    from scenarios.study import run_study
+
+    out = args.out or Path("results") / f"{scenario.name}_study"
+    result = run_study(
+        scenario, out, methods=args.methods, train_scenarios=args.train_scenarios,
+        test_seeds=args.test_seeds, hours=args.hours, controller=args.controller,
+        shift=args.shift, perfect_foresight=args.perfect_foresight, scheduler=args.scheduler,
+        n_workers=args.workers, progress=not args.no_progress,
+    )
+    print(f"wrote {out}/ (study.json, evaluation.parquet, report.html, sitings/, members/)")
+    print(f"  {result['members']} members, {result['failed']} failed")
+    for m in result["methods"]:
+        c = m["out_of_sample"]["cost"]
+        print(f"  {m['name']:>18}: capex {m['capex']:,.0f}, cost mean {c['mean']:.4g} "
+              f"[{c['ci95'][0]:.4g}, {c['ci95'][1]:.4g}], CVaR {c['cvar']:.4g} (n={c['n']})")
+    evaluated = sum(m["members"] - m["failed"] for m in result["methods"])
+    return EXIT_OK if evaluated > 0 else EXIT_INTERNAL
+
+
 def cmd_controller(args: argparse.Namespace) -> int:
     from scenarios.config import load_scenario
 
@@ -348,7 +400,7 @@ def cmd_modbus_map(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "site": cmd_site, "shocks": cmd_shocks, "feeder": cmd_feeder,
-            "ensemble": cmd_ensemble, "controller": cmd_controller,
+            "ensemble": cmd_ensemble, "study": cmd_study, "controller": cmd_controller,
             "modbus-map": cmd_modbus_map}
 
 

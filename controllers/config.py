@@ -60,6 +60,9 @@ class ControllerConfig(StrictModel):
     solver: str = "appsi_highs"
     # "operator": the campus operator's published forecast (controllers/forecast.py)
     forecaster: Literal["persistence", "perfect", "scenario", "operator"] = "persistence"
+    # "perfect" reads the realised campus draws (columns dc.<campus>.p_mw) from this
+    # timeseries.parquet of an earlier run with the same seed (the study's bound, docs/study.md)
+    foresight_file: str | None = None
     linearize_at: Literal["flat", "ac"] = "ac"
     # Fast ramp guard on the held plan, every co-simulation step (controllers/baseline.py
     # rule 5; docs/optimization.md §3.5): "ramp" or "none" (setpoints held as solved).

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Mapping, Protocol
 
 import numpy as np
@@ -117,6 +117,9 @@ class TwoStageSolution:
     recourse_relaxed: bool
     iterations: int = 1
     history: list[tuple[float, float, float]] = field(default_factory=list)
+    #: Benders: wall time in the master MILP solves and in the subproblem rounds (s)
+    master_s: float = 0.0
+    subproblems_s: float = 0.0
 
 
 def relax_integers(blk: pyo.Block) -> int:
@@ -391,6 +394,95 @@ class _Subproblems:
         return q, grad
 
 
+class _ScenarioSubset:
+    """Scenarios ``idx`` of a recourse, numbered ``0..len(idx)−1`` (a chunk on a worker)."""
+
+    def __init__(self, recourse: Recourse, idx: list[int]) -> None:
+        self.recourse, self.idx = recourse, list(idx)
+        self.n_scenarios = len(self.idx)
+        self.reusable = bool(getattr(recourse, "reusable", False)) and hasattr(recourse,
+                                                                                "set_scenario")
+
+    def build(self, blk: pyo.Block, link: Mapping[Hashable, Any], s: int) -> Any:
+        return self.recourse.build(blk, link, self.idx[s])
+
+    def set_scenario(self, blk: pyo.Block, s: int) -> None:
+        self.recourse.set_scenario(blk, self.idx[s])  # type: ignore[attr-defined]
+
+
+#: The chunks of :class:`DaskSubproblems` living in this (worker) process, by token.
+_CHUNKS: dict[str, _Subproblems] = {}
+
+
+def _solve_chunk(token: str, problem: TwoStageProblem, keys: list[Hashable],
+                 bounds: dict[Hashable, tuple[float, float]], idx: list[int],
+                 nhat: dict[Hashable, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Run in a Dask worker: ``(Q_s, π_s)`` of scenarios ``idx`` at ``n̂``. The chunk's models
+    and HiGHS instances are built at its first call and kept in this process (``_CHUNKS``),
+    so later iterations only push n̂ and warm-start."""
+    subs = _CHUNKS.get(token)
+    if subs is None:
+        m = len(idx)
+        part = replace(problem, recourse=_ScenarioSubset(problem.recourse, idx),
+                       p0=np.full(m, 1.0 / m), distances=None)
+        subs = _CHUNKS[token] = _Subproblems(part, keys, bounds)
+    return subs.solve(nhat)
+
+
+def _drop_chunks(prefix: str) -> int:
+    """Run on every worker when a Benders solve ends: forget its chunks."""
+    gone = [t for t in _CHUNKS if t.startswith(prefix)]
+    for t in gone:
+        del _CHUNKS[t]
+    return len(gone)
+
+
+class DaskSubproblems:
+    """The N recourse LPs split into one contiguous chunk per Dask worker. Each chunk is
+    built once on its worker and kept there (:func:`_solve_chunk`); every iteration is one
+    task per chunk, pinned to that worker, that pushes n̂ and re-solves from the previous
+    basis. The problem is sent to each worker once (``scatter``). Same interface and
+    results as :class:`_Subproblems` (the chunks solve the same LPs)."""
+
+    def __init__(self, problem: TwoStageProblem, keys: list[Hashable],
+                 bounds: dict[Hashable, tuple[float, float]], client: Any,
+                 chunks: int | None = None) -> None:
+        import uuid
+
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise SolveFailed("benders on Dask: the cluster has no worker")
+        n = problem.n_scenarios
+        parts = np.array_split(np.arange(n), max(1, min(n, chunks or len(workers))))
+        self.parts = [p for p in parts if p.size]
+        self.workers = [workers[i % len(workers)] for i in range(len(self.parts))]
+        self.client, self.keys, self.bounds = client, keys, bounds
+        self.n, self.k = n, len(keys)
+        self.prefix = f"benders-{uuid.uuid4().hex[:8]}"
+        self.problem = client.scatter(problem, broadcast=True, hash=False)
+
+    def solve(self, nhat: dict[Hashable, float], duals: bool = True,
+              progress: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, np.ndarray]:
+        pending = [self.client.submit(_solve_chunk, f"{self.prefix}-{i}", self.problem, self.keys,
+                                      self.bounds, part.tolist(), dict(nhat), workers=[w],
+                                      allow_other_workers=False, pure=False)
+                   for i, (part, w) in enumerate(zip(self.parts, self.workers))]
+        q, grad = np.zeros(self.n), np.zeros((self.n, self.k))
+        done = 0
+        for part, fut in zip(self.parts, pending):
+            q[part], grad[part] = fut.result()
+            done += part.size
+            progress(done)
+        return q, grad
+
+    def close(self) -> None:
+        """Forget the chunks on the workers."""
+        try:
+            self.client.run(_drop_chunks, self.prefix)
+        except Exception:  # a worker gone: its chunks went with it
+            log.debug("benders on Dask: dropping chunks failed", exc_info=True)
+
+
 def solve_benders(
     problem: TwoStageProblem,
     *,
@@ -398,12 +490,16 @@ def solve_benders(
     mip_gap: float = 1e-4,
     max_iterations: int = 200,
     progress: Progress = no_progress,
+    client: Any = None,
 ) -> TwoStageSolution:
     """Multi-cut L-shaped method on the LP relaxation of the recourse (module docstring).
 
     Lower bound: the master MILP's best bound. Upper bound: ``c(n̂) + R(w·Q(n̂))`` with
     Q(n̂) the recourse LP values at the master's solution. Stops when
     ``(UB − LB)/|UB| ≤ mip_gap``; the master itself is solved to ``mip_gap/4``.
+
+    ``client``: a ``dask.distributed`` Client; the subproblems then run on its workers, one
+    chunk of scenarios per worker (:class:`DaskSubproblems`), the master in this process.
     """
     t0 = time.perf_counter()
     n = problem.n_scenarios
@@ -426,7 +522,8 @@ def solve_benders(
     master.capex = pyo.Expression(expr=capex)
     master.obj = pyo.Objective(expr=master.capex + master.risk.value)
     master.cuts = pyo.ConstraintList()
-    subs = _Subproblems(problem, keys, bounds)
+    subs = (_Subproblems(problem, keys, bounds) if client is None
+            else DaskSubproblems(problem, keys, bounds, client))
     evaluator = WorstCase(problem.p0, problem.risk, problem.distances)
     msolver = highs(None, mip_gap / 4)
     log.info("benders: %d scenarios, %d linking variables, setup %.2f s",
@@ -436,47 +533,56 @@ def solve_benders(
     lb, ub = -np.inf, np.inf
     status = "iteration_limit"
     history: list[tuple[float, float, float]] = []
+    master_s = subproblems_s = 0.0
     it = 0
     # Start from the master without cuts (t_s at their lower bound).
-    for it in range(1, max_iterations + 1):
-        remaining = time_limit_s - (time.perf_counter() - t0)
-        if remaining <= 0:
-            status = "time_limit"
-            break
-        msolver.config.time_limit = max(remaining, 0.1)
-        res = msolver.solve(master)
-        raise_if_interrupted(msolver)
-        if res.best_feasible_objective is None:
-            if res.termination_condition == TerminationCondition.maxTimeLimit:
+    try:
+        for it in range(1, max_iterations + 1):
+            remaining = time_limit_s - (time.perf_counter() - t0)
+            if remaining <= 0:
                 status = "time_limit"
                 break
-            raise SolveFailed(f"benders master ended with {res.termination_condition.name}")
-        res.solution_loader.load_vars()
-        lb = max(lb, float(res.best_objective_bound))
-        nhat = {k: float(pyo.value(v)) for k, v in link.items()}
-        capex_val = float(pyo.value(master.capex))
-        note = "" if not np.isfinite(ub) else f"gap {max(ub - lb, 0.0) / max(abs(ub), 1e-9):.2%}"
-        q, grad = subs.solve(nhat, progress=lambda s: progress(f"Benders iteration {it}", s, n,
-                                                                note))
-        risk = evaluator.evaluate(w * q)
-        value = capex_val + risk.value
-        if value < ub:
-            ub = value
-            best = dict(link=nhat, first=_first_stage_values(master.first), capex=capex_val,
-                        q=q, risk=risk)
-        gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)
-        history.append((time.perf_counter() - t0, lb, ub))
-        log.info("benders it %d: LB %.6g UB %.6g gap %.2e", it, lb, ub, gap)
-        if gap <= mip_gap:
-            status = "optimal"
-            break
-        for s in range(n):
-            master.cuts.add(
-                master.t[s] >= float(q[s]) + sum(
-                    float(grad[s, k]) * (link[key] - nhat[key])
-                    for k, key in enumerate(keys) if abs(grad[s, k]) > 1e-12
+            msolver.config.time_limit = max(remaining, 0.1)
+            t_m = time.perf_counter()
+            res = msolver.solve(master)
+            master_s += time.perf_counter() - t_m
+            raise_if_interrupted(msolver)
+            if res.best_feasible_objective is None:
+                if res.termination_condition == TerminationCondition.maxTimeLimit:
+                    status = "time_limit"
+                    break
+                raise SolveFailed(f"benders master ended with {res.termination_condition.name}")
+            res.solution_loader.load_vars()
+            lb = max(lb, float(res.best_objective_bound))
+            nhat = {k: float(pyo.value(v)) for k, v in link.items()}
+            capex_val = float(pyo.value(master.capex))
+            note = "" if not np.isfinite(ub) else f"gap {max(ub - lb, 0.0) / max(abs(ub), 1e-9):.2%}"
+            t_s = time.perf_counter()
+            q, grad = subs.solve(nhat, progress=lambda s: progress(f"Benders iteration {it}", s, n,
+                                                                    note))
+            subproblems_s += time.perf_counter() - t_s
+            risk = evaluator.evaluate(w * q)
+            value = capex_val + risk.value
+            if value < ub:
+                ub = value
+                best = dict(link=nhat, first=_first_stage_values(master.first), capex=capex_val,
+                            q=q, risk=risk)
+            gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)
+            history.append((time.perf_counter() - t0, lb, ub))
+            log.info("benders it %d: LB %.6g UB %.6g gap %.2e", it, lb, ub, gap)
+            if gap <= mip_gap:
+                status = "optimal"
+                break
+            for s in range(n):
+                master.cuts.add(
+                    master.t[s] >= float(q[s]) + sum(
+                        float(grad[s, k]) * (link[key] - nhat[key])
+                        for k, key in enumerate(keys) if abs(grad[s, k]) > 1e-12
+                    )
                 )
-            )
+    finally:
+        if client is not None:
+            subs.close()
     if best is None:
         raise SolveFailed(f"benders: no first-stage solution before {status}")
     gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)
@@ -484,7 +590,8 @@ def solve_benders(
         method="benders", status=status, link=best["link"], first_stage_values=best["first"],
         objective=ub, bound=lb, gap=gap, first_stage_cost=best["capex"],
         recourse_costs=best["q"], risk=best["risk"], solve_s=time.perf_counter() - t0,
-        recourse_relaxed=True, iterations=it, history=history,
+        recourse_relaxed=True, iterations=it, history=history, master_s=master_s,
+        subproblems_s=subproblems_s,
     )
 
 

@@ -7,7 +7,10 @@ the campus grid draw (MW, + = consumption) for each of the ``steps`` horizon ste
 :func:`make_forecaster`:
 
 * ``persistence``: the present measured draw, held: ``p̂_k = p(t)``.
-* ``perfect``: the true future trajectory (studies only: given the realised series).
+* ``perfect``: the true future trajectory, given the realised series: in a scenario,
+  ``controller.foresight_file`` names the ``timeseries.parquet`` of a run with the same seed
+  whose ``dc.<campus>.p_mw`` columns are read (:func:`realised_trajectories`; the study's
+  perfect-foresight bound, docs/study.md §4).
 * ``scenario``: the mean of shock-generator samples conditioned on the present state (an
   analog ensemble, docs/optimization.md §3.4): a library of samples from
   :func:`models.shocks.sample_campus_trajectories`; at time ``t`` the ``K`` samples whose
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -153,6 +157,30 @@ class OperatorForecaster:
         return out
 
 
+def realised_trajectories(path: str | Path, campuses: list[str]
+                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{campus: (time_s, p_mw)}`` read from a run's ``timeseries.parquet`` (its index and
+    the ``dc.<campus>.p_mw`` columns: row ``t`` is the mean draw over ``[t, t + Δt)``), for
+    :class:`PerfectForecaster`. :class:`ScenarioError` naming ``controller.foresight_file``
+    when the file or a campus's column is missing."""
+    import pandas as pd
+
+    field = "foresight_file"
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError("controller", field, f"{p} is not a file; allowed: the "
+                            "timeseries.parquet of a run of this scenario with the same seed")
+    cols = [f"dc.{name}.p_mw" for name in campuses]
+    try:
+        ts = pd.read_parquet(p, columns=cols)
+    except (OSError, ValueError, KeyError) as exc:  # not Parquet, or a campus column missing
+        raise ScenarioError("controller", field, f"cannot read {', '.join(cols)} from {p} "
+                            f"({type(exc).__name__}); allowed: the timeseries.parquet of a "
+                            "run of this scenario") from None
+    t = ts.index.to_numpy(dtype=float)
+    return {name: (t, ts[col].to_numpy(dtype=float)) for name, col in zip(campuses, cols)}
+
+
 def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, samples: int = 40,
                     neighbours: int = 10, step_s: float | None = None) -> Forecaster:
     """The forecaster named by ``controller.forecaster``.
@@ -167,10 +195,15 @@ def make_forecaster(kind: str, scenario: Any = None, *, trajectories=None, sampl
     if kind == "persistence":
         return PersistenceForecaster()
     if kind == "perfect":
+        path = getattr(getattr(scenario, "controller", None), "foresight_file", None)
+        if trajectories is None and path:
+            trajectories = realised_trajectories(path, [c.name for c in scenario.campus])
         if trajectories is None:
             raise ScenarioError("controller", "forecaster",
-                                "'perfect' needs the realised campus trajectories; "
-                                "allowed without them: persistence, scenario, operator")
+                                "'perfect' needs the realised campus trajectories "
+                                "(controller.foresight_file: the timeseries.parquet of a run "
+                                "with the same seed); allowed without them: persistence, "
+                                "scenario, operator")
         return PerfectForecaster(trajectories)
     if kind == "operator":
         src = step_s or (scenario.controller.horizon_step_s if scenario is not None else 300.0)

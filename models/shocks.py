@@ -90,6 +90,23 @@ def sample_campus_trajectories(
     return np.array([[out["p_mw"] for _, out in row] for row in res])
 
 
+def run_seed_trajectories(scenario, seeds, step_s: float | None = None,
+                          hours: float | None = None) -> np.ndarray:
+    """Grid draw (MW, step means) ``(len(seeds), n_campus, steps)`` where draw ``i`` of
+    campus ``c`` uses the stream a co-simulation run with ``seed = seeds[i]`` gives that
+    campus (:func:`models.campus_fleet.campus_rng`: ``SeedSequence(seeds[i], spawn_key=(c,))``).
+
+    A draw is then the campus of that run, seen without the feeder (no voltage-driven
+    trips, module docstring), and a set of training draws and a set of run seeds are
+    disjoint exactly when their seeds are (the study, docs/study.md §1).
+    """
+    from models.campus_fleet import campus_rng
+
+    edges = _horizon(scenario, step_s, hours)
+    return np.array([[_sample_one(scenario, c, campus_rng(int(k), c), edges)[1]["p_mw"]
+                      for c in range(len(scenario.campus))] for k in seeds])
+
+
 def generate_shocks(scenario, samples: int, seed: int) -> pd.DataFrame:
     """N samples in long format at ``simulation.step_s``.
 
