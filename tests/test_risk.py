@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.decomposition import TwoStageProblem, solve_extensive
+from controllers.solve import highs
 from controllers.risk import (
     RiskSpec,
     cvar,
@@ -71,7 +72,9 @@ def robust_value(demand, capex: float = 100.0, max_modules: int = 5, cost: float
     m.c1 = pyo.Constraint(S, T, rule=lambda m, s, t: m.e[s, t] >= d[s, t] - m.n)
     m.c2 = pyo.Constraint(S, rule=lambda m, s: m.z >= cost * sum(m.e[s, t] for t in T))
     m.obj = pyo.Objective(expr=capex * m.n + m.z)
-    pyo.SolverFactory("appsi_highs").solve(m)
+    # the project's HiGHS set-up: HiGHS fixes its thread count at a process's first solve,
+    # and another count makes every later solve in the process return no result
+    highs(load_solution=True).solve(m)
     return float(pyo.value(m.obj))
 
 
