@@ -223,7 +223,8 @@ class Unit:
     """One FCM in a horizon problem: its label, bus, catalog entry and sizes ``P̄ = p_cap``
     (MW), ``Ē = e_cap`` (MWh), numbers or Pyomo expressions, and ``p_max`` ≥ ``P̄`` (MW), the
     bound the big-Ms and the network's swing bounds use; ``s_cap`` the apparent-power rating
-    S̄ (MVA, ``None``: the technology's for ``p_cap``) and ``s_max`` ≥ S̄ its bound."""
+    S̄ (MVA; set for every inverter, :func:`placement_units` and Stage I's units; ``None``
+    elsewhere: the technology's for ``p_cap``) and ``s_max`` ≥ S̄ its bound."""
 
     label: str
     bus: str
@@ -383,7 +384,7 @@ class HorizonProblem:
             blk.ROOM, blk.T, rule=lambda b, k, t: b.q_lift[k, t] <= b.fcm[k].q_room_mvar[t])
         blk.q_lift_k = pyo.Constraint(
             blk.ROOM, blk.T, rule=lambda b, k, t: b.q_lift[k, t]
-            <= unit[k].tech.fault_k * RESERVE_DV_PU * self._s_cap(unit[k]))
+            <= unit[k].tech.fault_k * RESERVE_DV_PU * unit[k].s_cap)
         blk.RESERVE = pyo.Set(initialize=sorted(lift), ordered=True)
         blk.q_short = pyo.Var(blk.RESERVE, blk.T, domain=pyo.NonNegativeReals)
         blk.q_reserve = pyo.Constraint(
@@ -391,11 +392,6 @@ class HorizonProblem:
             rule=lambda b, c, t: b.q_short[c, t] + sum(x * b.q_lift[k, t] for x, k in lift[c])
             >= p.q_reserve_lift_pu)
         self.reserve_sensitivity = lift
-
-    @staticmethod
-    def _s_cap(u: Unit) -> Any:
-        """A unit's S̄: its ``s_cap``, else its technology's for ``p_cap``."""
-        return u.s_cap if u.s_cap is not None else u.tech.s_over_p * u.p_cap
 
     def _add_objective(self, T: list[int], dt_h: float) -> None:
         blk, p = self.blk, self.params

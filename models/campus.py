@@ -666,14 +666,14 @@ class Schedule:
         if retained_frac is not None and self.support:
             lift = self.tap * support_lift(self.support, retained_frac)
         v_pu = v_unsupported + lift
-        below = ride_through_violated(cfg, v_pu, duration_s)
+        cause = self._judge(t_s, v_pu, duration_s, self._sag_times)
+        would = self._judge(t_s, v_unsupported, duration_s, self._sag_times_cf)
+        below = cause == "disturbance"
         self.disturbances.append((t_s, v_pu, duration_s, below))
         self.events.append({"time_s": t_s, "kind": "sag", "v_pu": v_pu,
                             "v_unsupported_pu": v_unsupported, "duration_s": duration_s,
                             "below_curve": below})
         online = not self.offline_at(t_s)
-        would = self._judge(t_s, v_unsupported, duration_s, self._sag_times_cf)
-        cause = "disturbance" if below else self._judge(t_s, v_pu, duration_s, self._sag_times)
         if cause is None:
             if would is not None and online:
                 self.avoided.append(Trip(t_s, t_s + cfg.reconnect_delay_s, cfg.reconnect_ramp_s,

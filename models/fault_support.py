@@ -24,9 +24,11 @@ gives another's terminal is left out (second order).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -71,4 +73,22 @@ def support_lift(sources: Iterable[SupportSource], retained_frac: float) -> floa
     return sum(max(s.x_poi_pu_per_mva, 0.0) * s.current_mva(retained_frac) for s in sources)
 
 
-__all__ = ["SupportSource", "support_lift"]
+def support_sources(feeder: Any, poi_bus: str, responses: Sequence[tuple[str, Mapping[str, Any]]],
+                    v_pre_pu: Callable[[str], float]) -> list[SupportSource]:
+    """The inverters of ``responses`` (``(bus, FaultSupport.as_dict() with its label)``) as
+    a campus at ``poi_bus`` sees them: the transfer and own Thevenin reactances from
+    ``feeder`` (a :class:`models.feeder.DSSFeeder`, :meth:`lift_sensitivity`, cached per
+    topology) and the pre-fault voltage of each inverter's bus."""
+    if not responses:
+        return []
+    buses = list(dict.fromkeys(bus for bus, _ in responses))
+    x_poi = feeder.lift_sensitivity([poi_bus], buses)[0]
+    x_self = np.diag(feeder.lift_sensitivity(buses, buses))
+    col = {b: i for i, b in enumerate(buses)}
+    return [SupportSource(str(d.get("label", bus)), float(x_poi[col[bus]]),
+                          float(x_self[col[bus]]), float(d["k_mva_per_pu"]),
+                          float(d["room_mva"]), float(d["deadband_pu"]), float(v_pre_pu(bus)))
+            for bus, d in responses]
+
+
+__all__ = ["SupportSource", "support_lift", "support_sources"]

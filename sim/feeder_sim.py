@@ -48,12 +48,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import mosaik_api_v3
-import numpy as np
 from mosaik_api_v3.types import (
     CreateResult, InputData, Meta, ModelName, OutputData, OutputRequest, SimId, Time,
 )
 
-from models.fault_support import SupportSource
+from models.fault_support import support_sources
 from models.feeder import DSSFeeder, PowerFlowResult
 from models.grid_outputs import GRID_DICTS, GRID_SCALARS, grid_value, injection_name
 
@@ -197,21 +196,11 @@ class FeederSim(mosaik_api_v3.Simulator):
         (module docstring), computed once per step and injection."""
         if eid in self._support_out:
             return self._support_out[eid]
-        out: list[dict[str, Any]] = []
         units = [(self.injection_bus[src_eid], d) for src_eid, by_src in self.support_in.items()
                  for d in by_src.values() if d]
-        if units and res.converged:
-            feeder = self.feeder
-            buses = list(dict.fromkeys(bus for bus, _ in units))
-            x_poi = feeder.lift_sensitivity([self.injection_bus[eid]], buses)[0]  # type: ignore[union-attr]
-            x_self = np.diag(feeder.lift_sensitivity(buses, buses))  # type: ignore[union-attr]
-            col = {b: i for i, b in enumerate(buses)}
-            for bus, d in units:
-                k = col[bus]
-                out.append(SupportSource(
-                    str(d.get("label", bus)), float(x_poi[k]), float(x_self[k]),
-                    float(d["k_mva_per_pu"]), float(d["room_mva"]), float(d["deadband_pu"]),
-                    float(res.bus_v_pu[self._bus_pos[bus]])).as_dict())
+        out = [s.as_dict() for s in support_sources(
+            self.feeder, self.injection_bus[eid], units,
+            lambda bus: float(res.bus_v_pu[self._bus_pos[bus]]))] if res.converged else []
         self._support_out[eid] = out
         return out
 

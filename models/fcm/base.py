@@ -85,9 +85,10 @@ class FaultSupport:
     the dead band it injects extra reactive current (in MVA at 1 pu voltage)::
 
         ΔI_q = min(K S̄ Δv, I_room)      when Δv > deadband, else 0
-        I_room = sqrt((i_lim S̄)² − (P/v)²) − Q/v                    (active current held)
+        I_room = sqrt((i_lim S̄)² − P²) − Q                          (active current held)
 
-    ``k_mva_per_pu`` = K·S̄, ``room_mva`` = I_room at the pre-fault state ``(P, Q, v)``.
+    ``k_mva_per_pu`` = K·S̄, ``room_mva`` = I_room at the pre-fault ``(P, Q)``, both as
+    currents at 1 pu voltage.
     """
 
     k_mva_per_pu: float
@@ -114,10 +115,9 @@ def add_pq_capability(b: pyo.Block, s_cap: Any, sides: int = PQ_SIDES) -> None:
 
     so that ``(P_t, Q_t)`` and ``(P_t, Q_t + R_t)`` both lie in the polygon: ``R_t`` is the
     capacitive reactive power the unit could still add at ``P_t``. Adds ``q_abs[t] ≥ |Q_t|``
-    for the reactive cost."""
-    b.q = pyo.Var(b.T, domain=pyo.Reals)
+    for the reactive cost (:func:`add_reactive_power`)."""
+    add_reactive_power(b)
     b.q_room = pyo.Var(b.T, domain=pyo.NonNegativeReals)
-    b.q_abs = pyo.Var(b.T, domain=pyo.NonNegativeReals)
     angles = [(2 * i + 1) * math.pi / sides for i in range(sides)]
     reach = math.cos(math.pi / sides)
     b.SIDES = pyo.Set(initialize=range(sides), ordered=True)
@@ -128,10 +128,17 @@ def add_pq_capability(b: pyo.Block, s_cap: Any, sides: int = PQ_SIDES) -> None:
         return c * b.p_mw[t] + s * q <= reach * s_cap
 
     b.pq = pyo.Constraint(b.SIDES, b.T, rule=side)
+    b.q_room_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q_room[t])
+
+
+def add_reactive_power(b: pyo.Block) -> None:
+    """Reactive power ``q[t]`` (free; the caller bounds it), exposed as ``q_mvar[t]``, and
+    ``q_abs[t] ≥ |q_t|`` for a cost ``c_q Σ q_abs Δt_h``."""
+    b.q = pyo.Var(b.T, domain=pyo.Reals)
+    b.q_abs = pyo.Var(b.T, domain=pyo.NonNegativeReals)
     b.q_abs_hi = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= b.q[t])
     b.q_abs_lo = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= -b.q[t])
     b.q_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q[t])
-    b.q_room_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q_room[t])
 
 
 def add_no_reactive(b: pyo.Block) -> None:
@@ -154,7 +161,7 @@ class Device:
     def reading(self) -> DeviceOutput:
         raise NotImplementedError
 
-    def fault_support(self, v_pu: float = 1.0) -> FaultSupport | None:
+    def fault_support(self) -> FaultSupport | None:
         """Its fault-time reactive-current response at the state of its last step (an
         inverter's, :class:`FaultSupport`), or ``None`` when it gives none."""
         return None

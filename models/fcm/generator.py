@@ -21,6 +21,7 @@ from models.fcm.base import (
     DeviceOutput,
     Placement,
     Technology,
+    add_reactive_power,
     big_m,
     finite,
 )
@@ -219,13 +220,9 @@ def add_generator(
     b.carry_off = pyo.Constraint(b.T, rule=lambda b, t: b.u[t] <= 1 - must_off[pos[t]])
     b.p_mw = pyo.Expression(b.T, rule=lambda b, t: b.pg[t])
     lag, lead = spec.q_over_p
-    b.q = pyo.Var(b.T, domain=pyo.Reals)
-    b.q_abs = pyo.Var(b.T, domain=pyo.NonNegativeReals)
+    add_reactive_power(b)
     b.q_lag = pyo.Constraint(b.T, rule=lambda b, t: b.q[t] <= lag * b.pg[t])
     b.q_lead = pyo.Constraint(b.T, rule=lambda b, t: -b.q[t] <= lead * b.pg[t])
-    b.q_abs_hi = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= b.q[t])
-    b.q_abs_lo = pyo.Constraint(b.T, rule=lambda b, t: b.q_abs[t] >= -b.q[t])
-    b.q_mvar = pyo.Expression(b.T, rule=lambda b, t: b.q[t])
     b.q_room_mvar = pyo.Expression(b.T, rule=lambda b, t: 0.0)
     b.target_shortfall_mwh = pyo.Expression(expr=0.0)
     b.op_cost = pyo.Expression(

@@ -122,11 +122,10 @@ class Storage(Device):
     def reading(self) -> DeviceOutput:
         return DeviceOutput(0.0, 0.0, self._soc(), self.e_mwh, False, 0.0)
 
-    def fault_support(self, v_pu: float = 1.0) -> FaultSupport:
-        """The response at the last step's ``(P, Q)`` and terminal voltage ``v_pu``."""
-        v = v_pu if math.isfinite(v_pu) and v_pu > 0.05 else 1.0
+    def fault_support(self) -> FaultSupport:
+        """The response at the last step's ``(P, Q)``, currents at 1 pu voltage."""
         i_lim = self.tech.fault_current_limit_pu * self.s_max
-        room = math.sqrt(max(i_lim ** 2 - (self.p_prev / v) ** 2, 0.0)) - self.q_prev / v
+        room = math.sqrt(max(i_lim ** 2 - self.p_prev ** 2, 0.0)) - self.q_prev
         return FaultSupport(self.tech.fault_k * self.s_max, max(room, 0.0),
                             self.tech.fault_deadband_pu)
 
