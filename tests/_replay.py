@@ -19,10 +19,10 @@ import opendssdirect
 import pytest
 
 
-def replay_import(master: Path, extra: list[str], sc, ts) -> np.ndarray:
+def replay_import(master: Path, extra: list[str], sc, ts, reactive: bool = False) -> np.ndarray:
     """The recorded set-points of a run of scenario ``sc`` on the OpenDSS ``master`` file
     (with the ``extra`` commands) in a plain opendssdirect engine; the substation import
-    (MW) of each step of ``ts``."""
+    (MW) of each step of ``ts``, or with ``reactive`` its reactive import (Mvar)."""
     dss = opendssdirect.NewContext()
     dss.Basic.AllowChangeDir(False)
     dss.Text.Command(f'redirect "{master}"')
@@ -65,7 +65,7 @@ def replay_import(master: Path, extra: list[str], sc, ts) -> np.ndarray:
             dss.Loads.kvar(float(np.broadcast_to(q, scale.shape)[t]) * 1e3)
         assert solve_with_recovery(dss, cold=t == 0 or not ts["pf.converged"].iloc[t - 1]), \
             f"replay step {t} did not converge"
-        out.append(-dss.Circuit.TotalPower()[0] / 1e3)
+        out.append(-dss.Circuit.TotalPower()[1 if reactive else 0] / 1e3)
     return np.array(out)
 
 
