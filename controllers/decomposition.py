@@ -366,6 +366,9 @@ class _Subproblems:
         m.obj = pyo.Objective(expr=m.Q)
         return m
 
+    def close(self) -> None:
+        """Nothing to release (the Dask subproblems release their workers' models)."""
+
     def solve(self, nhat: dict[Hashable, float], duals: bool = True,
               progress: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, np.ndarray]:
         """Q_s(n̂) and (LP only, ``duals``) the subgradients π_s (rows) for every scenario;
@@ -445,17 +448,16 @@ class DaskSubproblems:
     results as :class:`_Subproblems` (the chunks solve the same LPs)."""
 
     def __init__(self, problem: TwoStageProblem, keys: list[Hashable],
-                 bounds: dict[Hashable, tuple[float, float]], client: Any,
-                 chunks: int | None = None) -> None:
+                 bounds: dict[Hashable, tuple[float, float]], client: Any) -> None:
         import uuid
 
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise SolveFailed("benders on Dask: the cluster has no worker")
         n = problem.n_scenarios
-        parts = np.array_split(np.arange(n), max(1, min(n, chunks or len(workers))))
+        parts = np.array_split(np.arange(n), max(1, min(n, len(workers))))
         self.parts = [p for p in parts if p.size]
-        self.workers = [workers[i % len(workers)] for i in range(len(self.parts))]
+        self.workers = workers[:len(self.parts)]  # one chunk per worker
         self.client, self.keys, self.bounds = client, keys, bounds
         self.n, self.k = n, len(keys)
         self.prefix = f"benders-{uuid.uuid4().hex[:8]}"
@@ -581,8 +583,7 @@ def solve_benders(
                     )
                 )
     finally:
-        if client is not None:
-            subs.close()
+        subs.close()
     if best is None:
         raise SolveFailed(f"benders: no first-stage solution before {status}")
     gap = max(ub - lb, 0.0) / max(abs(ub), 1e-9)

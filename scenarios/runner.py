@@ -41,6 +41,10 @@ class RunInterrupted(KeyboardInterrupt):
         self.folder = folder
 
 
+#: A folder holding one of these is an earlier result (run, siting, ensemble, study).
+RESULT_MARKERS = ("manifest.json", "siting.json", "ensemble_kpis.parquet", "study.json")
+
+
 def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = True) -> Path:
     """Check an output folder before any work starts; return it made absolute.
 
@@ -49,8 +53,7 @@ def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = T
     would be created (a probe file is made there and removed), and, when the finished work
     ``replaces`` the folder (a run, an ensemble), when it is the current folder, one of its
     parents, or an existing folder that is neither empty nor an earlier result (no
-    ``manifest.json``, ``siting.json`` or ``ensemble_kpis.parquet``): a folder of something
-    else must never be replaced."""
+    :data:`RESULT_MARKERS` file): a folder of something else must never be replaced."""
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ScenarioError("command line", option, f"{out_dir} is a file, not a folder; "
@@ -61,7 +64,7 @@ def check_out_dir(out_dir: str | Path, option: str = "--out", replaces: bool = T
                             "of its parents, which a finished run would replace; allowed: a "
                             "folder of its own, e.g. results/<name>")
     if replaces and out.is_dir() and any(out.iterdir()) and not any(
-            (out / f).exists() for f in ("manifest.json", "siting.json", "ensemble_kpis.parquet")):
+            (out / f).exists() for f in RESULT_MARKERS):
         raise ScenarioError("command line", option, f"{out_dir} exists and holds something "
                             "else than an earlier result, which a finished run would replace; "
                             "allowed: a new or empty folder, or an earlier result's")

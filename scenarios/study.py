@@ -51,6 +51,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from models.errors import ScenarioError
 from scenarios.config import Scenario
+from scenarios.ensemble import _one_line
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +198,12 @@ def study_seeds(base_seed: int, n_train: int, n_test: int) -> tuple[list[int], l
 
 def empirical_cvar(values: Sequence[float], alpha: float) -> float:
     """CVaR_α of equally likely values (:func:`controllers.risk.cvar` with p_j = 1/M)."""
-    from controllers.risk import cvar
+    from controllers.risk import cvar, nominal_probabilities
 
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return math.nan
-    return cvar(x, np.full(x.size, 1.0 / x.size), alpha)
+    return cvar(x, nominal_probabilities(x.size), alpha)
 
 
 def bootstrap_ci(values: Sequence[float], stat: Callable[[np.ndarray], float],
@@ -345,12 +346,6 @@ def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _one_line(exc: BaseException) -> str:
-    from scenarios.ensemble import _one_line as one
-
-    return one(exc)
-
-
 def train_member(scenario: Scenario, method: Method, train_seeds: list[int]) -> dict[str, Any]:
     """Stage I for ``method`` on the training draws of ``train_seeds`` (in a worker); the
     ``siting.json`` content as a dict plus ``status``, ``wall_s`` and ``worker``. Never
@@ -448,6 +443,8 @@ def evaluate_member(scenario: Scenario, siting: dict[str, Any], siting_path: str
 
 def _member_cost(scenario: Scenario, folder: Path, siting_path: Path,
                  base: dict[str, Any] | None) -> dict[str, float]:
+    """:func:`realised_cost` of the run in ``folder`` and, for a perfect-foresight member,
+    ``foresight_error_mwh``."""
     from controllers.stage1 import load_siting
     from scenarios.feeder import open_scenario_feeder
     from scenarios.timeseries_io import read_timeseries
@@ -458,9 +455,9 @@ def _member_cost(scenario: Scenario, folder: Path, siting_path: Path,
     placements = load_siting(siting_path, feeder, scenario.fcm.catalog)
     out = realised_cost(ts, kpis, scenario, placements, feeder)
     if base is not None:
-        given = pd.read_parquet(Path(base["path"]) / "timeseries.parquet")
         dt_h = scenario.simulation.step_s / 3600.0
         cols = [f"dc.{c.name}.p_mw" for c in scenario.campus]
+        given = pd.read_parquet(Path(base["path"]) / "timeseries.parquet", columns=cols)
         diff = ts[cols].to_numpy(float) - given[cols].reindex(ts.index).to_numpy(float)
         out["foresight_error_mwh"] = float(np.nansum(np.abs(diff)) * dt_h)
     return out
@@ -536,17 +533,13 @@ def run_study(
     except ScenarioError as exc:
         raise ScenarioError(_CLI, "--hours", exc.message) from None
     eval_base = apply_shift(eval_base, shift_map)
-    out = check_out_dir(out_dir, replaces=False)
-    if out.is_dir() and any(out.iterdir()) and not (out / "study.json").exists():
-        raise ScenarioError(_CLI, "--out", f"{out_dir} exists and holds something else than an "
-                            "earlier study; allowed: a new or empty folder, or an earlier "
-                            "study's")
+    out = check_out_dir(out_dir)  # a study replaces the folder's study.json and members
     train_seeds, test_list = study_seeds(scenario.seed, int(n_train), int(test_seeds))
     roles = [kind] + (["perfect", "rule" if kind == "mpc" else "mpc"] if perfect_foresight else [])
     members = [EvalMember(m, r, s) for m in method_list for r in roles for s in test_list]
-    scen = {em: member_scenario(eval_base, Member(em.seed, "mpc" if em.controller == "perfect"
-                                                  else em.controller), None)
-            for em in members}
+    by_run = {(r, s): member_scenario(eval_base, Member(s, "mpc" if r == "perfect" else r))
+              for r in roles for s in test_list}  # the same for every method
+    scen = {em: by_run[(em.controller, em.seed)] for em in members}
     feeder = plan_world(scen[members[0]]).feeder  # the feeder, the campus buses
     if any(m.ambiguity is not None for m in method_list):  # kinds, buses, budget
         make_candidates(train_sc.siting, train_sc.fcm.catalog, feeder, train_sc.path or "scenario")
@@ -661,7 +654,7 @@ def evaluation_table(members: list[EvalMember], rows: dict[EvalMember, dict]) ->
     rest = [c for c in frame.columns if c not in MEMBER_COLUMNS]
     frame = frame[list(MEMBER_COLUMNS) + rest]
     frame["seed"] = frame["seed"].astype("int64")
-    num = [c for c in rest + ["capex", "wall_s"]]
+    num = rest + ["capex", "wall_s"]
     frame[num] = frame[num].apply(pd.to_numeric, errors="coerce").astype(float)
     return frame
 
@@ -682,7 +675,8 @@ def study_result(scenario: Scenario, methods: list[Method], train_rows: dict[str
     out_methods = []
     for m in methods:
         tr = train_rows.get(m.name, {})
-        ev = ok[(ok["method"] == m.name) & (ok["role"] == "evaluation")]
+        mine = frame[(frame["method"] == m.name) & (frame["role"] == "evaluation")]
+        ev = mine[mine["status"] == "ok"]
         entry: dict[str, Any] = {
             "name": m.name, "ambiguity": m.ambiguity, "radius": m.radius if m.ambiguity else None,
             "training_status": tr.get("status"), "training_wall_s": tr.get("wall_s"),
@@ -691,9 +685,8 @@ def study_result(scenario: Scenario, methods: list[Method], train_rows: dict[str
             "in_sample": _in_sample(tr, scenario) if m.ambiguity and tr.get("status") == "ok"
             else None,
             "worst_case_probabilities": tr.get("worst_case_probabilities", []),
-            "members": int(((frame["method"] == m.name) & (frame["role"] == "evaluation")).sum()),
-            "failed": int(((frame["method"] == m.name) & (frame["role"] == "evaluation")
-                           & (frame["status"] != "ok")).sum()),
+            "members": len(mine),
+            "failed": int((mine["status"] != "ok").sum()),
             "out_of_sample": {k: summary(ev[k].to_numpy(float) if k in ev else [], alpha)
                               for k in STUDY_KPIS},
         }
@@ -701,7 +694,7 @@ def study_result(scenario: Scenario, methods: list[Method], train_rows: dict[str
             entry["out_of_sample"]["cost_per_h"] = summary(ev["cost"].to_numpy(float) / hours,
                                                            alpha)
         if perfect_foresight:
-            entry["bound"] = _bound(ok, m.name, kind, alpha)
+            entry["bound"] = _bound(ok, m.name, alpha)
         out_methods.append(entry)
     return {
         "format": STUDY_FORMAT, "scenario": scenario.name, "scenario_path": scenario.path,
@@ -753,16 +746,24 @@ def _in_sample(tr: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def _bound(ok: pd.DataFrame, method: str, kind: str, alpha: float) -> dict[str, Any]:
+def _cost_by_seed(rows: pd.DataFrame) -> pd.Series:
+    return rows.set_index("seed")["cost"]
+
+
+def _paired_cost(a: pd.Series, b: pd.Series, alpha: float) -> dict[str, Any]:
+    """:func:`paired_difference` of two :func:`_cost_by_seed` series on their common seeds."""
+    seeds = a.index.intersection(b.index)
+    return paired_difference(a[seeds].to_numpy(float), b[seeds].to_numpy(float), alpha)
+
+
+def _bound(ok: pd.DataFrame, method: str, alpha: float) -> dict[str, Any]:
     """Per controller, its cost minus the perfect-foresight MPC's on the same seeds."""
     sub = ok[ok["method"] == method]
-    perfect = sub[sub["controller"] == "perfect"].set_index("seed")["cost"]
+    perfect = _cost_by_seed(sub[sub["controller"] == "perfect"])
     out: dict[str, Any] = {"perfect_cost": summary(perfect.to_numpy(float), alpha)}
     for ctl in dict.fromkeys(sub.loc[sub["controller"] != "perfect", "controller"]):
-        c = sub[sub["controller"] == ctl].set_index("seed")["cost"]
-        seeds = c.index.intersection(perfect.index)
-        out[f"{ctl}_minus_perfect"] = paired_difference(c[seeds].to_numpy(float),
-                                                        perfect[seeds].to_numpy(float), alpha)
+        out[f"{ctl}_minus_perfect"] = _paired_cost(
+            _cost_by_seed(sub[sub["controller"] == ctl]), perfect, alpha)
     if "foresight_error_mwh" in sub:
         out["foresight_error_mwh_max"] = float(sub["foresight_error_mwh"].max())
     return out
@@ -776,12 +777,10 @@ def _comparisons(ok: pd.DataFrame, methods: list[Method], alpha: float) -> list[
     for ref in ("saa", "none"):
         if ref not in names or "cost" not in ev:
             continue
-        base = ev[ev["method"] == ref].set_index("seed")["cost"]
+        base = _cost_by_seed(ev[ev["method"] == ref])
         for m in names:
             if m == ref:
                 continue
-            c = ev[ev["method"] == m].set_index("seed")["cost"]
-            seeds = c.index.intersection(base.index)
-            out.append({"method": m, "against": ref, "kpi": "cost", **paired_difference(
-                c[seeds].to_numpy(float), base[seeds].to_numpy(float), alpha)})
+            out.append({"method": m, "against": ref, "kpi": "cost",
+                        **_paired_cost(_cost_by_seed(ev[ev["method"] == m]), base, alpha)})
     return out

@@ -82,12 +82,13 @@ def fig_probabilities(result: dict[str, Any], path: Path) -> Path:
         _empty(fig, "Worst-case probabilities", "no trained method")
         return _save(fig, path)
     ax = fig.add_subplot()
+    colour = {x["name"]: f"C{i}" for i, x in enumerate(result["methods"])}  # as the other figures
     n = len(dro[0]["worst_case_probabilities"])
     width = 0.8 / len(dro)
     for i, m in enumerate(dro):
         p = np.asarray(m["worst_case_probabilities"], dtype=float)
         ax.bar(np.arange(p.size) + (i - (len(dro) - 1) / 2) * width, p, width=width,
-               label=m["name"], color=f"C{[x['name'] for x in result['methods']].index(m['name'])}")
+               label=m["name"], color=colour[m["name"]])
     ax.axhline(1.0 / n, color="k", ls="--", lw=1, label="empirical 1/N")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training draw")
