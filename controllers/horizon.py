@@ -209,13 +209,13 @@ class MPCParams:
 
 
 def expected_sags_per_step(scenario: Any, step_s: float) -> float:
-    """``π``: the sags a campus expects in ``step_s`` seconds, from the scenario's shock
-    law: faults per day × mean sags per fault × ``step_s``/86 400 (0 without shocks)."""
-    sh = getattr(scenario, "shocks", None)
-    if sh is None:
+    """``π``: the sags a campus expects in ``step_s`` seconds, from the scenario's fault
+    law (:meth:`models.faults.FaultLaw.shots_per_day`: upstream faults and the feeder's
+    per-day rate, times the mean shots per fault) × ``step_s``/86 400 (0 without one)."""
+    law = getattr(scenario, "faults", None)
+    if law is None:
         return 0.0
-    lo, hi = sh.disturbance_sags
-    return float(sh.disturbance_rate_per_day) * 0.5 * (lo + hi) * step_s / 86_400.0
+    return float(law.shots_per_day()) * step_s / 86_400.0
 
 
 @dataclass(frozen=True)

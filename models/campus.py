@@ -12,16 +12,17 @@ canned curve:
   ``checkpoint_interval_s``.
 * **Inference** with a diurnal cosine shape and AR(1) noise; a constant **idle** IT floor.
 * **Cooling and facility** load that follows ``(PUE - 1) × IT`` through a first-order lag.
-* **Ride-through**: the POI voltage (through an on-load tap changer) and sub-step grid
-  disturbances (sags, in clusters of reclosing attempts) are checked against a ride-through
-  curve and a count of repeated sags; below the curve, or at the N-th sag within a
-  window, the campus moves to
-  UPS/backup, its grid draw falls to ``backup_residual_frac`` of its load, and it reconnects
-  after ``reconnect_delay_s``, at once or ramped.
+* **Ride-through** (:mod:`models.ride_through`): the POI voltage (through an on-load tap
+  changer) and the shots of grid faults (solved by the feeder, :mod:`models.faults`) are
+  checked against a ride-through curve and a count of repeated sags; below the curve, or
+  at the N-th sag within a window, the campus moves to UPS/backup, its grid draw falls to
+  ``backup_residual_frac`` of its load, and it reconnects after ``reconnect_delay_s``, at
+  once or ramped. A counterfactual state judges the same shots without the inverters'
+  support.
 * **Reactive power** from the power factor.
 
 SimPy only carries the events (job arrivals, starts, stops, surges, oscillation episodes,
-disturbances, trips, reconnections): a handful per hour. Within a co-simulation step the
+fault shots, trips, reconnections): a handful per hour. Within a co-simulation step the
 power is evaluated vectorised on a sub-grid (:meth:`Campus.step`), and over a whole horizon
 in closed form per step (:func:`step_means`, used by :mod:`models.shocks` and by
 :meth:`Campus.forecast`). Both use the same mechanism functions and the same parameters.
@@ -41,7 +42,8 @@ import numpy as np
 import simpy
 from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
-from models.fault_support import SupportSource, support_lift
+from models.ride_through import RideThrough, Trip
+from models.ride_through import ride_through_violated as _below_curve
 from models.schema import Name, StrictModel
 from models.shock_config import ShockConfig
 
@@ -106,6 +108,12 @@ class CampusConfig(StrictModel):
     reconnect_delay_s: NonNegativeFloat = 1800.0
     reconnect_ramp_s: NonNegativeFloat = 600.0
     backup_residual_frac: float = Field(0.02, ge=0, le=1)
+    # the UPS front end during a fault's shot (docs/campus.md §3, models/faults/solve.py):
+    # its rectifiers hold their power up to this input current (pu of the current at
+    # capacity and nominal voltage), and below this input voltage (lowest phase) its
+    # batteries carry the IT load for the sag
+    ups_current_limit_pu: float = Field(1.2, ge=0.5, le=3.0)
+    ups_transfer_v_pu: float = Field(0.85, ge=0.0, le=1.0)
 
     @field_validator("job_size_frac")
     @classmethod
@@ -286,9 +294,9 @@ def linear_recurrence(u: np.ndarray, a: float, y0, block: int = 128) -> np.ndarr
 
 
 def ride_through_violated(cfg: CampusConfig, v_pu: float, duration_s: float) -> bool:
-    """True when a voltage ``v_pu`` held for ``duration_s`` lies below the ride-through
-    curve: some point ``(v_k, d_k)`` has ``v < v_k`` and ``duration > d_k``."""
-    return any(v_pu < vk and duration_s > dk for vk, dk in cfg.ride_through)
+    """True when a voltage ``v_pu`` held for ``duration_s`` lies below the campus's
+    ride-through curve (:func:`models.ride_through.ride_through_violated`)."""
+    return _below_curve(cfg.ride_through, v_pu, duration_s)
 
 
 @dataclass
@@ -383,15 +391,15 @@ def _checkpoint_mean(edges: np.ndarray, start_s: np.ndarray, cfg: CampusConfig):
     return np.diff(s, axis=1) / np.diff(edges)[None, :]
 
 
-def expected_events(cfg: CampusConfig, shocks: ShockConfig | None, hours: float) -> float:
+def expected_events(cfg: CampusConfig, shocks: ShockConfig | None, hours: float,
+                    shots_per_day: float = 0.0) -> float:
     """Expected number of events the campus's SimPy schedule draws over ``hours``: training-
-    job arrivals, and with ``shocks`` surges, oscillation episodes and sags (each
-    disturbance counted at its largest number of sags). Memory and time of a schedule grow
-    with it (docs/conventions.md, "Limits")."""
-    n = cfg.job_rate_per_h * hours
+    job arrivals, with ``shocks`` surges and oscillation episodes, and the shots of grid
+    faults it judges (``shots_per_day``, :meth:`models.faults.FaultLaw.shots_per_day`).
+    Memory and time of a schedule grow with it (docs/conventions.md, "Limits")."""
+    n = cfg.job_rate_per_h * hours + hours / 24.0 * shots_per_day
     if shocks is not None:
-        n += hours / 24.0 * (shocks.surge_rate_per_day + shocks.oscillation_rate_per_day
-                             + shocks.disturbance_rate_per_day * shocks.disturbance_sags[1])
+        n += hours / 24.0 * (shocks.surge_rate_per_day + shocks.oscillation_rate_per_day)
     return n
 
 
@@ -468,26 +476,15 @@ def step_means(
 
 
 @dataclass
-class Trip:
-    """One ride-through trip: cause ``"voltage"`` (POI voltage below the curve),
-    ``"disturbance"`` (a sub-step sag below the curve) or ``"repeated_sags"`` (the sag
-    counter fired). ``v_pu`` is the voltage it was judged on, ``v_unsupported_pu`` the
-    same sag's without the inverters' fault current (:meth:`Schedule.sag`). An avoided trip
-    (:attr:`Schedule.avoided`) has the same fields: the trip that would have been."""
-
-    t_s: float
-    reconnect_s: float
-    ramp_s: float
-    cause: str
-    v_pu: float
-    duration_s: float
-    v_unsupported_pu: float = math.nan  # the same sag without the inverters' support
-
-
-@dataclass
 class Schedule:
-    """SimPy event layer of one campus: jobs, surges, oscillation episodes, disturbances,
-    trips. Shared by :class:`Campus` and the shock generator (:mod:`models.shocks`)."""
+    """SimPy event layer of one campus: jobs, surges, oscillation episodes, the shots of
+    grid faults, trips. Shared by :class:`Campus` and the shock generator
+    (:mod:`models.shocks`).
+
+    Two ride-through states (:mod:`models.ride_through`): :attr:`actual`, whose trips
+    (:attr:`trips`) shape the campus's draw, judged on the retained voltage with the
+    inverters' fault current, and :attr:`unsupported`, the counterfactual judged on the
+    same shots without it."""
 
     cfg: CampusConfig
     rng: np.random.Generator
@@ -497,27 +494,23 @@ class Schedule:
     jobs: list[list[float]] = field(init=False, default_factory=list)   # [size, start, stop, surge]
     queue: list[list] = field(init=False, default_factory=list)  # [size, duration, event]
     episodes: list[tuple[float, float, float, float]] = field(init=False, default_factory=list)
+    #: the shots judged: (time, v with support, duration, tripped the campus)
     disturbances: list[tuple[float, float, float, bool]] = field(init=False, default_factory=list)
-    trips: list[Trip] = field(init=False, default_factory=list)
     events: list[dict] = field(init=False, default_factory=list)
-    #: trips the inverters' fault current prevented (:meth:`sag`)
-    avoided: list[Trip] = field(init=False, default_factory=list)
-    #: the inverters that support a sag (:mod:`models.fault_support`); none by default
-    support: list[SupportSource] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         cfg = self.cfg
         # one child stream per mechanism: changing one mechanism's settings, or a trip that
         # only happens in one of two runs, leaves every other mechanism's draws unchanged
-        (self._r_jobs, self._r_surge, self._r_osc, self._r_dist, self._r_trip,
+        # (the fourth, once the campus's own disturbances, is no longer drawn from: grid
+        # faults are the feeder's, models.faults)
+        (self._r_jobs, self._r_surge, self._r_osc, _, self._r_trip,
          self.noise_rng) = self.rng.spawn(6)
         self.env = simpy.Environment(initial_time=self.start_s)
-        self._sag_times: list[float] = []
-        self._sag_times_cf: list[float] = []  # the repeated-sag count without support
+        self.actual = RideThrough(cfg)
+        self.unsupported = RideThrough(cfg)
+        self._ramps: dict[tuple, float] = {}  # reconnection ramp drawn per trip key
         self.tap = 1.0  # OLTC ratio τ of the campus transformer (UPS input / POI)
-        # UPS-input voltage before a fault (pu): a fault's retained voltage is a fraction of
-        # it. Campus keeps it at τ·v_poi; 1.0 (OLTC in range) where nobody sets it.
-        self.v_prefault_pu = 1.0
         pool = cfg.pool_mw
         self.free_mw = pool  # training pool not yet taken by running jobs (IT MW)
         self._prefill()
@@ -529,8 +522,11 @@ class Schedule:
                 self.env.process(self._surges())
             if sh.oscillation_rate_per_day > 0:
                 self.env.process(self._oscillations())
-            if sh.disturbance_rate_per_day > 0:
-                self.env.process(self._disturbances())
+
+    @property
+    def trips(self) -> list[Trip]:
+        """The trips that happened (the :attr:`actual` state's)."""
+        return self.actual.trips
 
     # --- draws -------------------------------------------------------------------------
     def _job_size(self) -> float:
@@ -628,98 +624,97 @@ class Schedule:
             self.events.append({"time_s": now, "kind": "oscillation", "swing_frac": swing,
                                 "hz": hz, "duration_s": 60.0 * minutes})
 
-    def _disturbances(self):
-        sh = self.shocks
-        while True:
-            yield self.env.timeout(self._r_dist.exponential(DAY_S / sh.disturbance_rate_per_day))
-            lo, hi = sh.disturbance_sags
-            n = int(self._r_dist.integers(lo, hi + 1))
-            gaps = self._r_dist.uniform(*sh.disturbance_spacing_s, size=n - 1)
-            sags = [(float(self._r_dist.uniform(*sh.disturbance_v_pu)),
-                     float(self._r_dist.uniform(*sh.disturbance_duration_s))) for _ in range(n)]
-            self.events.append({"time_s": self.env.now, "kind": "disturbance", "sags": n})
-            self.env.process(self._sag_sequence(sags, gaps))
+    def grid_shots(self, shots) -> None:
+        """Judge the shots of grid faults at their times (campus clock), as SimPy events:
+        records of :func:`models.faults.grid.GridFaults.sags` (``t_s``, ``duration_s``,
+        ``v_pu`` and ``v_unsupported_pu`` at the POI, ``dead_s``, ``lockout``,
+        ``restored_s``, ``fault_id``). Call before :meth:`run_until` passes their times."""
+        for rec in shots:
+            self.env.process(self._shot(dict(rec)))
 
-    def _sag_sequence(self, sags: list[tuple[float, float]], gaps: np.ndarray):
-        """One grid fault with its reclosing attempts: ``n`` sags spaced by ``gaps``."""
-        for i, (r, dur) in enumerate(sags):
-            if i:
-                yield self.env.timeout(float(gaps[i - 1]))
-            self.sag(self.env.now, r * self.v_prefault_pu, dur, retained_frac=r)
+    def _shot(self, rec: dict):
+        yield self.env.timeout(max(float(rec["t_s"]) - self.env.now, 0.0))
+        self.shot(rec)
 
-    def sag(self, t_s: float, v_pu: float, duration_s: float,
-            retained_frac: float | None = None) -> Trip | None:
-        """A sub-step voltage sag at the UPS input: trips the campus when it lies below the
-        ride-through curve, or when it is the ``sag_count_trip``-th sag below
-        ``sag_count_v_pu`` within ``sag_count_window_s`` (repeated dips, as in the
-        reclosing sequence of 10 July 2024).
+    def shot(self, rec: dict) -> None:
+        """One shot of a grid fault at the UPS input (behind the OLTC ratio :attr:`tap` in
+        effect), judged by both states (module docstring of :mod:`models.ride_through`):
+        the sag itself; then, on a bus the protective device isolates, the dead time as an
+        interruption, or the lockout until ``restored_s``."""
+        t, dur = float(rec["t_s"]), float(rec["duration_s"])
+        fid = int(rec.get("fault_id", -1))
+        v = {"actual": self.tap * float(rec["v_pu"]),
+             "unsupported": self.tap * float(rec.get("v_unsupported_pu", rec["v_pu"]))}
+        if not math.isfinite(v["unsupported"]):
+            v["unsupported"] = v["actual"]
+        tripped = False
+        for name, state in (("actual", self.actual), ("unsupported", self.unsupported)):
+            vs = v[name]
+            if not math.isfinite(vs):  # no solve could give the voltage: nothing judged
+                continue
+            online = not state.offline_at(t)
+            cause = state.judge_sag(t, vs, dur) if online else None
+            t_trip, judged_v, judged_d = t, vs, dur
+            dead = float(rec.get("dead_s", 0.0))
+            if cause is None and online and dead > 0 and ride_through_violated(self.cfg, 0.0, dead):
+                cause, t_trip, judged_v, judged_d = "interruption", t + dur, 0.0, dead
+            if cause is None and online and rec.get("lockout"):
+                cause, t_trip, judged_v, judged_d = "lockout", t + dur, 0.0, math.inf
+            if cause is not None:
+                tr = self._trip_state(state, t_trip, cause, judged_v, judged_d, v["unsupported"], fid)
+                tripped |= name == "actual" and tr is not None
+            if rec.get("lockout") and math.isfinite(float(rec.get("restored_s", math.nan))):
+                state.hold_until(t + dur, float(rec["restored_s"]))
+        self.disturbances.append((t, v["actual"], dur, tripped))
+        self.events.append({"time_s": t, "kind": "sag", "fault_id": fid, "v_pu": v["actual"],
+                            "v_unsupported_pu": v["unsupported"], "duration_s": dur,
+                            "below_curve": ride_through_violated(self.cfg, v["actual"], dur),
+                            "tripped": tripped})
 
-        ``v_pu`` is the retained voltage without support. With ``retained_frac`` (the
-        fault's ``r``) and inverters in :attr:`support`, their reactive current lifts it by
-        ``τ ΔV_c`` (:func:`models.fault_support.support_lift`, ``τ`` = :attr:`tap`) and the
-        campus rides on the lifted voltage. The same sag is also judged without support
-        (with its own repeated-sag count): a trip that only the support prevented is logged
-        in :attr:`avoided` with both voltages."""
-        cfg = self.cfg
-        v_unsupported = float(v_pu)
-        lift = 0.0
-        if retained_frac is not None and self.support:
-            lift = self.tap * support_lift(self.support, retained_frac)
-        v_pu = v_unsupported + lift
-        cause = self._judge(t_s, v_pu, duration_s, self._sag_times)
-        would = self._judge(t_s, v_unsupported, duration_s, self._sag_times_cf)
-        below = cause == "disturbance"
-        self.disturbances.append((t_s, v_pu, duration_s, below))
-        self.events.append({"time_s": t_s, "kind": "sag", "v_pu": v_pu,
-                            "v_unsupported_pu": v_unsupported, "duration_s": duration_s,
-                            "below_curve": below})
-        online = not self.offline_at(t_s)
-        if cause is None:
-            if would is not None and online:
-                self.avoided.append(Trip(t_s, t_s + cfg.reconnect_delay_s, cfg.reconnect_ramp_s,
-                                         would, v_pu, duration_s, v_unsupported))
-                log.info("campus %s rides through a sag at t=%.0f s: %.3f pu with support, "
-                         "%.3f pu without (%s)", cfg.name, t_s, v_pu, v_unsupported, would)
-            return None
-        return self.trip(t_s, cause, v_pu, duration_s, v_unsupported)
-
-    def _judge(self, t_s: float, v_pu: float, duration_s: float, times: list[float]) -> str | None:
-        """The cause a sag of ``v_pu`` trips the campus for, or ``None``: below the curve, or
-        the ``sag_count_trip``-th sag below ``sag_count_v_pu`` within the window (``times``
-        keeps the recent ones and is reset by a trip of this count)."""
-        cfg = self.cfg
-        if ride_through_violated(cfg, v_pu, duration_s):
-            return "disturbance"
-        if cfg.sag_count_trip > 0 and v_pu < cfg.sag_count_v_pu:
-            times.append(t_s)
-            times[:] = [t for t in times if t > t_s - cfg.sag_count_window_s]
-            if len(times) >= cfg.sag_count_trip:
-                times.clear()
-                return "repeated_sags"
-        return None
+    def trips_avoided(self) -> int:
+        """``Σ_f (trips without support − trips with)`` over the grid faults."""
+        ids = {tr.fault_id for tr in self.unsupported.trips + self.actual.trips if tr.fault_id >= 0}
+        return sum(sum(tr.fault_id == f for tr in self.unsupported.trips)
+                   - sum(tr.fault_id == f for tr in self.actual.trips) for f in ids)
 
     # --- trips -------------------------------------------------------------------------
     def offline_at(self, t_s: float) -> bool:
         """True while the campus is fully on backup (between a trip and its reconnection)."""
-        return any(tr.t_s <= t_s < tr.reconnect_s for tr in self.trips)
+        return self.actual.offline_at(t_s)
+
+    def _ramp(self, key: tuple) -> float:
+        """The reconnection ramp of the trip ``key``: 0 (the operator closes the breaker on
+        the whole load at once) with probability ``reconnect_at_once_prob``, else
+        ``reconnect_ramp_s``; drawn once per key, so the actual state and the
+        counterfactual reconnect alike after the same fault."""
+        if key not in self._ramps:
+            at_once = self.shocks is not None and self._r_trip.uniform() < self.shocks.reconnect_at_once_prob
+            self._ramps[key] = 0.0 if at_once else self.cfg.reconnect_ramp_s
+        return self._ramps[key]
+
+    def _trip_state(self, state: RideThrough, t_s: float, cause: str, v_pu: float,
+                    duration_s: float, v_unsupported_pu: float, fault_id: int = -1) -> Trip | None:
+        if state.offline_at(t_s):
+            return None
+        key = ("fault", fault_id) if fault_id >= 0 else (cause, round(t_s, 6))
+        tr = state.add(Trip(t_s, t_s + self.cfg.reconnect_delay_s, self._ramp(key), cause,
+                            v_pu, duration_s, v_unsupported_pu, fault_id))
+        if tr is not None and state is self.actual:
+            self.events.append({"time_s": t_s, "kind": "trip", "cause": cause, "v_pu": v_pu,
+                                "duration_s": duration_s, "reconnect_s": tr.reconnect_s,
+                                "ramp_s": tr.ramp_s, "fault_id": fault_id})
+            log.info("campus %s trips at t=%.0f s (%s, %.3f pu for %.3g s); reconnects at "
+                     "%.0f s", self.cfg.name, t_s, cause, v_pu, duration_s, tr.reconnect_s)
+        return tr
 
     def trip(self, t_s: float, cause: str, v_pu: float, duration_s: float,
              v_unsupported_pu: float | None = None) -> Trip | None:
-        """Move to UPS/backup at ``t_s`` (ignored while already on backup)."""
-        if self.offline_at(t_s):
-            return None
-        ramp_s = self.cfg.reconnect_ramp_s
-        if self.shocks is not None and self._r_trip.uniform() < self.shocks.reconnect_at_once_prob:
-            ramp_s = 0.0  # the operator closes the breaker on the whole load: reconnection surge
-        tr = Trip(t_s, t_s + self.cfg.reconnect_delay_s, ramp_s, cause, v_pu, duration_s,
-                  v_pu if v_unsupported_pu is None else v_unsupported_pu)
-        self.trips.append(tr)
-        self.events.append({"time_s": t_s, "kind": "trip", "cause": cause, "v_pu": v_pu,
-                            "duration_s": duration_s, "reconnect_s": tr.reconnect_s,
-                            "ramp_s": ramp_s})
-        log.info("campus %s trips at t=%.0f s (%s, %.3f pu for %.3g s); reconnects at %.0f s",
-                 self.cfg.name, t_s, cause, v_pu, duration_s, tr.reconnect_s)
-        return tr
+        """Move to UPS/backup at ``t_s`` in both states (a cause the inverters' support
+        does not touch: the steady POI voltage, an operator); ignored in a state already on
+        backup. Returns the actual state's trip."""
+        v_u = v_pu if v_unsupported_pu is None else v_unsupported_pu
+        self._trip_state(self.unsupported, t_s, cause, v_u, duration_s, v_u)
+        return self._trip_state(self.actual, t_s, cause, v_pu, duration_s, v_u)
 
     def run_until(self, t_s: float) -> None:
         if t_s > self.env.now:
@@ -733,11 +728,13 @@ class Schedule:
         a = np.asarray(self.jobs, dtype=float)
         return JobArrays(a[:, 0], a[:, 1], a[:, 2])
 
-    def trip_arrays(self) -> TripArrays:
+    def trip_arrays(self, state: RideThrough | None = None) -> TripArrays:
+        """The trips of ``state`` (default: the actual ones) as arrays."""
+        trips = (state or self.actual).trips
         return TripArrays(
-            np.array([t.t_s for t in self.trips], dtype=float),
-            np.array([t.reconnect_s for t in self.trips], dtype=float),
-            np.array([t.ramp_s for t in self.trips], dtype=float),
+            np.array([t.t_s for t in trips], dtype=float),
+            np.array([t.reconnect_s for t in trips], dtype=float),
+            np.array([t.ramp_s for t in trips], dtype=float),
         )
 
     def swing_at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -769,6 +766,8 @@ class CampusOutput:
     online: bool
     it_mw: float = 0.0
     facility_mw: float = 0.0
+    #: the mean draw without the inverters' fault-time support (the counterfactual state)
+    p_unsupported_mw: float = math.nan
 
 
 class Campus:
@@ -809,7 +808,6 @@ class Campus:
                                                       config.inference_noise)
         self._lag_a, self._lag_c = lag_coefficients(self.step_s, config.cooling_tau_s)
         self._fac = None  # facility load state F (MW); initialised at the first step
-        self._below = np.zeros(len(config.ride_through))  # time below each curve point (s)
         self._tap: float | None = None  # OLTC ratio in effect during the last step (None: settled)
         self._first = True
         self.last: CampusOutput | None = None
@@ -829,26 +827,19 @@ class Campus:
         return self.schedule.trips
 
     @property
-    def avoided(self) -> list[Trip]:
-        """The trips the inverters' fault current prevented (:meth:`Schedule.sag`)."""
-        return self.schedule.avoided
-
-    def set_support(self, sources: list[SupportSource]) -> None:
-        """The inverters that support the sags of the coming step (their state at its
-        start; :mod:`models.fault_support`)."""
-        self.schedule.support = list(sources)
+    def unsupported_trips(self) -> list[Trip]:
+        """The counterfactual's trips, without the inverters' fault-time support."""
+        return self.schedule.unsupported.trips
 
     def _voltage_check(self, t_s: float, v_poi_pu: float | None) -> None:
         """Ride-through against the POI voltage of the previous step ``[t − Δ, t)``.
 
         The campus transformer's OLTC held the ratio ``τ = clip(1/v_prev, 1 ± tap_range)``
         set from the reading before, so the UPS input saw ``v_dc = τ·v``. It then moves to
-        ``τ' = clip(1/v, 1 ± tap_range)``; a grid fault in the coming step retains the fraction
-        ``r`` (``shocks.disturbance_v_pu``) of the UPS voltage it finds, ``v_sag = r·τ'·v``
-        (:attr:`Schedule.v_prefault_pu`): the same as ``r`` while the OLTC is in range, lower
-        when the feeder holds the POI below ``1/(1 + tap_range)``. The time below
-        each curve point accumulates while ``v_dc < v_k``; when it exceeds ``d_k`` the
-        campus trips at t.
+        ``τ' = clip(1/v, 1 ± tap_range)`` (:attr:`Schedule.tap`): the shots of grid faults in
+        the coming step reach the UPS input as ``τ'`` times their retained POI voltage. The
+        time below each curve point accumulates while ``v_dc < v_k``; when it exceeds
+        ``d_k`` the campus trips at t (in both ride-through states, each while online).
 
         Start-up: a run starts from a steady state. The reading handed to the first step is
         not a measurement of this run (mosaik's initial value of the time-shifted
@@ -866,24 +857,20 @@ class Campus:
         settled = float(np.clip(1.0 / v, 1 - cfg.tap_range_pu, 1 + cfg.tap_range_pu))
         v_dc = (settled if self._tap is None else self._tap) * v
         self._tap = settled
-        # a fault in the coming step retains a fraction of the UPS input it finds: the new
-        # ratio times the last reading (1.0 while the OLTC is within its range)
-        self.schedule.v_prefault_pu = settled * v
-        self.schedule.tap = settled
-        if self.schedule.offline_at(t_s - 0.5 * self.step_s):
-            self._below[:] = 0.0
-            return
-        v_k = np.array([p[0] for p in cfg.ride_through])
-        d_k = np.array([p[1] for p in cfg.ride_through])
-        self._below = np.where(v_dc < v_k, self._below + self.step_s, 0.0)
-        hit = self._below > d_k
-        if hit.any():
-            k = int(np.argmax(hit))
-            if self.schedule.trip(t_s, "voltage", v_dc, float(self._below[k])) is not None:
-                self._below[:] = 0.0
+        sch = self.schedule
+        sch.tap = settled
+        for state in (sch.actual, sch.unsupported):
+            if state.offline_at(t_s - 0.5 * self.step_s):
+                state.below_s[:] = 0.0
+                continue
+            hit = state.judge_steady(v_dc, self.step_s)
+            if hit is not None:
+                sch._trip_state(state, t_s, "voltage", v_dc, hit[1], v_dc)
 
-    def step(self, t_s: float, v_poi_pu: float | None) -> CampusOutput:
+    def step(self, t_s: float, v_poi_pu: float | None, shots=()) -> CampusOutput:
         """Advance to ``t_s + step_s``; return mean, min and max grid draw over the step.
+        ``shots``: the grid faults' shots of this step (:meth:`Schedule.grid_shots`, times
+        on the campus clock), judged at their own times within it.
 
         The step ``[t, t + Δ)`` is cut into ``n`` sub-intervals of width ``h = Δ/n`` that
         resolve ramps to ≤ 1 s and swings to ≤ 1/8 period (midpoints ``m_i``). On it:
@@ -909,6 +896,8 @@ class Campus:
             raise ValueError(f"time goes backwards: step at {t_s} s after {self._t_next} s")
         self._voltage_check(t_s, v_poi_pu)
         sch = self.schedule
+        if shots:
+            sch.grid_shots(shots)
         sch.run_until(t_s + dt)
         self._t_next = t_s + dt
         # sub-grid: resolve ramps to ≤ 1 s and swings to ≤ 1/8 period
@@ -957,10 +946,24 @@ class Campus:
         self.last = CampusOutput(
             p_mw=p_mean, q_mvar=p_mean * cfg.tan_phi, p_min_mw=float(p_min),
             p_max_mw=float(p_max), online=online, it_mw=it_mean, facility_mw=float(fac),
+            p_unsupported_mw=self._unsupported_mean(it, fac, mid, p_mean),
         )
         return self.last
 
     # --- step helpers (exact shortcuts of the vectorised evaluation) --------------------
+    def _unsupported_mean(self, it: np.ndarray, fac: float, mid: np.ndarray, p_mean: float) -> float:
+        """The step's mean draw had the inverters not supported the sags: the same load
+        through the counterfactual's connection factor (the actual draw while the two
+        states have the same trips)."""
+        sch = self.schedule
+        a, u = sch.actual.trips, sch.unsupported.trips
+        if len(a) == len(u) and all((x.t_s, x.reconnect_s, x.ramp_s) == (y.t_s, y.reconnect_s, y.ramp_s)
+                                    for x, y in zip(a, u)):
+            return p_mean
+        rho = self.config.backup_residual_frac
+        g = rho + (1 - rho) * connection(mid, sch.trip_arrays(sch.unsupported))
+        return float(((it + fac) * g).mean())
+
     def _grid_offsets(self, n: int) -> np.ndarray:
         """Sub-grid edge offsets ``Δ·k/n`` (k = 0…n) from the step start, cached per n."""
         off = self._offsets.get(n)

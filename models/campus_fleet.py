@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from models.campus import Campus, CampusConfig, CampusOutput, Trip
-from models.fault_support import SupportSource
 from models.shock_config import ShockConfig
 
 
@@ -29,16 +28,26 @@ def campus_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
-def trip_record(tr: Trip, start_s: float, outcome: str = "trip") -> dict[str, float | str]:
+def trip_record(tr: Trip, start_s: float, outcome: str = "trip",
+                unsupported_too: bool = True) -> dict[str, float | str | bool]:
     """A trip as a plain dict ``{time_s, cause, v_pu, v_unsupported_pu, duration_s,
-    reconnect_s, ramp_s, outcome}`` with ``time_s`` and ``reconnect_s`` in run time (campus
-    clock − ``start_s``); ``outcome`` is ``"trip"`` or ``"avoided"`` (the trip the inverters'
-    fault current prevented: ``v_pu`` with the support, ``v_unsupported_pu`` without)."""
+    reconnect_s, ramp_s, fault_id, outcome, unsupported_too}`` with ``time_s`` and
+    ``reconnect_s`` in run time (campus clock − ``start_s``). ``outcome`` is ``"trip"`` (it
+    happened; ``unsupported_too``: the counterfactual without the inverters' fault-time
+    support tripped then as well) or ``"unsupported"`` (a trip only the counterfactual
+    had, :mod:`models.ride_through`; ``v_unsupported_pu`` is what it was judged on)."""
     return {"time_s": float(tr.t_s - start_s), "cause": str(tr.cause), "v_pu": float(tr.v_pu),
             "v_unsupported_pu": float(tr.v_unsupported_pu if math.isfinite(tr.v_unsupported_pu)
                                       else tr.v_pu),
             "duration_s": float(tr.duration_s), "reconnect_s": float(tr.reconnect_s - start_s),
-            "ramp_s": float(tr.ramp_s), "outcome": outcome}
+            "ramp_s": float(tr.ramp_s), "fault_id": int(tr.fault_id), "outcome": outcome,
+            "unsupported_too": bool(unsupported_too)}
+
+
+def shots_on_campus_clock(shots, start_s: float) -> list[dict[str, Any]]:
+    """Shot records (:meth:`models.faults.GridFaults.sags`, run time) on the campus clock."""
+    return [{**r, "t_s": float(r["t_s"]) + start_s,
+             "restored_s": float(r.get("restored_s", math.nan)) + start_s} for r in shots]
 
 
 class CampusFleet:
@@ -57,7 +66,7 @@ class CampusFleet:
         self.campuses: dict[str, Campus] = {}
         self.last: dict[str, CampusOutput] = {}
         self.v_seen: dict[str, float] = {}
-        self.support_seen: dict[str, list[dict[str, Any]]] = {}
+        self.shots_seen: dict[str, list[dict[str, Any]]] = {}
         self._forecasts: dict[str, list[float]] = {}  # of the last step, filled on request
         self._next: dict[str, float] = {}  # likewise
 
@@ -71,31 +80,35 @@ class CampusFleet:
         return campus
 
     def step(self, t_s: float, v_poi_pu: dict[str, float | None],
-             support: Mapping[str, list[SupportSource]] | None = None) -> None:
+             shots: Mapping[str, list[dict[str, Any]]] | None = None) -> None:
         """Step every campus over ``[t_s, t_s + dt_s)`` (campus clock) with its POI voltage
-        (``None``: nominal) and the inverters that support its sags (none when absent)."""
-        support = support or {}
+        (``None``: nominal) and the shots of grid faults at its POI in the step (run time,
+        :meth:`models.faults.GridFaults.sags`)."""
+        shots = shots or {}
         for name, campus in self.campuses.items():
-            campus.set_support(support.get(name, []))
-            self.support_seen[name] = [s.as_dict() for s in support.get(name, [])]
             v = v_poi_pu.get(name)
             self.v_seen[name] = v if v is not None else math.nan
-            self.last[name] = campus.step(t_s, v)
+            self.shots_seen[name] = list(shots.get(name, ()))
+            self.last[name] = campus.step(t_s, v, shots_on_campus_clock(shots.get(name, ()),
+                                                                         self.start_s))
         self._forecasts.clear()
         self._next.clear()
 
     def outputs(self, name: str) -> dict[str, Any]:
         """The last step's outputs of campus ``name`` (load convention, + = consumption):
         ``p_mw``, ``q_mvar``, ``p_min_mw``, ``p_max_mw``, ``online``, ``p_demand_mw`` (its
-        own load, whoever serves it), ``v_poi_pu`` (the reading used) and ``fault_support``
-        (the inverters that supported its sags, :meth:`SupportSource.as_dict`)."""
+        own load, whoever serves it), ``p_unsupported_mw`` (its draw had the inverters not
+        supported the sags), ``v_poi_pu`` (the reading used), ``sags`` (the shots it judged)
+        and ``ups`` (its UPS front end in a fault's shot, :func:`ups_front_end`)."""
         o = self.last.get(name)
         if o is None:
             raise ValueError(f"Campus {name!r} has no output before its first step")
         return {"p_mw": o.p_mw, "q_mvar": o.q_mvar, "p_min_mw": o.p_min_mw,
                 "p_max_mw": o.p_max_mw, "online": bool(o.online),
-                "p_demand_mw": o.it_mw + o.facility_mw, "v_poi_pu": self.v_seen.get(name, math.nan),
-                "fault_support": self.support_seen.get(name, [])}
+                "p_demand_mw": o.it_mw + o.facility_mw, "p_unsupported_mw": o.p_unsupported_mw,
+                "v_poi_pu": self.v_seen.get(name, math.nan),
+                "sags": self.shots_seen.get(name, []),
+                "ups": ups_front_end(self.campuses[name].config)}
 
     def next_mw(self, name: str) -> float:
         """The operator's forecast of the mean draw over the coming step: the first value of
@@ -114,10 +127,24 @@ class CampusFleet:
                 self.forecast_horizon_s, self.forecast_step_s)]
         return fc
 
-    def trips(self) -> dict[str, list[dict[str, float | str]]]:
-        """Each campus's trips so far and the trips its inverters' support avoided
-        (:func:`trip_record`), in time order."""
-        return {name: sorted([trip_record(tr, self.start_s) for tr in campus.trips]
-                             + [trip_record(tr, self.start_s, "avoided") for tr in campus.avoided],
-                             key=lambda r: r["time_s"])
-                for name, campus in self.campuses.items()}
+    def trips(self) -> dict[str, list[dict[str, float | str | bool]]]:
+        """Each campus's trips so far, and those only its counterfactual without the
+        inverters' support had (:func:`trip_record`), in time order."""
+        out = {}
+        for name, campus in self.campuses.items():
+            both = {(tr.t_s, tr.cause, tr.fault_id) for tr in campus.schedule.unsupported.trips}
+            mine = {(tr.t_s, tr.cause, tr.fault_id) for tr in campus.trips}
+            rows = [trip_record(tr, self.start_s, "trip", (tr.t_s, tr.cause, tr.fault_id) in both)
+                    for tr in campus.trips]
+            rows += [trip_record(tr, self.start_s, "unsupported")
+                     for tr in campus.schedule.unsupported.trips
+                     if (tr.t_s, tr.cause, tr.fault_id) not in mine]
+            out[name] = sorted(rows, key=lambda r: (r["time_s"], r["outcome"]))
+        return out
+
+
+def ups_front_end(cfg: CampusConfig) -> dict[str, float]:
+    """What the fault solve needs of a campus's UPS front end
+    (:class:`models.faults.solve.Component`)."""
+    return {"capacity_mw": cfg.capacity_mw, "current_limit_pu": cfg.ups_current_limit_pu,
+            "transfer_v_pu": cfg.ups_transfer_v_pu, "residual_frac": cfg.backup_residual_frac}

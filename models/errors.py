@@ -112,8 +112,8 @@ def pydantic_problem(err: Mapping[str, Any], source: str | Path, skip: Collectio
     """One pydantic error as a :class:`ScenarioError` of ``source``: its location as a field
     path (:func:`format_loc`, without the ``skip`` tags), and a message that says what is
     allowed. ``fields(loc)`` lists the field names at a location: an unknown field is
-    answered with them, and a model validator's message about one of its fields,
-    ``"name: …"``, moves ``name`` into the path."""
+    answered with them, and a model validator's message about one of its fields (or one of
+    the keys it was given), ``"name: …"``, moves ``name`` into the path."""
     loc = tuple(err.get("loc", ()))
     field = format_loc(loc, skip)
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -127,7 +127,9 @@ def pydantic_problem(err: Mapping[str, Any], source: str | Path, skip: Collectio
         msg = "required field is missing"
     else:
         head, sep, rest = msg.partition(": ")
-        if sep and _PATH.fullmatch(head) and re.split(r"[.\[]", head)[0] in fields(loc):
+        given = err.get("input") if isinstance(err.get("input"), dict) else {}
+        if sep and _PATH.fullmatch(head) and (re.split(r"[.\[]", head)[0] in fields(loc)
+                                              or head in given):
             field, msg = (f"{field}.{head}" if field else head), rest
         elif "input" in err and not isinstance(err["input"], (dict, list)):
             msg += f" (got {err['input']!r})"

@@ -484,6 +484,118 @@ class DSSFeeder:
             i = loads.Next()
         return out
 
+    # ------------------------------------------------------------------ fault studies
+    # What :mod:`models.faults` needs of the engine to solve the shots of a grid fault and to
+    # open a protective device (docs/faults.md): none of it changes a set-point.
+    @property
+    def engine(self):
+        """This feeder's OpenDSS engine (its own context), for the studies of
+        :mod:`models.faults` that solve on the compiled feeder."""
+        return self._dss
+
+    def injection_phase_nodes(self) -> dict[str, np.ndarray]:
+        """The positions of each injection's phase nodes in ``node_v_pu`` (and in
+        ``Circuit.AllBusMagPu``)."""
+        if self._maps_dirty:
+            self._build_maps()
+        ends = list(self._inj_start[1:]) + [len(self._inj_nodes)]
+        return {n: self._inj_nodes[a:b] for n, a, b in zip(self._inj_names, self._inj_start, ends)}
+
+    def read_node_v_pu(self) -> np.ndarray:
+        """Node voltages (pu) of the engine's present solution, without any check."""
+        node_v = np.asarray(self._dss.Circuit.AllBusMagPu(), dtype=float)
+        return np.where(self._node_has_base, node_v, math.nan)
+
+    def solve_raw(self, controls: bool = False) -> bool:
+        """One solve of the engine as it stands (no recovery, no invariant check, no
+        result): whether it converged. A failed solve leaves the engine ready to solve
+        again and the next :meth:`solve` starts cold."""
+        status, _ = self._attempt(self._dss.Solution.Solve if controls
+                                  else self._dss.Solution.SolveNoControl)
+        if status != "ok":
+            self._needs_reinit = True
+        return status == "ok"
+
+    def set_injection_draws(self, draws: Mapping[str, tuple[float, float]]) -> None:
+        """Put ``(p_mw, q_mvar)`` on the injections' elements without making it their
+        set-point (:attr:`injections` keeps those; pass them back to restore)."""
+        loads = self._dss.Loads
+        for name, (p_mw, q_mvar) in draws.items():
+            loads.Name(INJECTION_PREFIX + name)
+            loads.kW(float(p_mw) * 1e3)
+            loads.kvar(float(q_mvar) * 1e3)
+
+    def set_injection_vmin(self, v_pu: float | None) -> None:
+        """``vminpu`` of every injection element (``None``: back to
+        :data:`INJECTION_VMIN_PU`); 0 keeps them constant PQ at any voltage, for a fault
+        solve that imposes their currents itself."""
+        value = INJECTION_VMIN_PU if v_pu is None else float(v_pu)
+        for name in self._injections:
+            # OpenDSS turns a load into an impedance below vminpu and, whatever vminpu says,
+            # below vlowpu (0.5 by default): both move together here
+            self._dss.Text.Command(f"edit load.{INJECTION_PREFIX}{name} vminpu={value:.6g} "
+                                   f"vlowpu={min(value, 0.5):.6g}")
+
+    def set_injection_impedance(self, p_mw: Mapping[str, float] | None,
+                                q_mvar: Mapping[str, float] | None,
+                                v_pu: Mapping[str, float] | None) -> None:
+        """Every injection as the constant impedance (``model=2``) that draws ``p_mw``,
+        ``q_mvar`` at ``v_pu``; ``None`` puts them back to constant PQ at their set-points."""
+        loads = self._dss.Loads
+        for name, (p0, q0) in self._injections.items():
+            loads.Name(INJECTION_PREFIX + name)
+            if p_mw is None:
+                loads.Model(1)
+                loads.kW(p0 * 1e3)
+                loads.kvar(q0 * 1e3)
+                continue
+            v = v_pu.get(name, 1.0) if v_pu else 1.0
+            v = v if math.isfinite(v) and v > 0.05 else 1.0
+            loads.Model(2)
+            loads.kW(p_mw.get(name, p0) * 1e3 / (v * v))
+            loads.kvar(q_mvar.get(name, q0) * 1e3 / (v * v))
+
+    def set_feeder_loads_impedance(self, on: bool) -> None:
+        """The feeder's own loads as constant impedances (``model=2``, at their nominal
+        draw) while ``on``; back to their own models after. The fault solve's fallback."""
+        loads = self._dss.Loads
+        if on:
+            self._load_models = {}
+        i = loads.First()
+        while i:
+            name = loads.Name().lower()
+            if not name.startswith(INJECTION_PREFIX):
+                if on:
+                    self._load_models[name] = int(loads.Model())
+                    loads.Model(2)
+                elif name in getattr(self, "_load_models", {}):
+                    loads.Model(self._load_models[name])
+            i = loads.Next()
+
+    def set_branch_open(self, branch: str, is_open: bool) -> None:
+        """Open (or close again) every element of the radial branch ``branch`` at its
+        from-bus end, as a protective device does; the buses behind it are then
+        de-energised (:meth:`set_energized`)."""
+        index = {br.name: k for k, br in enumerate(self.data.branches)}
+        if branch not in index:
+            raise KeyError(f"no branch {branch!r} in feeder {self.name}")
+        members = self._branch_members[index[branch]] if self._branch_members else ()
+        members = members or ((self.data.branches[index[branch]].element.lower(), 0),)
+        for el, term in members:
+            self._dss.Text.Command(f"{'open' if is_open else 'close'} {el} term={term + 1}")
+        self._needs_reinit = True
+
+    def start_cold(self) -> None:
+        """The next :meth:`solve` starts from a flat start (``InitSnap``), not from what the
+        engine last solved (a fault shot's state, say): its result does not depend on it."""
+        self._needs_reinit = True
+
+    def set_energized(self, buses: frozenset[str] | set[str]) -> None:
+        """The buses that have a path from the source (after a device opened or closed):
+        the others count in no voltage figure."""
+        self._energized_buses = frozenset(buses)
+        self._maps_dirty = True
+
     # ------------------------------------------------------------------ solving
     def solve(self, controls: bool = True) -> PowerFlowResult:
         """Snapshot power flow of the present set-points, checked (DESIGN.md §2a).

@@ -3,17 +3,21 @@
 ``generate_shocks`` draws N independent samples of every campus's behaviour over the
 scenario horizon. A sample uses exactly the mechanisms and parameters of the SimPy campus
 (:mod:`models.campus`): the same :class:`models.campus.Schedule` draws the events (training
-jobs, surges, oscillation episodes, grid disturbances, ride-through trips, reconnections),
-a few dozen SimPy events per sample-day, and the same closed-form step means
-(:func:`models.campus.step_means`) turn them into MW per step, vectorised with numpy.
-What the generator cannot know is the feeder: it sees no POI voltage, so its trips come
-only from disturbances below the ride-through curve, with the UPS input at 1.0 pu before
-each fault (the campus OLTC in range; the co-simulation adds voltage-driven trips, and
-deeper faults where the feeder holds the POI below the OLTC's range). docs/campus.md §"Shock generator" lists the differences.
+jobs, surges, oscillation episodes, ride-through trips, reconnections), a few dozen SimPy
+events per sample-day, and the same closed-form step means
+(:func:`models.campus.step_means`) turn them into MW per step, vectorised with numpy. The
+upstream faults of the ``[faults]`` law are drawn once per sample, as a run draws them
+for its feeder, and every campus of the sample sees the same shots.
+What the generator cannot know is the feeder: it sees no POI voltage and solves no fault,
+so a shot retains the fraction ``r`` of a UPS input at 1.0 pu (the fast estimate,
+:func:`models.faults.draws.upstream_shot_records`; the co-simulation solves each shot in
+OpenDSS, adds voltage-driven trips and the feeder's own faults). docs/campus.md
+§"Shock generator" lists the differences.
 
 Randomness: sample ``s`` of campus ``c`` uses
-``numpy.random.default_rng(SeedSequence(seed).spawn(samples)[s].spawn(n_campus)[c])``, so a
-sample does not depend on how many others are drawn.
+``numpy.random.default_rng(SeedSequence(seed).spawn(samples)[s].spawn(n_campus)[c])``, and
+its faults ``SeedSequence(seed, spawn_key=(s, 2**32))``, so a sample does not depend on how
+many others are drawn.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from models.campus import DAY_S, ONLINE_EPS_S, Schedule, connection, linear_recurrence, step_means, swing_levels
+from models.faults.draws import FAULT_STREAM_KEY, draw_faults, fault_rng, upstream_shot_records
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +40,32 @@ def sample_rng(seed: int, sample: int, campus: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sample, campus)))
 
 
-def _sample_one(scenario, c: int, rng: np.random.Generator, edges: np.ndarray):
-    """One campus, one sample: SimPy events over the horizon, then closed-form step means."""
+def sample_fault_rng(seed: int, sample: int) -> np.random.Generator:
+    """The fault stream of ``sample``: ``SeedSequence(seed, spawn_key=(sample, 2**32))``,
+    beside its campuses' ``(sample, campus)`` streams."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sample, FAULT_STREAM_KEY)))
+
+
+def _upstream_shots(scenario, rng: np.random.Generator, edges: np.ndarray) -> list[dict]:
+    """The shots of the upstream faults the scenario's ``[faults]`` law draws over the
+    horizon (from its second step, as a run's), as every campus of the sample gets them
+    (:func:`models.faults.draws.upstream_shot_records`: the fast estimate, no feeder)."""
+    law = getattr(scenario, "faults", None)
+    if law is None or law.transmission_per_day <= 0:
+        return []
+    t0 = float(edges[0])
+    step = float(scenario.simulation.step_s)
+    faults = draw_faults(law, (), step, float(edges[-1] - t0), rng)
+    return upstream_shot_records(faults, t0)
+
+
+def _sample_one(scenario, c: int, rng: np.random.Generator, edges: np.ndarray,
+                shots: list[dict] = ()):
+    """One campus, one sample: SimPy events over the horizon (with the grid faults'
+    ``shots``), then closed-form step means."""
     cfg = scenario.campus[c]
     sch = Schedule(cfg, rng, float(edges[0]), scenario.shocks)
+    sch.grid_shots(shots)
     sch.run_until(float(edges[-1]))
     step = float(edges[1] - edges[0])
     n = len(edges) - 1
@@ -67,8 +94,9 @@ def _run(scenario, samples: int, seed: int, step_s=None, hours=None, on_sample=N
     results = []
     for s in range(samples):
         row = []
+        shots = _upstream_shots(scenario, sample_fault_rng(seed, s), edges)
         for c in range(n_c):
-            row.append(_sample_one(scenario, c, sample_rng(seed, s, c), edges))
+            row.append(_sample_one(scenario, c, sample_rng(seed, s, c), edges, shots))
         results.append(row)
         if on_sample is not None:
             on_sample(s + 1)
@@ -103,8 +131,12 @@ def run_seed_trajectories(scenario, seeds, step_s: float | None = None,
     from models.campus_fleet import campus_rng
 
     edges = _horizon(scenario, step_s, hours)
-    return np.array([[_sample_one(scenario, c, campus_rng(int(k), c), edges)[1]["p_mw"]
-                      for c in range(len(scenario.campus))] for k in seeds])
+    out = []
+    for k in seeds:
+        shots = _upstream_shots(scenario, fault_rng(int(k)), edges)
+        out.append([_sample_one(scenario, c, campus_rng(int(k), c), edges, shots)[1]["p_mw"]
+                    for c in range(len(scenario.campus))])
+    return np.array(out)
 
 
 def generate_shocks(scenario, samples: int, seed: int) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from models.errors import ScenarioError, format_loc, parse_user_file, pydantic_p
 from models.fcm import TECHNOLOGIES, placement_problem
 from models.network import SCALE_RANGE
 from models.fcm_catalog import FCMType, Placement, default_catalog, unknown_kind
+from models.faults.config import FaultEvent, FaultLaw
 from models.shock_config import ShockConfig
 
 #: Expected events one campus draws over a run (job arrivals, surges, oscillation episodes,
@@ -133,6 +134,8 @@ class Scenario(StrictModel):
     grid: GridConfig = GridConfig()
     campus: list[CampusConfig] = Field(min_length=1)
     shocks: ShockConfig = ShockConfig()
+    faults: FaultLaw = FaultLaw()
+    events: list[FaultEvent] = Field(default_factory=list, max_length=10_000)
     fcm: FCMConfig = FCMConfig()
     controller: ControllerConfig = ControllerConfig()
     siting: SitingConfig = SitingConfig()
@@ -156,13 +159,28 @@ class Scenario(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _events_in_run(self) -> "Scenario":
+        end = self.simulation.hours * 3600.0
+        for i, ev in enumerate(self.events):
+            if ev.time_s < self.simulation.step_s or ev.end_s > end:
+                raise ValueError(
+                    f"events[{i}].time_s: the fault from {ev.time_s:g} s to {ev.end_s:g} s "
+                    f"(its last shot cleared) is outside the run; allowed: from "
+                    f"simulation.step_s = {self.simulation.step_s} s (the first step is the "
+                    f"pre-fault start-up) to simulation.hours = {end:g} s")
+        return self
+
+    @model_validator(mode="after")
     def _events_in_budget(self) -> "Scenario":
         hours = self.simulation.hours
+        shots = self.faults.shots_per_day()
         for i, c in enumerate(self.campus):
-            n = expected_events(c, self.shocks, hours)
+            n = expected_events(c, self.shocks, hours, shots)
             if n > MAX_CAMPUS_EVENTS:
                 jobs = c.job_rate_per_h * hours
-                where = f"campus[{i}].job_rate_per_h" if jobs >= n / 2 else "shocks"
+                faults = hours / 24.0 * shots
+                where = (f"campus[{i}].job_rate_per_h" if jobs >= n / 2 else
+                         "faults" if faults >= n / 2 else "shocks")
                 raise ValueError(f"{where}: campus {c.name!r} would draw {n:,.0f} events over "
                                  f"simulation.hours = {hours:g} h ({jobs:,.0f} training jobs, "
                                  f"{n - jobs:,.0f} shock events); allowed: at most "
@@ -207,7 +225,9 @@ def sampling_problem(scenario: Scenario, samples: int, hours: float, step_s: flo
         return (f"{samples:,} samples × {len(scenario.campus)} campus(es) × {steps:,} steps of "
                 f"{step_s:g} s = {rows:,} rows; allowed: at most {MAX_SAMPLE_ROWS:,} "
                 "(docs/conventions.md, 'Limits')")
-    events = samples * sum(expected_events(c, scenario.shocks, hours) for c in scenario.campus)
+    shots = scenario.faults.transmission_per_day * scenario.faults.shots_per_fault
+    events = samples * sum(expected_events(c, scenario.shocks, hours, shots)
+                           for c in scenario.campus)
     if events > MAX_SAMPLE_EVENTS:
         return (f"{samples:,} samples of {hours:g} h draw about {events:,.0f} campus events; "
                 f"allowed: at most {MAX_SAMPLE_EVENTS:,} (docs/conventions.md, 'Limits')")

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from controllers.horizon import IMPORT_BAND_FRAC  # the MILP's restoration term uses the same
-from models.campus import TripArrays, connection_step_means
 from scenarios.config import Scenario
 from scenarios.json_file import JsonFile, Number, jsonable
 
@@ -126,40 +125,101 @@ def unserved_energy_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> f
     return total * dt_s / 3600.0
 
 
-def is_avoided(record: Mapping[str, Any]) -> bool:
-    """A trip-log record of a trip the inverters' fault current prevented."""
-    return record.get("outcome") == "avoided"
+def is_unsupported(record: Mapping[str, Any]) -> bool:
+    """A trip-log record of the counterfactual campus without the inverters' support."""
+    return record.get("outcome") == "unsupported"
 
 
-def unserved_energy_avoided_mwh(ts: pd.DataFrame, scenario: Scenario, dt_s: float,
-                                trip_log: list[dict[str, Any]]) -> float:
-    """The unserved energy the avoided trips would have caused (docs/kpis.md)::
-
-        ΔE = Σ_c Σ_t (max(u_ct, P^dem_ct (1 − ρ_c)(1 − κ̄^av_ct)) − u_ct) Δt/3600
-
-    ``u_ct = max(0, P^dem_ct − P_ct)`` the unserved power of the run, ``κ̄^av_ct`` the step
-    mean of the connection factor the campus's avoided trips would have had (offline until
-    ``reconnect_s``, then ramped over ``ramp_s``, :func:`models.campus.connection_step_means`),
-    ``ρ_c`` = ``backup_residual_frac``. First order: the run after an avoided trip is the run
-    that happened (its later sags and trips), only the campus's own draw is taken off."""
-    if not trip_log or len(ts) == 0:
-        return 0.0
-    t0 = np.asarray(ts.index, dtype=float)
-    edges = np.append(t0, t0[-1] + dt_s)
-    total = 0.0
-    for c in scenario.campus:
-        rec = [r for r in trip_log if is_avoided(r) and r.get("campus") == c.name]
-        dem, got = f"dc.{c.name}.p_demand_mw", f"dc.{c.name}.p_mw"
-        if not rec or dem not in ts.columns or got not in ts.columns:
+def trips_avoided(trip_log: list[dict[str, Any]]) -> int:
+    """``Σ_f (N_f^without − N_f^with)``: per grid fault, the campus trips the counterfactual
+    without the inverters' fault-time support had, less those that happened, summed over
+    the faults (docs/kpis.md). From the log: a trip only the counterfactual had counts +1,
+    a trip only the supported campus had −1 (one both had, ``unsupported_too``, 0). A trip
+    without a fault (the steady POI voltage) counts in neither."""
+    n = 0
+    for r in trip_log:
+        if int(r.get("fault_id", -1)) < 0:
             continue
-        trips = TripArrays(*(np.array([float(r[k]) for r in rec])
-                             for k in ("time_s", "reconnect_s", "ramp_s")))
-        kappa = connection_step_means(edges, trips)
-        p_dem = np.nan_to_num(_f(ts, dem))
-        gap = np.clip(np.nan_to_num(p_dem - _f(ts, got)), 0.0, None)
-        would = p_dem * (1.0 - c.backup_residual_frac) * (1.0 - kappa)
-        total += float(np.sum(np.maximum(gap, would) - gap))
+        if is_unsupported(r):
+            n += 1
+        elif not r.get("unsupported_too", True):
+            n -= 1
+    return n
+
+
+def unserved_energy_avoided_mwh(ts: pd.DataFrame, campuses: list[str], dt_s: float) -> float:
+    """``ΔE = Σ_c Σ_t (P_ct − P^u_ct) Δt/3600``: the energy each campus drew from the grid
+    that its counterfactual without the inverters' support (``dc.<c>.p_unsupported_mw``,
+    with its own trips and reconnections, :mod:`models.ride_through`) would have left
+    unserved; negative where the support only moved a trip later (docs/kpis.md)."""
+    total = 0.0
+    for c in campuses:
+        got, cf = f"dc.{c}.p_mw", f"dc.{c}.p_unsupported_mw"
+        if got in ts.columns and cf in ts.columns:
+            total += float(np.nansum(_f(ts, got) - _f(ts, cf)))
     return total * dt_s / 3600.0
+
+
+#: the window of ``simultaneous_loss_mw`` (s)
+LOSS_WINDOW_S = 60.0
+
+
+def simultaneous_loss_mw(ts: pd.DataFrame, trip_log: list[dict[str, Any]],
+                         residual: Mapping[str, float], dt_s: float) -> float:
+    """The largest campus load lost within any ``LOSS_WINDOW_S`` window: each trip loses its
+    campus's load ``P^dem (1 − ρ)`` of the step it falls in (``dc.<c>.p_demand_mw``), and
+    the trips within 60 s of each other add up (0 without trips)."""
+    events = []
+    t_index = np.asarray(ts.index, dtype=float)
+    for r in trip_log:
+        if r.get("outcome", "trip") != "trip":
+            continue
+        c, t = str(r.get("campus", "")), float(r["time_s"])
+        col = f"dc.{c}.p_demand_mw"
+        if col not in ts.columns or not len(t_index):
+            continue
+        k = int(np.clip(np.searchsorted(t_index, t, side="right") - 1, 0, len(t_index) - 1))
+        dem = float(pd.to_numeric(ts[col].iloc[k], errors="coerce"))
+        if math.isfinite(dem):
+            events.append((t, dem * (1.0 - residual.get(c, 0.0))))
+    events.sort()
+    best = 0.0
+    for i, (t0, _) in enumerate(events):
+        best = max(best, sum(mw for t, mw in events[i:] if t < t0 + LOSS_WINDOW_S))
+    return best
+
+
+def max_v_after_loss_pu(ts: pd.DataFrame, trip_log: list[dict[str, Any]], campuses: list[str],
+                        source_bus: str | None = None) -> float:
+    """The highest bus voltage (``bus.<b>.v_pu``, the source bus left out: its tap changer
+    holds it) over the steps after a campus trip while a campus is still off the grid (the
+    voltage rise a lost load leaves, and what the controller does about it); NaN without a
+    trip."""
+    buses = {b: c for b, c in group_columns(ts, "bus", "v_pu").items() if b != source_bus}
+    if not buses or not any(r.get("outcome", "trip") == "trip" for r in trip_log):
+        return math.nan
+    t_index = np.asarray(ts.index, dtype=float)
+    first = min(float(r["time_s"]) for r in trip_log if r.get("outcome", "trip") == "trip")
+    off = np.zeros(len(ts), dtype=bool)
+    for c in campuses:
+        if f"dc.{c}.online" in ts.columns:
+            off |= ~_bool(ts[f"dc.{c}.online"], True)
+    after = (t_index > first) & off
+    v = ts[list(buses.values())].apply(pd.to_numeric, errors="coerce").to_numpy(float)[after]
+    return float(np.nanmax(v)) if np.isfinite(v).any() else math.nan
+
+
+def fault_kpis(ts: pd.DataFrame, dt_s: float, fault_log: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``faults`` (grid faults with a shot in the run), ``lockouts``, ``fault_shots``,
+    ``fault_solve_fallbacks`` (shots solved with the loads as impedances) and
+    ``background_unserved_mwh`` (the feeder's own load behind open devices,
+    ``Σ_t sub.background_shed_mw Δt/3600``)."""
+    counts = dict((fault_log or {}).get("counts", {}))
+    shed = _f(ts, "sub.background_shed_mw") if "sub.background_shed_mw" in ts.columns else np.zeros(0)
+    return {"faults": int(counts.get("faults", 0)), "lockouts": int(counts.get("lockouts", 0)),
+            "fault_shots": int(counts.get("shots", len((fault_log or {}).get("shots", [])))),
+            "fault_solve_fallbacks": int(counts.get("fallbacks", 0)),
+            "background_unserved_mwh": float(np.nansum(shed)) * dt_s / 3600.0}
 
 
 def fcm_q_mvarh(ts: pd.DataFrame, dt_s: float) -> float:
@@ -228,16 +288,21 @@ def ac_validation(ts: pd.DataFrame, ok: np.ndarray) -> dict[str, float]:
 
 def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None, *,
                  import_band_mw: float | None = None,
-                 trip_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 trip_log: list[dict[str, Any]] | None = None,
+                 fault_log: Mapping[str, Any] | None = None,
+                 source_bus: str | None = None) -> dict[str, Any]:
     """All KPIs of a run (DESIGN.md §5; definitions in docs/kpis.md).
 
     ``ts`` is the time series as written by the Recorder (one row per step). ``extra`` holds
     what the runner measured (``wall_s``, timings, ...) and is merged last. ``import_band_mw``
     is the band around the schedule inside which the import counts as normal for the
     restoration time; default ``IMPORT_BAND_FRAC`` × max |P^sched|. ``trip_log`` is the
-    campuses' own trip log (``scenarios.world.collect_trips``); with it ``campus_trips``
-    counts its trips, ``trips_avoided`` and ``unserved_energy_avoided_mwh`` its avoided ones
-    (:func:`unserved_energy_avoided_mwh`), and the log is kept as ``campus_trip_log``.
+    campuses' own trip log (``scenarios.world.collect_trips``): with it ``campus_trips``
+    counts the trips, ``trips_avoided`` (:func:`trips_avoided`), ``simultaneous_loss_mw``
+    and ``max_v_after_loss_pu`` follow, and the log is kept as ``campus_trip_log``.
+    ``fault_log`` is the feeder's (``scenarios.world.collect_faults``): the fault counts
+    (:func:`fault_kpis`) and the log as ``fault_log``. ``source_bus``: the feeder's, left
+    out of ``max_v_after_loss_pu``.
     """
     dt = float(scenario.simulation.step_s)
     grid = scenario.grid
@@ -317,12 +382,20 @@ def compute_kpis(ts: pd.DataFrame, scenario: Scenario, extra: dict | None = None
     k["fcm_q_mvarh"] = fcm_q_mvarh(ts, dt)
     if trip_log is None:
         k["campus_trips"] = offline_steps
+        k["trips_avoided"], k["simultaneous_loss_mw"], k["max_v_after_loss_pu"] = 0, 0.0, math.nan
     else:  # the campus's own log sees a re-trip within a step and a first-step trip
-        trips = [r for r in trip_log if not is_avoided(r)]
+        trips = [r for r in trip_log if r.get("outcome", "trip") == "trip"]
         k["campus_trips"], k["campus_trips_offline_steps"] = len(trips), offline_steps
-        k["trips_avoided"] = len(trip_log) - len(trips)
-        k["unserved_energy_avoided_mwh"] = unserved_energy_avoided_mwh(ts, scenario, dt, trip_log)
+        k["trips_avoided"] = trips_avoided(trip_log)
         k["campus_trip_log"] = list(trip_log)
+        residual = {c.name: c.backup_residual_frac for c in scenario.campus}
+        k["simultaneous_loss_mw"] = simultaneous_loss_mw(ts, trip_log, residual, dt)
+        k["max_v_after_loss_pu"] = max_v_after_loss_pu(ts, trip_log, campuses, source_bus)
+    k["unserved_energy_avoided_mwh"] = unserved_energy_avoided_mwh(ts, campuses, dt)
+    k.update(fault_kpis(ts, dt, fault_log))
+    if fault_log is not None:
+        k["fault_log"] = {"faults": list(fault_log.get("faults", [])),
+                          "shots": list(fault_log.get("shots", []))}
     k["ac_validation_prediction"] = {**ac_validation(ts, ok), "basis": "prediction"}
     k["steps"] = int(n)
     k["step_s"] = dt
@@ -408,6 +481,13 @@ class KPIReport(JsonFile):
     ac_validation: ACValidation
     steps: int
     wall_s: Number
+    faults: int
+    lockouts: int
+    background_unserved_mwh: Number
+    simultaneous_loss_mw: Number
+    max_v_after_loss_pu: Number
+    trips_avoided: int
+    unserved_energy_avoided_mwh: Number
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

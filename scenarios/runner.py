@@ -123,7 +123,8 @@ def run_scenario(
     ``controller.kind = "external"`` needs it: the FCM set-points then come from its writes.
     """
     from scenarios.remote import SimulatorLost, abandon
-    from scenarios.world import build_world, collect_modbus, collect_timing, collect_trips, plan_world
+    from scenarios.world import (build_world, collect_faults, collect_modbus, collect_timing,
+                                 collect_trips, plan_world)
 
     if scenario.controller.kind == "external" and modbus_address is None:
         raise ScenarioError("command line", "--controller", "external takes the FCM set-points "
@@ -162,11 +163,12 @@ def run_scenario(
         run_wall = time.perf_counter() - t_run
         timing = collect_timing(handles)
         trip_log = collect_trips(handles)
+        fault_log = collect_faults(handles)
         modbus = collect_modbus(handles)
         handles.world.shutdown()
         extra = {**_timing_split(timing, run_wall), **modbus}
         kpis = _finish(plan, tmp, extra, siting_file, realtime, time.perf_counter() - t_start,
-                       trip_log)
+                       trip_log, fault_log)
     except ScenarioError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -226,7 +228,8 @@ def _timing_split(timing: dict[str, float], run_wall: float) -> dict[str, float]
 
 
 def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, realtime: Any,
-            wall_s: float, trip_log: list[dict[str, Any]]) -> dict[str, Any]:
+            wall_s: float, trip_log: list[dict[str, Any]],
+            fault_log: dict[str, Any] | None = None) -> dict[str, Any]:
     from scenarios.kpis import compute_kpis, write_kpis
     from scenarios.manifest import write_manifest
     from scenarios.report import write_report
@@ -238,7 +241,8 @@ def _finish(plan: Any, tmp: Path, extra: dict[str, float], siting_file: Any, rea
              "ac_validation_network": network_model_validation(
                  ts, plan.feeder, {c.name: c.bus for c in plan.scenario.campus},
                  {pl.label: pl.bus for pl in plan.placements}, plan.initial_grid)}
-    kpis = compute_kpis(ts, plan.scenario, extra, trip_log=trip_log)
+    kpis = compute_kpis(ts, plan.scenario, extra, trip_log=trip_log, fault_log=fault_log,
+                        source_bus=plan.feeder.source_bus)
     kpis.setdefault("wall_s", wall_s)
     write_kpis(tmp, kpis)
     write_manifest(tmp, plan.scenario, plan.scenario.seed, extra={

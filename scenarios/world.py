@@ -9,8 +9,9 @@ Two steps, so that every bad input is found before anything is written or starte
 2. :func:`build_world` starts the simulators and connects them (docs/cosim.md §2)::
 
        Input(background s(t)) ──load_scale──► Grid
-       Campus ──p_mw,q_mvar──► Injection(campus bus) ──v_pu, fault_support (shifted)──► Campus
+       Campus ──p_mw,q_mvar,ups──► Injection(campus bus) ──v_pu, sags (shifted)──► Campus
        Setpoint ──p_set_mw,q_set_mvar──► FCM ──p_load_mw,q_load_mvar,fault_support──► Injection(FCM bus)
+       Injection(FCM bus) ──energized (shifted)──► FCM    (no island is energised)
        Grid ──load_scale (shifted)──► FCM    (a DR device curtails at most its bus's load)
        Grid (with the load_scale it applied), Campus, FCM ──(shifted) measurements──► Controller
        everything ──► Recorder (the background as the Grid's load_scale)
@@ -37,6 +38,7 @@ import numpy as np
 
 from models.day_ahead import BaseCase, expected_campus_mw
 from models.errors import ScenarioError
+from models.faults import plan_faults
 from models.fcm_catalog import Placement
 from models.network import FeederData
 from models.schedule import background_shape, day_ahead_schedule, n_blocks
@@ -50,8 +52,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: Grid outputs recorded and measured (FeederSim contract).
 GRID_OUTPUTS = ("converged", "pf_status", "pf_recovery", "sub_p_mw", "sub_q_mvar", "losses_mw",
                 "v_min_pu", "v_max_pu", "bus_v_pu", "line_loading_pct", "branch_p_mw",
-                "branch_q_mvar", "load_scale")
-CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "online", "v_poi_pu")
+                "branch_q_mvar", "load_scale", "background_shed_mw", "fault_shots")
+CAMPUS_OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "p_demand_mw", "p_unsupported_mw",
+                  "online", "v_poi_pu")
 FCM_OUTPUTS = ("p_set_mw", "q_set_mvar", "p_mw", "q_mvar", "soc", "soc_mwh", "committed", "cost")
 CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pred_sub_p_mw",
                 "p_sched_mw", "seen_sub_p_mw")
@@ -59,7 +62,8 @@ CTRL_OUTPUTS = ("solved", "fallback", "solve_s", "status", "pred_bus_v_pu", "pre
 COLUMN_RULES = {
     "sub_p_mw": "sub.p_mw", "sub_q_mvar": "sub.q_mvar", "losses_mw": "sub.losses_mw",
     "v_min_pu": "sub.v_min_pu", "v_max_pu": "sub.v_max_pu", "p_sched_mw": "sub.p_sched_mw",
-    "load_scale": "sub.load_scale",
+    "load_scale": "sub.load_scale", "background_shed_mw": "sub.background_shed_mw",
+    "fault_shots": "sub.fault_shots",
 }
 
 
@@ -114,6 +118,10 @@ def plan_world(scenario: Scenario, siting_file: str | Path | None = None) -> Wor
     src = scenario_source(scenario)
     dss_feeder = open_scenario_feeder(scenario)
     feeder = dss_feeder.data
+    sim_cfg = scenario.simulation
+    # the faults' locations, devices and rates against this feeder (ScenarioError if bad)
+    plan_faults(dss_feeder, scenario.faults, scenario.events, scenario.seed, sim_cfg.step_s,
+                sim_cfg.steps * sim_cfg.step_s, src)
     allowed = _allowed_buses(feeder)
     for i, c in enumerate(scenario.campus):
         _check_host_bus(feeder, c.bus, src, f"campus[{i}].bus", allowed)
@@ -284,7 +292,7 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     from scenarios.feeder import feeder_spec
 
     sims["feeder"] = world.start("FeederSim", sim_id="Feeder", step_s=step, **feeder_spec(sc),
-                                 fingerprint=plan.feeder.fingerprint())
+                                 fingerprint=plan.feeder.fingerprint(), **fault_params(plan))
     grid = sims["feeder"].Grid()
     buses = sorted({c.bus for c in sc.campus} | {pl.bus for pl in plan.placements},
                    key=lambda b: plan.feeder.bus_index[b.lower()])
@@ -302,9 +310,9 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     campuses = {c.name: sims["dc"].Campus(config=c.model_dump(mode="json")) for c in sc.campus}
     for c in sc.campus:
         ent = campuses[c.name]
-        world.connect(ent, inj[c.bus], "p_mw", "q_mvar")
-        world.connect(inj[c.bus], ent, ("v_pu", "v_poi_pu"), "fault_support", time_shifted=True,
-                      initial_data={"v_pu": 1.0, "fault_support": []})
+        world.connect(ent, inj[c.bus], "p_mw", "q_mvar", "ups")
+        world.connect(inj[c.bus], ent, ("v_pu", "v_poi_pu"), "sags", time_shifted=True,
+                      initial_data={"v_pu": 1.0, "sags": []})
 
     sims["fcm"] = world.start("FCMSim", sim_id="FCM", step_s=step)
     host = plan.feeder.load_by_bus  # what a DR placement can curtail, × the background
@@ -315,6 +323,9 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
     for ent in fcms.values():  # the load the grid applied, one step late (as measured)
         world.connect(grid, ent, "load_scale", time_shifted=True,
                       initial_data={"load_scale": float(background_shape(0.0, start_hour, lam))})
+    for pl in plan.placements:  # whether its bus is energised in the coming step
+        world.connect(inj[pl.bus], fcms[pl.label], "energized", time_shifted=True,
+                      initial_data={"energized": True})
     sims["ctrl"] = world.start(
         "ControllerSim", sim_id="Ctrl", step_s=step, scenario=sc.model_dump(mode="json"),
         scenario_path=scenario_source(sc), placements=[p.model_dump(mode="json") for p in plan.placements],
@@ -399,6 +410,15 @@ def _populate(world: mosaik.World, plan: WorldPlan, timeseries_path: Path, flush
 MODBUS_GRID = ("converged", "sub_p_mw", "sub_q_mvar", "v_min_pu", "v_max_pu")
 MODBUS_CAMPUS = CAMPUS_READS
 MODBUS_FCM = FCM_WRITES + FCM_READS
+
+
+def fault_params(plan: WorldPlan) -> dict[str, Any]:
+    """FeederSim's ``init`` parameters for the grid faults of the plan (plain JSON): the
+    ``[faults]`` law, the ``[[events]]``, the seed of the fault stream and the run's end."""
+    sc = plan.scenario
+    return {"faults": sc.faults.model_dump(mode="json"),
+            "events": [e.model_dump(mode="json") for e in sc.events], "seed": sc.seed,
+            "until_s": float(plan.steps * plan.step_s)}
 
 
 def modbus_registers(plan: WorldPlan) -> list[Any]:
@@ -487,6 +507,13 @@ def collect_modbus(handles: WorldHandles) -> dict[str, int]:
     ``modbus_writes_out_of_range``), empty without a gateway."""
     parts = _from_each_sim(handles, "stats", lambda d: {str(k): int(v) for k, v in d.items()})
     return {k: v for part in parts for k, v in part.items()}
+
+
+def collect_faults(handles: WorldHandles) -> dict[str, Any] | None:
+    """The feeder's fault log of the run (FeederSim's ``fault_log()``: the faults, each
+    shot's solve, the counts), None when the simulator gives none."""
+    parts = _from_each_sim(handles, "fault_log", dict)
+    return parts[0] if parts else None
 
 
 def collect_trips(handles: WorldHandles) -> list[dict[str, Any]]:

@@ -10,14 +10,14 @@ dict (so the simulator also works over TCP)::
                   initial_data={"v_pu": 1.0})
 
 Input ``v_poi_pu``: the POI voltage of the previous step (time-shifted connection); the
-minimum over several sources counts, none means nominal. Input ``fault_support``: the
-inverters that support the campus's sags, a list of
-:meth:`models.fault_support.SupportSource.as_dict` per source (FeederSim's Injection at the
-POI publishes it, time-shifted with ``v_poi_pu``); none means no support; read back as the
-output ``fault_support`` (the sources the last step used). Outputs (load convention,
+minimum over several sources counts, none means nominal. Input ``sags``: the shots of grid
+faults at the POI in the coming step (FeederSim's Injection publishes them, time-shifted
+with ``v_poi_pu``; :meth:`models.faults.GridFaults.sags`). Outputs (load convention,
 + = consumption): ``p_mw``, ``q_mvar`` (step means), ``p_min_mw``, ``p_max_mw`` (within the
 step), ``online``, ``p_demand_mw`` (the campus's own load, whether the grid or its backup
-serves it), ``v_poi_pu`` (the reading used), ``forecast_mw`` (list of step means the
+serves it), ``p_unsupported_mw`` (the draw of the counterfactual without the inverters'
+fault-time support), ``v_poi_pu`` (the reading used), ``ups`` (the UPS front end the fault
+solve models, to the POI's Injection), ``forecast_mw`` (list of step means the
 operator shares over the controller's horizon, :meth:`models.campus.Campus.forecast`) and
 ``next_mw`` (the operator's forecast of the mean draw over the coming co-simulation step:
 planned reconnections, scheduled job starts and stops).
@@ -45,11 +45,10 @@ from mosaik_api_v3.types import CreateResult, InputData, Meta, OutputData, Outpu
 
 from models.campus import CampusConfig
 from models.campus_fleet import CampusFleet
-from models.fault_support import SupportSource
 from models.shock_config import ShockConfig
 
-OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "online", "p_demand_mw", "v_poi_pu",
-           "fault_support", "forecast_mw", "next_mw")
+OUTPUTS = ("p_mw", "q_mvar", "p_min_mw", "p_max_mw", "online", "p_demand_mw",
+           "p_unsupported_mw", "v_poi_pu", "ups", "forecast_mw", "next_mw")
 
 META: Meta = {
     "api_version": "3.0",
@@ -58,8 +57,7 @@ META: Meta = {
         "Campus": {
             "public": True,
             "params": ["config", "index"],
-            "attrs": ["v_poi_pu", "fault_support",
-                      *[a for a in OUTPUTS if a not in ("v_poi_pu", "fault_support")]],
+            "attrs": ["sags", *OUTPUTS],
         },
     },
     "extra_methods": ["timing", "trips"],
@@ -111,10 +109,9 @@ class DataCenterSim(mosaik_api_v3.Simulator):
     def step(self, time: Time, inputs: InputData, max_advance: Time) -> Time:
         t0 = _time.perf_counter()
         v_poi = {eid: _min(inputs.get(eid, {}).get("v_poi_pu")) for eid in self.fleet.campuses}
-        support = {eid: [SupportSource.of(d) for src in (inputs.get(eid, {}).get("fault_support")
-                                                         or {}).values() for d in (src or ())]
-                   for eid in self.fleet.campuses}
-        self.fleet.step(self.fleet.start_s + time * self.time_resolution, v_poi, support)
+        shots = {eid: [r for src in (inputs.get(eid, {}).get("sags") or {}).values()
+                       for r in (src or ())] for eid in self.fleet.campuses}
+        self.fleet.step(self.fleet.start_s + time * self.time_resolution, v_poi, shots)
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s
 

@@ -10,7 +10,9 @@ Each step the entity takes the controller's setpoint ``p_set_mw`` (+ = injection
 sources, 0 when none arrives), lets the device clip it to what it can do over Δt = ``step_s``
 and publishes what it delivered. With ``host_p_mw`` and a ``load_scale`` input (the
 background's), a DR device curtails at most ``host_p_mw × load_scale``, the load its bus
-carries.
+carries. With an ``energized`` input that reads False (its bus behind an open protective
+device, FeederSim), the device delivers nothing that step, as an inverter must not
+energise an island (IEEE 1547-2018 §8.1).
 
 ``p_mw``/``q_mvar`` follow the FCM convention (+ = injection into the grid). FeederSim's
 ``Injection`` uses the load convention (+ = consumption), so the entity also publishes
@@ -48,7 +50,7 @@ META: Meta = {
         "FCM": {
             "public": True,
             "params": ["placement", "tech", "host_p_mw"],
-            "attrs": ["load_scale", *OUTPUTS],
+            "attrs": ["load_scale", "energized", *OUTPUTS],
         },
     },
     "extra_methods": ["timing"],
@@ -104,6 +106,8 @@ class FCMSim(mosaik_api_v3.Simulator):
             if host is not None and attrs.get("load_scale"):
                 dev.set_host_load(host * _sum(attrs["load_scale"]))
             self.p_set[eid], self.q_set[eid] = p_set, q_set
+            if not all(bool(v) for v in (attrs.get("energized") or {}).values()):
+                p_set = q_set = 0.0  # its bus is de-energised: no island is energised
             self.last[eid] = dev.step(p_set, dt_s, q_set)
         self.busy_s += _time.perf_counter() - t0
         return time + self.step_s

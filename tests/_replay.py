@@ -19,10 +19,13 @@ import opendssdirect
 import pytest
 
 
-def replay_import(master: Path, extra: list[str], sc, ts, reactive: bool = False) -> np.ndarray:
+def replay_import(master: Path, extra: list[str], sc, ts, reactive: bool = False,
+                  open_at: dict[int, list[str]] | None = None) -> np.ndarray:
     """The recorded set-points of a run of scenario ``sc`` on the OpenDSS ``master`` file
     (with the ``extra`` commands) in a plain opendssdirect engine; the substation import
-    (MW) of each step of ``ts``, or with ``reactive`` its reactive import (Mvar)."""
+    (MW) of each step of ``ts``, or with ``reactive`` its reactive import (Mvar).
+    ``open_at``: step index -> OpenDSS elements opened (terminal 1) from that step on (a
+    protective device that locked out)."""
     dss = opendssdirect.NewContext()
     dss.Basic.AllowChangeDir(False)
     dss.Text.Command(f'redirect "{master}"')
@@ -58,6 +61,8 @@ def replay_import(master: Path, extra: list[str], sc, ts, reactive: bool = False
     scale = ts["sub.load_scale"].to_numpy(float)
     out = []
     for t in range(len(ts)):
+        for element in (open_at or {}).get(t, ()):
+            dss.Text.Command(f"open {element} 1")
         dss.Solution.LoadMult(float(scale[t]))
         for k, (p, q) in enumerate(draw.values()):
             dss.Loads.Name(f"replay{k}")

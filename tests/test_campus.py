@@ -30,12 +30,24 @@ def quiet(**over) -> CampusConfig:
     return CampusConfig(**base)
 
 
-def run(campus: Campus, steps: int, v=None, t0: float = 0.0):
+def run(campus: Campus, steps: int, v=None, t0: float = 0.0, shots=()):
+    """``steps`` steps from ``t0``; ``shots``: grid-fault shot records, each handed to the
+    step it falls in (as FeederSim does)."""
     out = []
+    dt = campus.step_s
     for k in range(steps):
         vk = v(k) if callable(v) else v
-        out.append(campus.step(t0 + k * campus.step_s, vk))
+        t = t0 + k * dt
+        out.append(campus.step(t, vk, [r for r in shots if t <= r["t_s"] < t + dt]))
     return out
+
+
+def shot(t_s: float, v_pu: float, duration_s: float, v_unsupported_pu: float | None = None,
+         fault_id: int = 0, **more) -> dict:
+    """One shot of a grid fault at the POI (the record FeederSim publishes)."""
+    return {"fault_id": fault_id, "t_s": t_s, "duration_s": duration_s, "v_pu": v_pu,
+            "v_unsupported_pu": v_pu if v_unsupported_pu is None else v_unsupported_pu,
+            "dead_s": 0.0, "lockout": False, "restored_s": math.nan, **more}
 
 
 def test_job_start_is_a_ramp_of_its_size():
@@ -229,17 +241,14 @@ def test_ramped_reconnection():
     assert p[16:] == pytest.approx([full] * 9)
 
 
-def test_disturbance_below_curve_trips_mid_step():
-    """A sub-step grid disturbance (from [shocks]) below the curve trips the campus at the
-    disturbance's own time: that step's mean holds the part before the trip."""
-    sh = ShockConfig(surge_rate_per_day=0, oscillation_rate_per_day=0,
-                     disturbance_rate_per_day=200.0, disturbance_v_pu=(0.3, 0.3),
-                     disturbance_duration_s=(0.2, 0.2), reconnect_at_once_prob=1.0)
+def test_a_shot_below_curve_trips_mid_step():
+    """A grid fault's shot below the curve trips the campus at the shot's own time: that
+    step's mean holds the part before the trip."""
     cfg = quiet(ride_through=[(0.5, 0.1)], reconnect_delay_s=1e6)
-    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(3), shocks=sh)
-    out = run(c, 60)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(3))
+    out = run(c, 60, shots=[shot(1234.5, 0.3, 0.2)])
     (trip,) = c.trips
-    assert trip.cause == "disturbance"
+    assert trip.cause == "disturbance" and trip.t_s == 1234.5 and trip.fault_id == 0
     k = int(trip.t_s // 60)
     full = cfg.idle_frac * cfg.it_capacity_mw
     # within-step resolution is 1/8 of a swing period (here 1/8 s)
@@ -247,24 +256,41 @@ def test_disturbance_below_curve_trips_mid_step():
     assert not out[k].online and all(o.online for o in out[:k])
 
 
-def test_a_fault_retains_a_fraction_of_the_pre_fault_ups_voltage():
-    """Faults retaining r = 0.55 of the pre-fault UPS voltage for 0.2 s against a curve
-    point (0.5 pu, 0.1 s), OLTC ±10 %. POI at 0.95 pu: the OLTC brings the UPS input to
-    1.0, the sag is 0.55 pu and the campus rides through. POI held at 0.80 pu: the OLTC
-    reaches only 1.1 × 0.80 = 0.88 pu, the sag is 0.55 × 0.88 = 0.484 pu and trips it."""
-    sh = ShockConfig(surge_rate_per_day=0, oscillation_rate_per_day=0,
-                     disturbance_rate_per_day=100.0, disturbance_sags=(1, 1),
-                     disturbance_v_pu=(0.55, 0.55), disturbance_duration_s=(0.2, 0.2))
+def test_the_campus_oltc_ratio_applies_to_the_fault_voltage():
+    """A shot that holds the POI at 0.55 of its pre-fault voltage for 0.2 s, against a curve
+    point (0.5 pu, 0.1 s), OLTC ±10 %. POI at 0.95 pu: the OLTC brings the UPS input to 1.0,
+    the sag reaches it as 0.55 pu and the campus rides through. POI held at 0.80 pu: the
+    OLTC reaches only 1.1 × 0.80 = 0.88 pu, the sag is 0.55 × 0.88 = 0.484 pu and trips it."""
     cfg = quiet(ride_through=[(0.5, 0.1)], tap_range_pu=0.1, sag_count_trip=0)
-    strong = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5), shocks=sh)
-    run(strong, 60, v=0.95)
+    strong = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5))
+    run(strong, 60, v=0.95, shots=[shot(600.0 * k + 30.0, 0.55 * 0.95, 0.2, fault_id=k)
+                                   for k in range(1, 6)])
     sags = [e for e in strong.events if e["kind"] == "sag"]
-    assert sags and not strong.trips
-    assert all(e["v_pu"] == pytest.approx(0.55) for e in sags if e["time_s"] >= 60.0)
-    weak = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5), shocks=sh)
-    run(weak, 60, v=0.80)
+    assert len(sags) == 5 and not strong.trips
+    assert all(e["v_pu"] == pytest.approx(0.55) for e in sags)
+    weak = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5))
+    run(weak, 60, v=0.80, shots=[shot(630.0, 0.55 * 0.80, 0.2)])
     assert weak.trips and weak.trips[0].cause == "disturbance"
     assert weak.trips[0].v_pu == pytest.approx(0.55 * 1.1 * 0.80)
+
+
+def test_an_interruption_and_a_lockout_move_the_campus_to_backup_until_restored():
+    """On a bus its protective device isolates, the dead time after a shot is an
+    interruption (0 V for 5 s, far below the curve point (0.7 pu, 0.02 s)): the campus
+    trips at the clearing, although the sag itself (0.75 pu for 0.1 s) is within the
+    curve. A lockout holds it on backup until the section is restored, whatever its own
+    reconnection delay."""
+    cfg = quiet(ride_through=[(0.7, 0.02), (0.8, 0.5)], sag_count_trip=0,
+                reconnect_delay_s=600.0)
+    c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5))
+    run(c, 10, v=1.0, shots=[shot(100.0, 0.75, 0.1, dead_s=5.0)])
+    (tr,) = c.trips
+    assert (tr.cause, tr.t_s, tr.reconnect_s) == ("interruption", pytest.approx(100.1),
+                                                 pytest.approx(700.1))
+    lock = Campus(cfg, step_s=60.0, rng=np.random.default_rng(5))
+    run(lock, 10, v=1.0, shots=[shot(100.0, 0.75, 0.1, lockout=True, restored_s=5000.0)])
+    (tr,) = lock.trips
+    assert (tr.cause, tr.reconnect_s) == ("lockout", 5000.0)
 
 
 def test_same_seed_same_run_different_seed_different_run():
@@ -301,15 +327,18 @@ def test_repeated_sags_within_the_curve_trip_the_campus():
 
     def trips(times):
         c = Campus(cfg, step_s=60.0, rng=np.random.default_rng(0))
-        for t in times:
+        for k, t in enumerate(times):
             c.schedule.run_until(t)
-            c.schedule.sag(t, 0.85, 0.1)
+            c.schedule.shot(shot(t, 0.85, 0.1, fault_id=k))
         return [(tr.t_s, tr.cause) for tr in c.trips]
 
     assert trips([10.0, 25.0, 40.0]) == [(40.0, "repeated_sags")]
     assert trips([10.0, 25.0]) == []
     assert trips([10.0, 50.0, 90.0]) == []
-    assert Campus(quiet(sag_count_trip=0), 60.0, np.random.default_rng(0)).schedule.sag(1.0, 0.85, 0.1) is None
+    never = Campus(quiet(sag_count_trip=0), 60.0, np.random.default_rng(0))
+    for t in (1.0, 2.0, 3.0):
+        never.schedule.shot(shot(t, 0.85, 0.1))
+    assert not never.trips
 
 
 @settings(max_examples=60, deadline=None)
@@ -376,8 +405,9 @@ def test_windowed_step_means_equal_the_dense_closed_forms(step, monkeypatch):
     cfg = CampusConfig(name="c", bus="18", capacity_mw=10.0, job_rate_per_h=6.0,
                        checkpoint_interval_s=900.0, checkpoint_s=60.0, reconnect_delay_s=300.0,
                        reconnect_ramp_s=120.0)
-    sch = mc.Schedule(cfg, np.random.default_rng(3), 5000.0, ShockConfig(disturbance_rate_per_day=200.0))
+    sch = mc.Schedule(cfg, np.random.default_rng(3), 5000.0, ShockConfig())
     edges = 5000.0 + step * np.arange(int(6 * 3600 / step) + 1)
+    sch.grid_shots([shot(5000.0 + 1800.0 * k + 7.0, 0.3, 0.2, fault_id=k) for k in range(12)])
     sch.run_until(float(edges[-1]))
     jobs, trips = sch.job_arrays(), sch.trip_arrays()
     assert len(jobs.size_mw) > 5 and len(trips.trip_s) > 2

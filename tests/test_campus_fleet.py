@@ -54,4 +54,5 @@ def test_trips_in_run_time():
     # campus clock 3600 s ahead of the run: 400 s and 2200 s into the run
     assert trip_record(tr, 3600.0) == {"time_s": 400.0, "cause": "sag", "v_pu": 0.4,
                                        "v_unsupported_pu": 0.4, "duration_s": 0.2,
-                                       "reconnect_s": 2200.0, "ramp_s": 600.0, "outcome": "trip"}
+                                       "reconnect_s": 2200.0, "ramp_s": 600.0, "fault_id": -1,
+                                       "outcome": "trip", "unsupported_too": True}

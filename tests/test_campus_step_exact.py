@@ -5,8 +5,8 @@ trip arrays, one scalar swing wave without an oscillation episode, envelopes onl
 ramping in the step, finished trips out of the connection minimum). The oracle here is the
 plain vectorised evaluation every step (every job, every trip, the swing parameters per
 sub-interval), run on a twin campus with the same stream; the outputs must be equal to the
-last bit, through jobs, surges, oscillation episodes, disturbances, voltage trips and both
-kinds of reconnection.
+last bit, through jobs, surges, oscillation episodes, the shots of grid faults, voltage
+trips and both kinds of reconnection.
 """
 
 from __future__ import annotations
@@ -33,14 +33,17 @@ from models.campus import (
     square_integral,
     swing_levels,
 )
+from models.faults.config import FaultLaw
+from models.faults.draws import draw_faults, upstream_shot_records
 from models.shock_config import ShockConfig
 
 
-def reference_step(c: Campus, t_s: float, v_poi_pu: float | None) -> CampusOutput:
+def reference_step(c: Campus, t_s: float, v_poi_pu: float | None, shots=()) -> CampusOutput:
     """The full evaluation of one step, with no shortcut (Campus.step before caching)."""
     cfg, dt = c.config, c.step_s
     c._voltage_check(t_s, v_poi_pu)
     sch = c.schedule
+    sch.grid_shots(shots)
     sch.run_until(t_s + dt)
     c._t_next = t_s + dt
     hz_max = max([cfg.swing_hz] + [hz for t0, t1, _, hz in sch.episodes if t1 > t_s and t0 < t_s + dt])
@@ -86,12 +89,26 @@ def reference_step(c: Campus, t_s: float, v_poi_pu: float | None) -> CampusOutpu
     p_min = ((base + train * s_min + fac) * g).min()
     p_mean = float(p.mean())
     online = bool(connection(np.array([t_s + dt - ONLINE_EPS_S]), sch.trip_arrays())[0] > 0)
+    g_u = rho + (1 - rho) * connection(mid, sch.trip_arrays(sch.unsupported))
+    p_u = float(((it + fac) * g_u).mean())
     return CampusOutput(p_mean, p_mean * cfg.tan_phi, float(p_min), float(p_max), online,
-                        it_mean, float(fac))
+                        it_mean, float(fac), p_u)
 
 
 SHOCKY = ShockConfig(surge_rate_per_day=6.0, oscillation_rate_per_day=20.0,
-                     disturbance_rate_per_day=8.0, reconnect_at_once_prob=0.5)
+                     reconnect_at_once_prob=0.5)
+
+
+def fault_shots(seed: int, t0: float, days: float = 1.0) -> list[dict]:
+    """Upstream faults at 8 a day, as a campus gets them; the support lifts every other
+    shot by 0.05 pu, so the two ride-through states part."""
+    law = FaultLaw(transmission_per_day=8.0, transmission_clearing_s=(0.05, 0.6))
+    recs = upstream_shot_records(draw_faults(law, (), 0.0, days * 86_400.0,
+                                             np.random.default_rng(seed)), t0)
+    for k, r in enumerate(recs):
+        if k % 2:
+            r["v_pu"] = min(r["v_pu"] + 0.05, 1.0)
+    return recs
 
 
 @pytest.mark.parametrize("seed", [1, 2, 42])
@@ -105,11 +122,14 @@ def test_step_equals_the_full_evaluation_bit_for_bit(seed, over):
     fast = Campus(cfg, 60.0, np.random.default_rng(seed), 6 * 3600.0, SHOCKY)
     ref = Campus(cfg, 60.0, np.random.default_rng(seed), 6 * 3600.0, SHOCKY)
     v_rng = np.random.default_rng(seed + 100)
+    shots = fault_shots(seed, 6 * 3600.0)
     for k in range(1440):
         t = 6 * 3600.0 + 60.0 * k
         v = float(v_rng.uniform(0.72, 1.02)) if k % 97 < 4 else 0.95
-        assert fast.step(t, v) == reference_step(ref, t, v), f"step {k}"
+        now = [r for r in shots if t <= r["t_s"] < t + 60.0]
+        assert fast.step(t, v, now) == reference_step(ref, t, v, now), f"step {k}"
     assert len(fast.trips) >= 2 and fast.schedule.episodes  # the shortcuts were exercised
+    assert fast.schedule.unsupported.trips != fast.trips  # and the counterfactual's
 
 
 @settings(max_examples=300, deadline=None)

@@ -147,8 +147,11 @@ def test_every_meta_attribute_is_a_real_output():
             assert len(value) == 24 and all(math.isfinite(x) for x in value)
         elif a == "online":
             assert value is True
-        elif a == "fault_support":
-            assert value == []  # no inverter supports this campus
+        elif a == "sags":
+            assert value == []  # no grid fault in this step
+        elif a == "ups":
+            assert value == {"capacity_mw": CAMPUS.capacity_mw, "current_limit_pu": 1.2,
+                             "transfer_v_pu": 0.85, "residual_frac": CAMPUS.backup_residual_frac}
         else:
             assert math.isfinite(value), a
     assert data["v_poi_pu"] == 0.99
@@ -173,7 +176,8 @@ def test_trip_log_is_on_the_run_clock():
     # the tap was set on the 1.0-pu reading: the sudden sag reaches the UPS uncompensated
     assert trip == {"time_s": 2.0 * STEP_S, "cause": "voltage", "v_pu": pytest.approx(0.6),
                     "v_unsupported_pu": pytest.approx(0.6), "duration_s": float(STEP_S),
-                    "reconnect_s": 2.0 * STEP_S + 600.0, "ramp_s": 0.0, "outcome": "trip"}
+                    "reconnect_s": 2.0 * STEP_S + 600.0, "ramp_s": 0.0, "fault_id": -1,
+                    "outcome": "trip", "unsupported_too": True}
     assert sim.fleet.campuses[eid].trips[0].t_s == 6 * 3600.0 + 2 * STEP_S
     assert json.loads(json.dumps(sim.trips())) == sim.trips()
 

@@ -20,7 +20,9 @@ CONTRACT = dict(
     v_max_pu=1.0, max_line_loading_pct=55.5, restoration_time_s=120.0, fcm_operating_cost=0.0,
     pf_nonconverged_steps=0, pf_invariant_violations=0, pf_recovered_steps=1,
     controller_solves=0, controller_fallbacks=0, controller_solve_s_median=math.nan,
-    controller_solve_s_max=math.nan, steps=10,
+    controller_solve_s_max=math.nan, steps=10, faults=1, lockouts=0,
+    background_unserved_mwh=0.0, simultaneous_loss_mw=0.5, max_v_after_loss_pu=math.nan,
+    trips_avoided=0, unserved_energy_avoided_mwh=0.0,
 )
 
 

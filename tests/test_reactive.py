@@ -5,11 +5,12 @@
   (the source held low), on ieee33 and on IEEE 123 (a 0.48-kV inverter behind a
   transformer), within 10 %.
 * The K-factor response of :mod:`models.fault_support` against its closed form.
-* A sag that the support lifts above the curve is ridden through and logged as avoided.
+* A sag that the support lifts above the curve is ridden through while the counterfactual
+  campus without support trips; a hand-checked fault whose ridden-through shots end in a
+  trip on the third strike avoids no trip and, over the outage, no energy.
 * The P–Q capability: the plant clips Q to the circle, the MILP keeps (P, Q) and
   (P, Q + R) in the inscribed polygon; the generator's power-factor range.
 * Stage I buys extra inverter rating exactly when the reserve pays for it (by hand).
-* The avoided unserved energy against a hand count.
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ from controllers.horizon import CampusSite, MPCParams
 from controllers.risk import RiskSpec, nominal_probabilities
 from controllers.solve import highs
 from controllers.stage1 import Candidate, FeederRecourse, first_stage_builder, placements_from
-from models.campus import CampusConfig, Schedule
+from models.campus import Campus, CampusConfig, Schedule
 from models.fault_support import SupportSource, support_lift
 from models.fcm.base import PQ_SIDES, Placement, add_pq_capability
 from models.fcm.generator import Generator, GeneratorType
 from models.fcm.storage import Storage, StorageType
 from models.feeder import DSSFeeder
 from models.network import Branch, Bus, FeederData
-from scenarios.config import DEFAULT_SCENARIO, load_scenario
 from scenarios.kpis import unserved_energy_avoided_mwh
 
 
@@ -132,25 +132,67 @@ def test_storage_fault_room_keeps_the_active_current():
 
 # --- a sag lifted above the curve -----------------------------------------------------------
 
-def test_support_turns_a_trip_into_an_avoided_one():
+def _shot(t_s, v_pu, v_unsupported_pu, duration_s=0.2, fault_id=0):
+    return {"fault_id": fault_id, "t_s": t_s, "duration_s": duration_s, "v_pu": v_pu,
+            "v_unsupported_pu": v_unsupported_pu, "dead_s": 0.0, "lockout": False,
+            "restored_s": math.nan}
+
+
+def test_support_turns_a_trip_into_a_ridden_through_sag():
+    """One shot retaining 0.69 pu for 0.2 s (below ITIC's 0.7 pu / 20 ms) that the support
+    lifts to 0.72: the campus rides through, its counterfactual trips; one trip avoided."""
     cfg = CampusConfig(name="c", bus="18", capacity_mw=1.0,
                        ride_through=[(0.7, 0.02), (0.8, 0.5), (0.86, 300.0)], sag_count_trip=0)
-    support = [SupportSource("bess", 0.06, 0.06, 1.0, 0.5, 0.1)]
-    # a fault that retains 0.69 of the voltage for 0.2 s: below 0.7 for longer than 0.02 s
-    assert support_lift(support, 0.69) > 0.01
-    bare = Schedule(cfg, np.random.default_rng(0), 0.0)
-    assert bare.sag(10.0, 0.69, 0.2, retained_frac=0.69) is not None  # no support: trips
-    held = Schedule(cfg, np.random.default_rng(0), 0.0)
-    held.support = support
-    assert held.sag(10.0, 0.69, 0.2, retained_frac=0.69) is None
-    assert not held.trips and len(held.avoided) == 1
-    av = held.avoided[0]
-    assert av.v_unsupported_pu == pytest.approx(0.69)
-    assert av.v_pu == pytest.approx(0.69 + support_lift(support, 0.69))
-    assert av.cause == "disturbance" and av.reconnect_s == pytest.approx(10.0 + cfg.reconnect_delay_s)
-    # a sag the support cannot lift above the curve still trips, and records both voltages
-    tr = held.sag(20.0, 0.4, 0.2, retained_frac=0.4)
-    assert tr is not None and tr.v_pu > tr.v_unsupported_pu == pytest.approx(0.4)
+    sch = Schedule(cfg, np.random.default_rng(0), 0.0)
+    sch.shot(_shot(10.0, 0.72, 0.69))
+    assert not sch.trips
+    (cf,) = sch.unsupported.trips
+    assert (cf.cause, cf.t_s, cf.v_pu, cf.fault_id) == ("disturbance", 10.0, pytest.approx(0.69), 0)
+    assert sch.trips_avoided() == 1
+    # a later fault the support cannot lift above the curve trips both (the counterfactual
+    # is back by then), with both voltages logged
+    t = 10.0 + cfg.reconnect_delay_s + cfg.reconnect_ramp_s + 100.0
+    sch.shot(_shot(t, 0.45, 0.40, fault_id=1))
+    assert sch.trips[0].v_pu > sch.trips[0].v_unsupported_pu == pytest.approx(0.40)
+    assert sch.trips_avoided() == 1  # fault 1: one trip each
+    # had it come while the counterfactual was still on backup, the support would only
+    # have moved the trip: 1 (fault 0) − 1 (fault 2) = 0 avoided
+    again = Schedule(cfg, np.random.default_rng(0), 0.0)
+    again.shot(_shot(10.0, 0.72, 0.69))
+    again.shot(_shot(20.0, 0.45, 0.40, fault_id=2))
+    assert again.trips_avoided() == 0
+
+
+def test_an_avoided_sag_before_a_trip_on_the_next_shot_avoids_nothing():
+    """The hand-checked counterfactual of issue 21: one fault with shots at 10, 20 and 35 s
+    retaining 0.69 pu, which the support lifts to 0.72 (within ITIC), and the UPS's three
+    strikes (3 sags below 0.9 pu in 60 s). Without support the campus trips at 10 s on
+    ITIC and stays on backup; with it, it rides through two shots and trips at 35 s on the
+    third strike. Trips avoided: 1 − 1 = 0. The energy: on the first step the supported
+    campus drew its load 25 s longer, (1 − ρ) P · 25 s; it then reconnects 25 s later too
+    (the same drawn reconnection), so over the whole outage nothing is avoided."""
+    cfg = CampusConfig(name="c", bus="18", capacity_mw=1.0, job_rate_per_h=0.0,
+                       initial_fill=0.0, inference_noise=0.0, inference_frac=0.0,
+                       swing_frac=0.0, ride_through=[(0.7, 0.02), (0.8, 0.5)],
+                       sag_count_trip=3, sag_count_v_pu=0.9, sag_count_window_s=60.0,
+                       reconnect_delay_s=600.0, reconnect_ramp_s=0.0, pue=1.0)
+    campus = Campus(cfg, 60.0, np.random.default_rng(1))
+    shots = [_shot(t, 0.72, 0.69) for t in (10.0, 20.0, 35.0)]
+    out = [campus.step(60.0 * k, None, shots if k == 0 else []) for k in range(20)]
+    sch = campus.schedule
+    assert [(tr.t_s, tr.cause) for tr in sch.trips] == [(35.0, "repeated_sags")]
+    assert [(tr.t_s, tr.cause) for tr in sch.unsupported.trips] == [(10.0, "disturbance")]
+    assert sch.trips_avoided() == 0
+    load, rho = cfg.idle_frac * cfg.capacity_mw, cfg.backup_residual_frac
+    gained = [(o.p_mw - o.p_unsupported_mw) * 60.0 for o in out]  # MW·s per step
+    assert gained[0] == pytest.approx((1 - rho) * load * 25.0, rel=1e-6)
+    assert sum(gained) == pytest.approx(0.0, abs=1e-9)
+    ts = pd.DataFrame({"dc.c.p_mw": [o.p_mw for o in out],
+                       "dc.c.p_unsupported_mw": [o.p_unsupported_mw for o in out]},
+                      index=60.0 * np.arange(20))
+    assert unserved_energy_avoided_mwh(ts, ["c"], 60.0) == pytest.approx(0.0, abs=1e-12)
+    assert unserved_energy_avoided_mwh(ts.iloc[:1], ["c"], 60.0) == pytest.approx(
+        (1 - rho) * load * 25.0 / 3600.0, rel=1e-6)
 
 
 # --- P–Q capability -------------------------------------------------------------------------
@@ -227,20 +269,3 @@ def test_stage1_buys_inverter_rating_when_the_reserve_pays_for_it():
         assert pl.s_kva == pytest.approx(1e3 * s_mva)
 
 
-# --- the avoided unserved energy ------------------------------------------------------------
-
-def test_unserved_energy_avoided_by_hand():
-    sc = load_scenario(DEFAULT_SCENARIO)
-    c = sc.campus[0]
-    idx = np.arange(10) * 60.0
-    ts = pd.DataFrame({f"dc.{c.name}.p_demand_mw": np.full(10, 1.0),
-                       f"dc.{c.name}.p_mw": np.full(10, 1.0)}, index=idx)
-    ts.loc[480.0, f"dc.{c.name}.p_mw"] = 0.02  # an actual trip's step: nothing more to avoid
-    log = [{"campus": c.name, "time_s": 150.0, "reconnect_s": 390.0, "ramp_s": 0.0,
-            "outcome": "avoided"},
-           {"campus": c.name, "time_s": 0.0, "reconnect_s": 600.0, "ramp_s": 0.0,
-            "outcome": "trip"}]  # a trip record is not counted
-    rho = c.backup_residual_frac
-    # offline over [150, 390): half of step 120, steps 180, 240, 300 whole, half of step 360
-    expected = (0.5 + 3 + 0.5) * (1 - rho) * 60.0 / 3600.0
-    assert unserved_energy_avoided_mwh(ts, sc, 60.0, log) == pytest.approx(expected)

@@ -22,11 +22,11 @@ GOOD_CAMPUS = {"name": "dc", "bus": "18", "capacity_mw": 1.2}
 def test_shipped_scenarios_load():
     default = load_scenario(SCENARIO_DIR / "ieee33_ai_shock.toml")
     assert default.campus[0].bus == "18" and 1.0 <= default.campus[0].capacity_mw <= 1.5
-    assert default.shocks.disturbance_rate_per_day > 0
+    assert default.faults.transmission_per_day > 0
     gw = load_scenario(SCENARIO_DIR / "ieee33_gw_shock.toml")
     assert gw.feeder.scale == 330.0 and gw.campus[0].capacity_mw == 1000.0
-    # the GW file is the default with powers scaled: same shocks, same mechanism settings
-    assert gw.shocks == default.shocks
+    # the GW file is the default with powers scaled: same shocks and faults, same mechanisms
+    assert gw.shocks == default.shocks and gw.faults == default.faults
     keep = {"name", "bus", "capacity_mw", "ride_through"}
     assert ({k: v for k, v in gw.campus[0].model_dump().items() if k not in keep}
             == {k: v for k, v in default.campus[0].model_dump().items() if k not in keep})
@@ -50,11 +50,12 @@ def test_shipped_scenarios_load():
         ({"job_size_frac": [0.1, 0.9]}, {}, "campus[0]", "must fit the training pool"),
         ({"cooling": 3}, {}, "campus[0].cooling", "allowed: backup_residual_frac"),
         ({}, {"surge_rate_per_day": -1}, "shocks.surge_rate_per_day", "greater than or equal to 0"),
-        ({}, {"disturbance_v_pu": [0.9, 0.3]}, "shocks.disturbance_v_pu", "low <= high"),
+        ({}, {"disturbance_v_pu": [0.3, 0.9]}, "shocks.disturbance_v_pu",
+         "allowed: [faults] transmission_retained_pu"),
         ({}, {"oscillation_hz": [0.0, 3.0]}, "shocks.oscillation_hz", "0.01 <= low"),
-        ({}, {"disturbance_sags": [0, 2]}, "shocks.disturbance_sags", "1 <= low"),
+        ({}, {"surge_hours": [2.0, 1.0]}, "shocks.surge_hours", "low <= high"),
         ({}, {"reconnect_at_once_prob": 2}, "shocks.reconnect_at_once_prob", "less than or equal to 1"),
-        ({}, {"trip_prob": 0.1}, "shocks.trip_prob", "allowed: disturbance_duration_s"),
+        ({}, {"trip_prob": 0.1}, "shocks.trip_prob", "allowed: oscillation_hz"),
     ],
 )
 def test_bad_campus_and_shock_fields(campus, shocks, field, needle):
@@ -72,17 +73,18 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_cli_bad_shocks_field_exits_2_with_one_line(tmp_path):
+def test_cli_bad_faults_field_exits_2_with_one_line(tmp_path):
     data = tomllib.loads((SCENARIO_DIR / "ieee33_ai_shock.toml").read_text())
     text = (SCENARIO_DIR / "ieee33_ai_shock.toml").read_text()
-    assert "disturbance_v_pu = [0.3, 0.9]" in text and data["shocks"]["disturbance_v_pu"] == [0.3, 0.9]
+    old = "transmission_retained_pu = [0.3, 0.9]"
+    assert old in text and data["faults"]["transmission_retained_pu"] == [0.3, 0.9]
     bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace("disturbance_v_pu = [0.3, 0.9]", "disturbance_v_pu = [0.9, 0.3]"))
+    bad.write_text(text.replace(old, "transmission_retained_pu = [0.9, 0.3]"))
     proc = _cli("shocks", str(bad), "--samples", "2", "--out", str(tmp_path / "x.parquet"), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert str(bad) in lines[0] and "shocks.disturbance_v_pu" in lines[0] and "low <= high" in lines[0]
+    assert str(bad) in lines[0] and "faults.transmission_retained_pu" in lines[0] and "low <= high" in lines[0]
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -134,7 +136,8 @@ def test_the_whole_steps_message_suggests_accepted_values(hours, step_s):
     (_with(siting={"scenarios": 10_000, "horizon_hours": 168}), "siting", "100,000"),
     (_with(campus=[{**GOOD_CAMPUS, "job_rate_per_h": 100.0, "job_hours": [0.001, 0.002]}],
            simulation={"hours": 8784.0}), "campus[0].job_rate_per_h", "100,000"),
-    (_with(shocks={"disturbance_rate_per_day": 10_000, "disturbance_sags": [1, 20]}), "shocks",
+    (_with(faults={"transmission_per_day": 1_000, "temporary_shots": [10, 10],
+                   "reclose_dead_s": [1.0] * 9}, simulation={"hours": 240.0}), "faults",
      "100,000"),
     (_with(fcm={"catalog": {"bess": {"p_mw_per_module": 1.0}}}), "fcm.catalog.bess.technology",
      "storage, generator, dr"),

@@ -11,17 +11,19 @@ import pandas as pd
 import pytest
 
 from models.campus import Campus
-from models.shocks import generate_shocks, sample_rng, sample_campus_trajectories, shock_events
+from models.shocks import (_upstream_shots, generate_shocks, sample_campus_trajectories,
+                          sample_fault_rng, sample_rng, shock_events)
 from scenarios.config import SCENARIO_DIR, load_scenario, validate_scenario
 
 Z = 4.0  # bounds at 4 standard deviations: a correct generator fails about once in 16 000
 
 
-def scenario(campus=None, shocks=None, hours=24.0, step_s=60):
+def scenario(campus=None, shocks=None, hours=24.0, step_s=60, faults=None):
     c = dict(name="dc", bus="18", capacity_mw=10.0)
     c.update(campus or {})
     return validate_scenario(
-        {"campus": [c], "shocks": shocks or {}, "simulation": {"hours": hours, "step_s": step_s}},
+        {"campus": [c], "shocks": shocks or {}, "faults": faults or {},
+         "simulation": {"hours": hours, "step_s": step_s}},
         "test.toml",
     )
 
@@ -53,17 +55,19 @@ def test_same_seed_same_samples_different_seed_different():
 
 
 def test_event_frequencies_match_configured_probabilities():
-    """Over 200 sample-days: Poisson counts of surges, oscillation episodes and faults;
-    the binomial share of sags below the curve (hand-computed: with retained voltage
+    """Over 200 sample-days: Poisson counts of surges, oscillation episodes and upstream
+    faults (one shot each; the faults come from the second step on, 1439 of 1440 minutes);
+    the binomial share of shots below the curve (hand-computed: with retained voltage
     U(0.3, 0.9) and a single curve point (0.6 pu, 0 s) it is exactly 1/2), of at-once
     reconnections (0.3), and of samples with at least one trip (1 − e^{−λ·p·T})."""
     n, days = 200, 1.0
-    rates = {"surge": 4.0, "oscillation": 6.0, "disturbance": 5.0}
+    rates = {"surge": 4.0, "oscillation": 6.0, "sag": 5.0 * 1439 / 1440}
     sc = scenario(
         campus={"ride_through": [[0.6, 0.0]], "sag_count_trip": 0, "reconnect_delay_s": 60.0},
         shocks={"surge_rate_per_day": rates["surge"], "oscillation_rate_per_day": rates["oscillation"],
-                "disturbance_rate_per_day": rates["disturbance"], "disturbance_sags": [1, 1],
-                "disturbance_v_pu": [0.3, 0.9], "reconnect_at_once_prob": 0.3},
+                "reconnect_at_once_prob": 0.3},
+        faults={"transmission_per_day": 5.0, "temporary_shots": [1, 1], "permanent_prob": 0.0,
+                "transmission_retained_pu": [0.3, 0.9]},
     )
     ev = shock_events(sc, samples=n, seed=5)
     for kind, rate in rates.items():
@@ -79,7 +83,7 @@ def test_event_frequencies_match_configured_probabilities():
     at_once = (trips["ramp_s"] == 0).mean()
     assert abs(at_once - 0.3) <= Z * math.sqrt(0.3 * 0.7 / len(trips))
 
-    p_any = 1 - math.exp(-rates["disturbance"] * 0.5 * days)
+    p_any = 1 - math.exp(-rates["sag"] * 0.5 * days)
     seen = trips["sample"].nunique() / n
     assert abs(seen - p_any) <= Z * math.sqrt(p_any * (1 - p_any) / n)
 
@@ -90,7 +94,7 @@ def test_trajectories_show_the_trips():
     sc = scenario(
         campus={"ride_through": [[0.6, 0.0]], "reconnect_delay_s": 1800.0, "reconnect_ramp_s": 0.0,
                 "backup_residual_frac": 0.02},
-        shocks={"disturbance_rate_per_day": 6.0, "reconnect_at_once_prob": 1.0},
+        shocks={"reconnect_at_once_prob": 1.0}, faults={"transmission_per_day": 6.0},
         hours=12.0,
     )
     df = generate_shocks(sc, samples=5, seed=3)
@@ -114,14 +118,18 @@ def test_generator_agrees_with_the_stepped_simpy_campus():
     campus stepped through the day (no POI voltage) see the same events, the same online
     flags, and the same draw up to the within-step approximations (partial swing cycles,
     products of step means; docs/campus.md)."""
-    sc = scenario(campus={"inference_noise": 0.0},
-                  shocks={"disturbance_rate_per_day": 4.0, "oscillation_rate_per_day": 6.0})
+    sc = scenario(campus={"inference_noise": 0.0}, shocks={"oscillation_rate_per_day": 6.0},
+                  faults={"transmission_per_day": 8.0})
     samples, seed = 2, 9
     df = generate_shocks(sc, samples=samples, seed=seed)
     cap = sc.campus[0].capacity_mw
+    edges = 60.0 * np.arange(1441)
     for s in range(samples):
         c = Campus(sc.campus[0], 60.0, sample_rng(seed, s, 0), 0.0, sc.shocks)
-        out = [c.step(60.0 * k, None) for k in range(1440)]
+        shots = _upstream_shots(sc, sample_fault_rng(seed, s), edges)
+        assert shots
+        out = [c.step(60.0 * k, None, [r for r in shots if 60.0 * k <= r["t_s"] < 60.0 * (k + 1)])
+               for k in range(1440)]
         g = df[df["sample"] == s]
         p = np.array([o.p_mw for o in out])
         np.testing.assert_array_equal(g["online"].to_numpy(), [o.online for o in out])
